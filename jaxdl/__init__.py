@@ -1,0 +1,1 @@
+"""jaxdl: a JAX functional research codebase for the science of deep learning."""

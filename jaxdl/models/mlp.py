@@ -1,0 +1,75 @@
+"""Linear models and multi-layer perceptrons (Flax Linen).
+
+Both take inputs ``x_Bx...`` (any trailing shape, flattened to ``x_BxD``) and return
+``outputs_BxK``. They accept ``train`` for a uniform model interface, and ignore it.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxdl.models.initializers import get_initializer
+
+ACTIVATIONS = {
+    "relu": nn.relu,
+    "tanh": jnp.tanh,
+    "sigmoid": nn.sigmoid,
+    "gelu": nn.gelu,
+    "identity": lambda x: x,
+}
+
+
+def get_activation(name: str):
+    """Activation function by name; raises ``ValueError`` listing the choices."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name]
+
+
+class MLP(nn.Module):
+    """h(theta, x) = W_L f(... f(W_1 x + b_1) ...) + b_L.
+
+    Attributes:
+      widths: hidden-layer widths, e.g. ``(128, 128)``; ``()`` gives a linear model.
+      num_outputs: K, the output dimension (classes or regression targets).
+      activation: one of ``relu, tanh, sigmoid, gelu, identity``.
+      initializer: kernel initialiser, one of ``glorot, he, lecun, orthogonal, normal``.
+      gain: multiplies the initialiser's standard deviation.
+      use_bias: whether each layer has a bias (initialised to zero).
+    """
+
+    widths: Sequence[int] = (128,)
+    num_outputs: int = 10
+    activation: str = "relu"
+    initializer: str = "he"
+    gain: float = 1.0
+    use_bias: bool = True
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        act = get_activation(self.activation)
+        kernel_init = get_initializer(self.initializer, self.gain)
+        x = x.reshape(x.shape[0], -1)
+        for i, width in enumerate(self.widths):
+            x = nn.Dense(width, use_bias=self.use_bias, kernel_init=kernel_init, name=f"hidden_{i}")(x)
+            x = act(x)
+        # The read-out is linear, so Glorot-style scaling is kept unless the user asks otherwise.
+        readout_init = kernel_init if self.initializer != "he" else get_initializer("lecun", self.gain)
+        return nn.Dense(self.num_outputs, use_bias=self.use_bias, kernel_init=readout_init, name="output")(x)
+
+
+class Linear(nn.Module):
+    """Linear model h(theta, x) = W x + b: logistic regression with cross-entropy,
+    least squares with MSE. Input ``x_Bx...`` is flattened; output ``outputs_BxK``."""
+
+    num_outputs: int = 10
+    use_bias: bool = True
+    initializer: str = "lecun"
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        x = x.reshape(x.shape[0], -1)
+        return nn.Dense(self.num_outputs, use_bias=self.use_bias, kernel_init=get_initializer(self.initializer), name="output")(x)

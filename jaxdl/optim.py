@@ -1,0 +1,122 @@
+"""Optimizers as Optax chains: ``get_optimizer(name, learning_rate, ...)``.
+
+Update rules (course notation, g the gradient, eta the learning rate):
+- gd / sgd: theta <- theta - eta g (gd is the same rule used with the full batch);
+- momentum / nesterov: heavy-ball and Nesterov momentum (Polyak 1964; Sutskever et al. 2013);
+- rmsprop: S <- b S + (1 - b) g^2, theta <- theta - eta g / sqrt(S + eps) (Tieleman & Hinton 2012);
+- adam / adamw: Kingma & Ba 2015 with bias correction; adamw decouples weight decay
+  (Loshchilov & Hutter 2019).
+
+Options shared by every optimizer: global-norm clipping g <- c g / ||g|| when ||g|| >= c
+(Pascanu et al. 2013), the course's L2 penalty gamma ||theta||^2 (its gradient 2 gamma theta is
+added to g before the optimizer sees it) and a learning-rate schedule.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import optax
+
+OPTIMIZERS = ("gd", "sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw")
+SCHEDULES = ("constant", "cosine", "step")
+
+
+def make_schedule(
+    learning_rate: float,
+    schedule: str = "constant",
+    total_steps: int | None = None,
+    warmup_steps: int = 0,
+    boundaries: Sequence[float] = (0.5, 0.75),
+    decay_factor: float = 0.1,
+) -> optax.Schedule:
+    """Learning rate as a function of the step.
+
+    ``cosine`` decays from ``learning_rate`` to 0; ``step`` multiplies it by ``decay_factor`` at
+    each boundary. A linear warm-up from 0 over ``warmup_steps`` may precede either; the decay
+    then spans the remaining ``total_steps - warmup_steps`` steps and the boundaries are
+    fractions of that span.
+    """
+    if not learning_rate > 0:
+        raise ValueError(f"learning_rate must be positive, got {learning_rate}")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}; choose one of {list(SCHEDULES)}")
+    if schedule != "constant" and (total_steps is None or total_steps <= 0):
+        raise ValueError(f"schedule {schedule!r} needs a positive total_steps, got {total_steps}")
+    if warmup_steps < 0:
+        raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
+    decay_steps = None if total_steps is None else max(total_steps - warmup_steps, 1)
+    if schedule == "constant":
+        main = optax.constant_schedule(learning_rate)
+    elif schedule == "cosine":
+        main = optax.cosine_decay_schedule(learning_rate, decay_steps)
+    else:
+        main = optax.piecewise_constant_schedule(
+            learning_rate, {int(b * decay_steps): decay_factor for b in boundaries}
+        )
+    if warmup_steps == 0:
+        return main
+    warmup = optax.linear_schedule(0.0, learning_rate, warmup_steps)
+    return optax.join_schedules([warmup, main], [warmup_steps])
+
+
+def get_optimizer(
+    name: str,
+    learning_rate: float | Callable,
+    *,
+    momentum: float = 0.9,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    decay: float = 0.9,
+    eps: float = 1e-8,
+    weight_decay: float = 1e-4,
+    l2: float = 0.0,
+    clip_norm: float | None = None,
+    schedule: str = "constant",
+    total_steps: int | None = None,
+    warmup_steps: int = 0,
+) -> optax.GradientTransformation:
+    """Build an Optax chain: [clip] -> [L2 gradient 2 l2 theta] -> optimizer(schedule).
+
+    Args:
+      name: one of ``OPTIMIZERS``.
+      learning_rate: positive float, or an Optax schedule (then ``schedule`` is ignored).
+      momentum: momentum coefficient for momentum/nesterov.
+      b1, b2, eps: Adam moments and epsilon; ``decay``/``eps`` for RMSprop.
+      weight_decay: decoupled decay for adamw only.
+      l2: gamma in the penalty gamma ||theta||^2 (coupled, applied to every parameter).
+      clip_norm: global-norm clipping threshold, or None.
+      schedule, total_steps, warmup_steps: see :func:`make_schedule`.
+    """
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; choose one of {list(OPTIMIZERS)}")
+    if callable(learning_rate):
+        lr = learning_rate
+    else:
+        lr = make_schedule(learning_rate, schedule, total_steps, warmup_steps)
+    if l2 < 0:
+        raise ValueError(f"l2 must be >= 0, got {l2}")
+    if clip_norm is not None and not clip_norm > 0:
+        raise ValueError(f"clip_norm must be positive or None, got {clip_norm}")
+    if not 0 <= momentum < 1:
+        raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+
+    if name in ("gd", "sgd"):
+        base = optax.sgd(lr)
+    elif name == "momentum":
+        base = optax.sgd(lr, momentum=momentum)
+    elif name == "nesterov":
+        base = optax.sgd(lr, momentum=momentum, nesterov=True)
+    elif name == "rmsprop":
+        base = optax.rmsprop(lr, decay=decay, eps=eps, eps_in_sqrt=True)
+    elif name == "adam":
+        base = optax.adam(lr, b1=b1, b2=b2, eps=eps)
+    else:
+        base = optax.adamw(lr, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay)
+
+    chain = []
+    if clip_norm is not None:
+        chain.append(optax.clip_by_global_norm(clip_norm))
+    if l2 > 0:
+        chain.append(optax.add_decayed_weights(2.0 * l2))
+    chain.append(base)
+    return optax.chain(*chain)

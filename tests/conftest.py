@@ -1,0 +1,18 @@
+"""Shared test set-up.
+
+Many tests compile identical programs (the same model fitted with several seeds, a run and
+its resumed copy). A persistent compilation cache in a temporary folder, switched on before
+the first compile, lets them share one compilation; it changes no numbers, and a cache the
+user configured wins.
+"""
+import atexit
+import shutil
+import tempfile
+
+import jax
+
+if jax.config.jax_compilation_cache_dir is None:
+    _CACHE_DIR = tempfile.mkdtemp(prefix="jaxdl-test-compile-cache-")
+    atexit.register(shutil.rmtree, _CACHE_DIR, ignore_errors=True)
+    jax.config.update("jax_compilation_cache_dir", _CACHE_DIR)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)

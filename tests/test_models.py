@@ -1,0 +1,233 @@
+"""Tests of jaxdl.models: registry, shapes, forward passes against NumPy, initialiser statistics."""
+from __future__ import annotations
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxdl import losses
+from jaxdl.models import MLP, Linear, get_model
+
+NUMPY_ACTIVATIONS = {
+    "relu": lambda z: np.maximum(z, 0.0),
+    "tanh": np.tanh,
+    "sigmoid": lambda z: 1.0 / (1.0 + np.exp(-z)),
+    "identity": lambda z: z,
+}
+
+
+def _numpy_params(model, x, seed=0):
+    """Parameters with the model's structure (from eval_shape, no compile) drawn in NumPy.
+
+    Biases are non-zero too, so that a forward pass that drops them fails.
+    """
+    shapes = jax.eval_shape(model.init, jax.random.key(0), x)["params"]
+    rng = np.random.default_rng(seed)
+    return jax.tree.map(lambda v: jnp.asarray(rng.normal(size=v.shape) / np.sqrt(v.shape[0]), v.dtype), shapes)
+
+
+def _numpy_forward(params, x, activation, num_hidden):
+    """h = W_L f(... f(x W_1 + b_1) ...) + b_L in float64, with x flattened to (B, D)."""
+    h = np.asarray(x, np.float64).reshape(x.shape[0], -1)
+    act = NUMPY_ACTIVATIONS[activation]
+    for i in range(num_hidden):
+        layer = params[f"hidden_{i}"]
+        h = act(h @ np.asarray(layer["kernel"], np.float64) + np.asarray(layer["bias"], np.float64))
+    out = params["output"]
+    return h @ np.asarray(out["kernel"], np.float64) + np.asarray(out["bias"], np.float64)
+
+
+# ----------------------------------------------------------------------------- registry
+
+
+def test_registry_builds_the_requested_module():
+    mlp = get_model("mlp", widths=(3,), num_outputs=2, activation="tanh")
+    assert isinstance(mlp, MLP) and mlp.widths == (3,) and mlp.activation == "tanh"
+    linear = get_model("linear", num_outputs=4)
+    assert isinstance(linear, Linear) and linear.num_outputs == 4
+
+
+def test_unknown_model_name_raises_naming_it():
+    with pytest.raises(ValueError, match="resnet"):
+        get_model("resnet")
+
+
+def test_unknown_hyper_parameter_raises_naming_it():
+    with pytest.raises(ValueError, match="depth"):
+        get_model("mlp", depth=3)
+    with pytest.raises(ValueError, match="widths"):  # linear has no hidden layers
+        get_model("linear", widths=(3,))
+
+
+def test_unknown_activation_and_initializer_raise_naming_them():
+    x = jnp.zeros((1, 5))
+    with pytest.raises(ValueError, match="swish"):
+        get_model("mlp", widths=(3,), activation="swish").init(jax.random.key(0), x)
+    with pytest.raises(ValueError, match="xavier"):
+        get_model("mlp", widths=(3,), initializer="xavier").init(jax.random.key(0), x)
+
+
+# ----------------------------------------------------------------------------- shapes
+
+
+@pytest.mark.parametrize("name, hparams", [("linear", {}), ("mlp", {"widths": (7, 6)})])
+@pytest.mark.parametrize("input_shape", [(4, 5), (4, 8, 8, 1)])
+def test_output_shapes(name, hparams, input_shape):
+    model = get_model(name, num_outputs=3, **hparams)
+    x = jnp.zeros(input_shape)
+    variables = jax.eval_shape(model.init, jax.random.key(0), x)
+    chex.assert_shape(jax.eval_shape(model.apply, variables, x), (4, 3))
+    # The first kernel sees the flattened input.
+    first = "output" if name == "linear" else "hidden_0"
+    chex.assert_shape(variables["params"][first]["kernel"], (int(np.prod(input_shape[1:])), 7 if name == "mlp" else 3))
+
+
+# ----------------------------------------------------------------------------- forward passes
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid"])
+def test_mlp_forward_matches_numpy(activation):
+    model = get_model("mlp", widths=(7, 6), num_outputs=3, activation=activation)
+    x = np.random.default_rng(0).normal(size=(4, 5)).astype(np.float32)
+    params = _numpy_params(model, x)
+    out = jax.jit(model.apply)({"params": params}, x)
+    np.testing.assert_allclose(out, _numpy_forward(params, x, activation, 2), rtol=1e-5, atol=1e-5)
+
+
+def test_mlp_flattens_image_inputs():
+    model = get_model("mlp", widths=(7,), num_outputs=3, activation="tanh")
+    x = np.random.default_rng(1).normal(size=(2, 8, 8, 1)).astype(np.float32)
+    params = _numpy_params(model, x)
+    out = jax.jit(model.apply)({"params": params}, x)
+    np.testing.assert_allclose(out, _numpy_forward(params, x, "tanh", 1), rtol=1e-5, atol=1e-5)
+
+
+def test_identity_mlp_is_exactly_a_linear_map():
+    model = get_model("mlp", widths=(6, 4), num_outputs=3, activation="identity")
+    x = np.random.default_rng(2).normal(size=(5, 5)).astype(np.float32)
+    p = {k: {n: np.asarray(v, np.float64) for n, v in layer.items()}
+         for k, layer in _numpy_params(model, x).items()}
+    out = jax.jit(model.apply)({"params": jax.tree.map(jnp.float32, p)}, x)
+    # Compose: x W1 W2 W3 + (b1 W2 W3 + b2 W3 + b3).
+    w1, w2, w3 = p["hidden_0"]["kernel"], p["hidden_1"]["kernel"], p["output"]["kernel"]
+    b1, b2, b3 = p["hidden_0"]["bias"], p["hidden_1"]["bias"], p["output"]["bias"]
+    matrix = w1 @ w2 @ w3
+    offset = b1 @ w2 @ w3 + b2 @ w3 + b3
+    np.testing.assert_allclose(out, x @ matrix + offset, rtol=1e-5, atol=1e-5)
+
+
+def test_linear_model_forward_matches_numpy():
+    model = get_model("linear", num_outputs=3)
+    x = np.random.default_rng(3).normal(size=(2, 8, 8, 1)).astype(np.float32)
+    params = _numpy_params(model, x)
+    assert set(params) == {"output"}
+    out = jax.jit(model.apply)({"params": params}, x)
+    expected = x.reshape(2, -1) @ np.asarray(params["output"]["kernel"]) + np.asarray(params["output"]["bias"])
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_use_bias_false_removes_biases():
+    x = jnp.zeros((1, 5))
+    with_bias = jax.eval_shape(get_model("mlp", widths=(4, 4), num_outputs=2).init, jax.random.key(0), x)
+    assert all(set(layer) == {"kernel", "bias"} for layer in with_bias["params"].values())
+    for name, hparams in [("mlp", {"widths": (4, 4)}), ("linear", {})]:
+        model = get_model(name, num_outputs=2, use_bias=False, **hparams)
+        variables = jax.eval_shape(model.init, jax.random.key(0), x)
+        assert all(set(layer) == {"kernel"} for layer in variables["params"].values())
+
+
+# ----------------------------------------------------------------------------- initialisers
+
+FAN_IN, FAN_OUT, NUM_OUTPUTS = 400, 600, 20
+WIDE = {  # name: (initializer, gain)
+    "glorot": ("glorot", 1.0),
+    "he": ("he", 1.0),
+    "lecun": ("lecun", 1.0),
+    "normal": ("normal", 2.0),
+}
+ORTHOGONAL_GAIN, ORTHOGONAL_WIDTH = 2.0, 16
+
+
+@pytest.fixture(scope="module")
+def initialised():
+    """Params of every initialiser's model, drawn in one compiled program (compiles dominate)."""
+    wide = {
+        name: get_model("mlp", widths=(FAN_OUT,), num_outputs=NUM_OUTPUTS, initializer=init, gain=gain)
+        for name, (init, gain) in WIDE.items()
+    }
+    orthogonal = get_model("mlp", widths=(ORTHOGONAL_WIDTH,), num_outputs=3, initializer="orthogonal",
+                           gain=ORTHOGONAL_GAIN)
+
+    @jax.jit
+    def init_all(key):
+        keys = jax.random.split(key, len(wide) + 1)
+        params = {name: model.init(k, jnp.zeros((1, FAN_IN)))["params"] for (name, model), k in zip(wide.items(), keys)}
+        params["orthogonal"] = orthogonal.init(keys[-1], jnp.zeros((1, ORTHOGONAL_WIDTH)))["params"]
+        return params
+
+    return jax.tree.map(lambda v: np.asarray(v, np.float64), init_all(jax.random.key(4)))
+
+
+@pytest.mark.parametrize(
+    "name, variance",
+    [
+        ("glorot", 2.0 / (FAN_IN + FAN_OUT)),  # Glorot & Bengio 2010
+        ("he", 2.0 / FAN_IN),  # He et al. 2015
+        ("lecun", 1.0 / FAN_IN),
+        ("normal", 4.0 / FAN_IN),  # gain^2 / fan_in with gain 2
+    ],
+)
+def test_initialiser_variance_of_a_wide_layer(initialised, name, variance):
+    kernel = initialised[name]["hidden_0"]["kernel"]
+    assert kernel.shape == (FAN_IN, FAN_OUT)
+    # 240000 samples: the variance estimate has relative standard error about 0.3%.
+    assert abs(kernel.var() / variance - 1.0) < 0.03
+    assert abs(kernel.mean()) < 5 * np.sqrt(variance / kernel.size)
+    if name == "glorot":  # uniform on [-sqrt(6 / (fan_in + fan_out)), +sqrt(...)]
+        assert np.abs(kernel).max() <= np.sqrt(6.0 / (FAN_IN + FAN_OUT)) * (1 + 1e-6)
+    assert not np.any(initialised[name]["hidden_0"]["bias"])
+
+
+def test_he_readout_uses_lecun_variance(initialised):
+    # Documented in mlp.py: the linear read-out of a He-initialised MLP gets 1 / fan_in.
+    readout = initialised["he"]["output"]["kernel"]
+    assert readout.shape == (FAN_OUT, NUM_OUTPUTS)
+    assert abs(readout.var() * FAN_OUT - 1.0) < 0.1  # 12000 samples: standard error 1.3%
+
+
+def test_orthogonal_initialiser_gives_orthonormal_columns(initialised):
+    params, gain2 = initialised["orthogonal"], ORTHOGONAL_GAIN**2
+    square = params["hidden_0"]["kernel"]
+    np.testing.assert_allclose(square.T @ square, gain2 * np.eye(ORTHOGONAL_WIDTH), atol=1e-5)
+    np.testing.assert_allclose(square @ square.T, gain2 * np.eye(ORTHOGONAL_WIDTH), atol=1e-5)
+    tall = params["output"]["kernel"]  # (16, 3): orthonormal columns
+    np.testing.assert_allclose(tall.T @ tall, gain2 * np.eye(3), atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- gradients
+
+
+def test_gradients_are_finite_under_jit_and_match_a_finite_difference():
+    model = get_model("mlp", widths=(8, 8), num_outputs=2, activation="tanh")
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(6, 4, 4, 1)).astype(np.float32)
+    y = rng.normal(size=(6, 2)).astype(np.float32)
+    params = _numpy_params(model, x)
+
+    def loss(p):
+        return losses.half_mse(model.apply({"params": p}, x), y)
+
+    loss_and_grad = jax.jit(jax.value_and_grad(loss))
+    _, grads = loss_and_grad(params)
+    chex.assert_tree_all_finite(grads)
+    chex.assert_trees_all_equal_shapes_and_dtypes(grads, params)
+    assert any(np.any(g) for g in jax.tree.leaves(grads))
+    # Central difference along a random direction d: (L(p + h d) - L(p - h d)) / 2h = <grad, d>.
+    direction = jax.tree.map(lambda v: jnp.asarray(rng.normal(size=v.shape), v.dtype), params)
+    h = 1e-2
+    plus, _ = loss_and_grad(jax.tree.map(lambda p, d: p + h * d, params, direction))
+    minus, _ = loss_and_grad(jax.tree.map(lambda p, d: p - h * d, params, direction))
+    directional = sum(float(np.vdot(g, d)) for g, d in zip(jax.tree.leaves(grads), jax.tree.leaves(direction)))
+    np.testing.assert_allclose((float(plus) - float(minus)) / (2 * h), directional, rtol=2e-3)
