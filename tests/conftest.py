@@ -16,3 +16,7 @@ if jax.config.jax_compilation_cache_dir is None:
     atexit.register(shutil.rmtree, _CACHE_DIR, ignore_errors=True)
     jax.config.update("jax_compilation_cache_dir", _CACHE_DIR)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+# The tests compare float32 results with float64 NumPy references at tight tolerances; on GPUs
+# and TPUs JAX's default float32 matmul precision (TF32 or bf16 passes) would break them.
+jax.config.update("jax_default_matmul_precision", "highest")

@@ -331,7 +331,7 @@ def test_make_apply_fn_equals_model_apply():
     x = np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32)
     params = model.init(jax.random.key(1), x)["params"]
     apply_fn = train.make_apply_fn(model)
-    np.testing.assert_allclose(jax.jit(apply_fn)(params, x), model.apply({"params": params}, x), rtol=1e-6)
+    np.testing.assert_allclose(jax.jit(apply_fn)(params, x), model.apply({"params": params}, x), rtol=1e-5, atol=1e-7)
 
 
 def test_jitted_train_step_decreases_loss_and_reports_grad_norm():
