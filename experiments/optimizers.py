@@ -24,7 +24,7 @@ import optax
 
 from experiments import common
 from jaxdl import data as datasets
-from jaxdl import optim, plot, train
+from jaxdl import io, optim, plot, train
 from jaxdl.models import get_model
 
 NAME = "optimizers"
@@ -150,7 +150,14 @@ def steps_to_tolerance(values, tolerance):
 
 def run(config, workdir: str) -> dict:
     _validate(config)
-    os.makedirs(workdir, exist_ok=True)
+    run_dir = io.RunDir(workdir)
+    with run_dir.logger() as logger:
+        result, arrays = _run(config, workdir, logger)
+    run_dir.save_results(**arrays)
+    return result
+
+
+def _run(config, workdir, logger):
     key = jax.random.key(config.seed)
     quad_key, rosen_key = jax.random.split(key)
     figures, tables = [], {}
@@ -216,7 +223,8 @@ def run(config, workdir: str) -> dict:
     for name, lr in config.learning_rates.items():
         tx = optim.get_optimizer(name, lr)
         start = time.perf_counter()
-        result = train.fit_seeds(model, data, tx, seeds=seeds, epochs=config.epochs, batch_size=config.batch_size)
+        result = train.fit_seeds(model, data, tx, seeds=seeds, epochs=config.epochs, batch_size=config.batch_size,
+                                 logger=logger.with_tags(run=f"{config.dataset}/{name}"))
         seconds[name] = time.perf_counter() - start
         histories[name] = result.history
     epochs = np.arange(1, config.epochs + 1)
@@ -236,6 +244,9 @@ def run(config, workdir: str) -> dict:
           "{:.3f} +- {:.3f}".format(*final[k]["test_accuracy"]), seconds[k]] for k in histories],
         float_format="{:.3g}")
 
+    arrays = {f"quadratic_path/{k}": p for k, p in quad_paths.items()}
+    arrays.update({f"rosenbrock_path/{k}": p for k, p in rosen_paths.items()})
+    arrays.update({f"{config.dataset}/{k}/{m}": h[m] for k, h in histories.items() for m in h})
     return {
         "tables": tables,
         "figures": figures,
@@ -248,7 +259,7 @@ def run(config, workdir: str) -> dict:
         "expected_momentum_rate": polyak["momentum_rate"],
         "rosenbrock_final": rosen_final,
         "mnist1d_final": final,
-    }
+    }, arrays
 
 
 def _save_curves(curves, xlabel, ylabel, title, logy, path):

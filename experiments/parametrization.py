@@ -21,7 +21,7 @@ import numpy as np
 
 from experiments import common
 from jaxdl import data as datasets
-from jaxdl import optim, plot, train
+from jaxdl import io, optim, plot, train
 from jaxdl.models import get_model
 
 NAME = "parametrization"
@@ -84,7 +84,14 @@ def build_model(kind: str, config, num_outputs: int):
 
 def run(config, workdir: str) -> dict:
     _validate(config)
-    os.makedirs(workdir, exist_ok=True)
+    run_dir = io.RunDir(workdir)
+    with run_dir.logger() as logger:
+        result = _run(config, workdir, logger)
+    run_dir.save_results(**{f"accuracy/{k}": np.asarray(v) for k, v in result["accuracy"].items()})
+    return result
+
+
+def _run(config, workdir, logger) -> dict:
     figures, rows, accuracy = [], [], {}
     for dataset_name in config.toy_datasets:
         data = datasets.load(dataset_name, seed=config.seed)
@@ -94,7 +101,7 @@ def run(config, workdir: str) -> dict:
             model = build_model(kind, config, data.num_classes)
             start = time.perf_counter()
             result = train.fit(model, data, tx, epochs=config.toy_epochs, batch_size=config.toy_batch_size,
-                               seed=config.seed)
+                               seed=config.seed, logger=logger.with_tags(run=f"{dataset_name}/{kind}"))
             seconds = time.perf_counter() - start
             h = result.history
             accuracy[(dataset_name, kind)] = (float(h["train_accuracy"][-1]), float(h["test_accuracy"][-1]))
@@ -112,7 +119,7 @@ def run(config, workdir: str) -> dict:
     tx = optim.get_optimizer("adam", config.digits_learning_rate)
     start = time.perf_counter()
     result = train.fit(model, digits, tx, epochs=config.digits_epochs, batch_size=config.digits_batch_size,
-                       seed=config.seed)
+                       seed=config.seed, logger=logger.with_tags(run="digits/mlp"))
     h = result.history
     accuracy[("digits", "mlp")] = (float(h["train_accuracy"][-1]), float(h["test_accuracy"][-1]))
     rows.append(["digits", "mlp", *accuracy[("digits", "mlp")], time.perf_counter() - start])

@@ -124,7 +124,8 @@ def _drop_partial_last_line(path: str, chunk_size: int = 1 << 16) -> None:
 
 
 class MetricsLogger:
-    """Appends one JSON line per `log` call to a metrics file, flushed and fsynced each time.
+    """Appends one JSON line per `log` call to a metrics file, flushed each time (and fsynced
+    on close: a killed process loses nothing it logged, a lost machine at most the OS buffer).
 
     An interrupted run keeps every line it logged; at worst the last line is truncated, which
     `read_metrics` skips. A logger opened on such a file (a resumed run) first cuts the
@@ -145,10 +146,15 @@ class MetricsLogger:
         record = {"step": int(step), **to_builtin(metrics)}
         self._file.write(json.dumps(record, sort_keys=True) + "\n")
         self._file.flush()
-        os.fsync(self._file.fileno())
+
+    def with_tags(self, **tags: Any) -> "TaggedLogger":
+        """A view that adds `tags` (e.g. `run="spirals/mlp"`) to every line it logs."""
+        return TaggedLogger(self, tags)
 
     def close(self) -> None:
         if not self._file.closed:
+            self._file.flush()
+            os.fsync(self._file.fileno())
             self._file.close()
 
     def __enter__(self) -> MetricsLogger:
@@ -156,6 +162,17 @@ class MetricsLogger:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+
+class TaggedLogger:
+    """`log(step, **metrics)` into a `MetricsLogger` with fixed extra fields (several fits of one
+    experiment share one metrics.jsonl and stay distinguishable)."""
+
+    def __init__(self, logger: MetricsLogger, tags: dict[str, Any]):
+        self._logger, self._tags = logger, dict(tags)
+
+    def log(self, step: int, **metrics: Any) -> None:
+        self._logger.log(step, **self._tags, **metrics)
 
 
 def read_metrics(path: PathLike) -> list[dict]:
