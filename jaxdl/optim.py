@@ -5,7 +5,9 @@ Update rules (course notation, g the gradient, eta the learning rate):
 - momentum / nesterov: heavy-ball and Nesterov momentum (Polyak 1964; Sutskever et al. 2013);
 - rmsprop: S <- b S + (1 - b) g^2, theta <- theta - eta g / sqrt(S + eps) (Tieleman & Hinton 2012);
 - adam / adamw: Kingma & Ba 2015 with bias correction; adamw decouples weight decay
-  (Loshchilov & Hutter 2019).
+  (Loshchilov & Hutter 2019);
+- sam: any of the above (``base``) fed the gradient at w + rho g / ||g|| (Foret et al. 2021,
+  :mod:`jaxdl.sam`); its ``update`` needs ``grad_fn``, which ``jaxdl.train`` passes.
 
 Options shared by every optimizer: global-norm clipping g <- c g / ||g|| when ||g|| >= c
 (Pascanu et al. 2013), the course's L2 penalty gamma ||theta||^2 (its gradient 2 gamma theta is
@@ -17,7 +19,11 @@ from typing import Callable, Sequence
 
 import optax
 
+from jaxdl.sam import sam
+
+# Update rules of one gradient; WRAPPERS feed one of them a different gradient.
 OPTIMIZERS = ("gd", "sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw")
+WRAPPERS = ("sam",)
 SCHEDULES = ("constant", "cosine", "step")
 
 
@@ -74,11 +80,16 @@ def get_optimizer(
     schedule: str = "constant",
     total_steps: int | None = None,
     warmup_steps: int = 0,
+    base: str = "sgd",
+    rho: float = 0.05,
 ) -> optax.GradientTransformation:
     """Build an Optax chain: [clip] -> [L2 gradient 2 l2 theta] -> optimizer(schedule).
 
+    ``name="sam"`` wraps the chain of ``base`` (built with every other option) in
+    :func:`jaxdl.sam.sam`: clipping and the L2 term then act on the SAM gradient.
+
     Args:
-      name: one of ``OPTIMIZERS``.
+      name: one of ``OPTIMIZERS`` or ``WRAPPERS``.
       learning_rate: positive float, or an Optax schedule (then ``schedule`` is ignored).
       momentum: momentum coefficient for momentum/nesterov.
       b1, b2, eps: Adam moments and epsilon; ``decay``/``eps`` for RMSprop.
@@ -86,9 +97,17 @@ def get_optimizer(
       l2: gamma in the penalty gamma ||theta||^2 (coupled, applied to every parameter).
       clip_norm: global-norm clipping threshold, or None.
       schedule, total_steps, warmup_steps: see :func:`make_schedule`.
+      base: for sam, the optimizer in ``OPTIMIZERS`` that takes the SAM gradient.
+      rho: for sam, the perturbation radius (> 0).
     """
+    if name == "sam":
+        if base not in OPTIMIZERS:
+            raise ValueError(f"unknown base optimizer {base!r} for sam; choose one of {list(OPTIMIZERS)}")
+        options = dict(momentum=momentum, b1=b1, b2=b2, decay=decay, eps=eps, weight_decay=weight_decay, l2=l2,
+                       clip_norm=clip_norm, schedule=schedule, total_steps=total_steps, warmup_steps=warmup_steps)
+        return sam(get_optimizer(base, learning_rate, **options), rho)
     if name not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}; choose one of {list(OPTIMIZERS)}")
+        raise ValueError(f"unknown optimizer {name!r}; choose one of {list(OPTIMIZERS + WRAPPERS)}")
     if callable(learning_rate):
         lr = learning_rate
     else:

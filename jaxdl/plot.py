@@ -288,3 +288,38 @@ def bar_chart(
     ax.grid(axis="y", alpha=0.3)
     ax.legend()
     return _finish(fig, path)
+
+
+def spectral_density(
+    grid: Sequence[float],
+    density: Sequence[float],
+    eigenvalues: Sequence[float] | None = None,
+    log: bool = True,
+    xlabel: str = "eigenvalue",
+    title: str = "",
+    path: str | os.PathLike | None = None,
+) -> matplotlib.figure.Figure:
+    """An eigenvalue density (e.g. :func:`jaxdl.curvature.hessian_spectral_density`).
+
+    Args:
+      grid, density: the density on its grid, shape (G,) each.
+      eigenvalues: exact eigenvalues, if known, drawn as a rug along the axis.
+      log: logarithmic density axis (floored at 1e-12 of the peak), where the outliers of a
+        Hessian spectrum show.
+    """
+    grid = np.asarray(grid, dtype=np.float64)
+    density = np.asarray(density, dtype=np.float64)
+    if grid.shape != density.shape or grid.ndim != 1:
+        raise ValueError(f"spectral_density: grid {grid.shape} and density {density.shape} must be equal 1-D shapes")
+    fig, ax = plt.subplots(figsize=(6, 4))
+    shown = np.maximum(density, 1e-12 * max(density.max(), 1e-300)) if log else density
+    ax.plot(grid, shown, color="tab:blue", label="density")
+    if eigenvalues is not None:
+        ax.plot(np.asarray(eigenvalues), np.full(len(eigenvalues), shown.min()), "|", color="tab:red",
+                ms=12, label="eigenvalues")
+        ax.legend()
+    if log:
+        ax.set_yscale("log")
+    ax.set(xlabel=xlabel, ylabel="density", title=title)
+    ax.grid(alpha=0.3)
+    return _finish(fig, path)

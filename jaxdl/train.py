@@ -113,6 +113,8 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, loss: st
 
     ``batch = (x_Bx..., y_B...)``; ``metrics`` holds the batch ``loss`` (before the update),
     ``grad_norm`` and, for classification, ``accuracy``. Jit it once (``fit`` does).
+    Transformations that take extra arguments get ``grad_fn(params) -> grads`` on the same batch
+    (what :func:`jaxdl.sam.sam` needs).
     """
     losses.check_loss_name(loss)
 
@@ -126,7 +128,15 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, loss: st
             return per_example["loss"].mean(), (per_example, model_state)
 
         (value, (per_example, model_state)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        if isinstance(tx, optax.GradientTransformationExtraArgs):
+            # The batch gradient at other params (SAM's ascent point), same batch and rng;
+            # traced only if a transformation calls it.
+            def grad_fn(params):
+                return jax.grad(lambda p: objective(p)[0])(params)
+
+            updates, opt_state = tx.update(grads, state.opt_state, state.params, grad_fn=grad_fn)
+        else:
+            updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics = {name: v.mean() for name, v in per_example.items()}
         metrics["grad_norm"] = tree.norm(grads)

@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdl import losses
-from jaxdl.models import MLP, Linear, get_model
+from jaxdl import losses, train
+from jaxdl.models import MLP, MODELS, Graph, Linear, get_model, pack_graph
 
 NUMPY_ACTIVATIONS = {
     "relu": lambda z: np.maximum(z, 0.0),
@@ -50,8 +50,9 @@ def test_registry_builds_the_requested_module():
 
 
 def test_unknown_model_name_raises_naming_it():
-    with pytest.raises(ValueError, match="resnet"):
-        get_model("resnet")
+    with pytest.raises(ValueError, match="vgg16") as error:
+        get_model("vgg16")
+    assert all(repr(name) in str(error.value) for name in MODELS)  # and lists the choices
 
 
 def test_unknown_hyper_parameter_raises_naming_it():
@@ -206,6 +207,17 @@ def test_orthogonal_initialiser_gives_orthonormal_columns(initialised):
     np.testing.assert_allclose(tall.T @ tall, gain2 * np.eye(3), atol=1e-5)
 
 
+def test_flat_drawn_initialisers_equal_jax_variance_scaling():
+    # jaxdl draws kernels as vectors (faster to compile); the numbers must be jax's own.
+    from jaxdl.models.initializers import variance_scaling
+
+    key = jax.random.key(8)
+    for args in [(2.0, "fan_in", "normal"), (1.0, "fan_avg", "uniform")]:
+        for shape in [(5, 7), (2, 3, 5)]:
+            np.testing.assert_array_equal(variance_scaling(*args)(key, shape),
+                                          jax.nn.initializers.variance_scaling(*args)(key, shape))
+
+
 # ----------------------------------------------------------------------------- gradients
 
 
@@ -231,3 +243,58 @@ def test_gradients_are_finite_under_jit_and_match_a_finite_difference():
     minus, _ = loss_and_grad(jax.tree.map(lambda p, d: p - h * d, params, direction))
     directional = sum(float(np.vdot(g, d)) for g, d in zip(jax.tree.leaves(grads), jax.tree.leaves(direction)))
     np.testing.assert_allclose((float(plus) - float(minus)) / (2 * h), directional, rtol=2e-3)
+
+
+# ----------------------------------------------------------------------------- every registered model
+
+
+def _packed_graph(rng):
+    adjacency = (rng.uniform(size=(2, 5, 5)) < 0.5).astype(np.float32)
+    mask = np.array([[True] * 5, [True] * 3 + [False] * 2])
+    return np.asarray(pack_graph(Graph(rng.normal(size=(2, 5, 3)).astype(np.float32), adjacency, mask)))
+
+
+SMALL_MODELS = {  # name: (small hyper-parameters, input shape or input maker)
+    "linear": ({}, (2, 5)),
+    "mlp": ({"widths": (4,)}, (2, 5)),
+    "cnn1d": ({"channels": (3, 3), "dense_widths": (4,)}, (2, 12)),
+    "cnn2d": ({"channels": (3,), "dense_widths": (4,)}, (2, 6, 6, 2)),
+    "resnet": ({"depth": 8, "width_multiplier": 0.25}, (2, 8, 8, 3)),
+    "rnn": ({"hidden_size": 4, "num_layers": 2}, (2, 6)),
+    "lstm": ({"hidden_size": 4}, (2, 6, 2)),
+    "gru": ({"hidden_size": 4}, (2, 6)),
+    "transformer": ({"num_layers": 1, "model_dim": 8, "num_heads": 2, "mlp_dim": 8, "dropout_rate": 0.1}, (2, 6)),
+    "graph_network": ({"hidden_dim": 4, "num_layers": 1}, _packed_graph),
+    "gat": ({"hidden_dim": 3, "num_heads": 2, "dropout_rate": 0.1}, _packed_graph),
+}
+
+
+def test_every_registered_model_has_a_small_configuration_below():
+    assert set(SMALL_MODELS) == set(MODELS)
+
+
+@pytest.mark.parametrize("name", sorted(SMALL_MODELS))
+def test_every_model_under_jit_has_the_output_shape_and_finite_gradients(name):
+    hparams, make_input = SMALL_MODELS[name]
+    model = get_model(name, num_outputs=3, **hparams)
+    rng = np.random.default_rng(6)
+    x = make_input(rng) if callable(make_input) else rng.normal(size=make_input).astype(np.float32)
+    y = rng.integers(0, 3, x.shape[0]).astype(np.int32)
+
+    @jax.jit
+    def run(key):
+        variables = model.init(key, x)
+        params = variables["params"]
+        model_state = {k: v for k, v in variables.items() if k != "params"}
+
+        def loss(params):  # the training path of jaxdl.train: mutable state, dropout rng
+            outputs, _ = train.apply_model(model, params, model_state, x, train=True, rng=jax.random.key(1))
+            return losses.per_example_metrics("cross_entropy", outputs, y)["loss"].mean()
+
+        return train.apply_model(model, params, model_state, x), jax.grad(loss)(params)
+
+    outputs, grads = run(jax.random.key(0))
+    chex.assert_shape(outputs, (x.shape[0], 3))
+    chex.assert_tree_all_finite((outputs, grads))
+    assert np.all(np.isfinite(np.asarray(outputs)))
+    assert sum(float(np.abs(g).sum()) for g in jax.tree.leaves(grads)) > 0

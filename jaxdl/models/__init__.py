@@ -2,7 +2,21 @@
 
 Every model is called as ``module.apply(variables, x, train=False)`` and maps a batch
 ``x_Bx...`` to ``outputs_BxK``; :func:`jaxdl.train.make_apply_fn` turns it into the pure
-``apply_fn(params, x)`` that the analysis tools take.
+``apply_fn(params, x)`` that the analysis tools take. Registered names (main hyper-parameters;
+input -> output):
+
+- ``linear``, ``mlp`` (``widths``, ``activation``, ``initializer``): ``x_Bx...`` flattened -> ``BxK``;
+- ``cnn1d`` (``channels``, ``kernel_size``, ``padding``, ``pool``, ``readout``, ``dense_widths``):
+  ``x_BxL`` or ``x_BxLxC`` -> ``BxK``;
+- ``cnn2d`` (same): NHWC ``x_BxHxW[xC]`` -> ``BxK``;
+- ``resnet`` (``depth=20``, ``width_multiplier``, ``norm``, ``skip_init``, ``shortcut``): NHWC -> ``BxK``,
+  BatchNorm statistics in the ``'batch_stats'`` collection;
+- ``rnn``, ``lstm`` (``peepholes``), ``gru`` (``hidden_size``, ``num_layers``, ``readout``,
+  ``recurrent_init``, ``spectral_radius``): ``x_BxL`` or ``x_BxLxF`` -> ``BxK`` (or ``BxLxK``);
+- ``transformer`` (``num_layers``, ``model_dim``, ``num_heads``, ``positional``, ``readout``,
+  ``norm_position``): ``x_BxL`` or ``x_BxLxF`` -> ``BxK`` (or ``BxLxK``);
+- ``graph_network``, ``gat`` (``hidden_dim``, ``num_layers``, ``task``): a :class:`Graph` or its
+  packed array ``BxNx(N+1+F)`` -> ``BxK`` (``task='graph'``) or ``BxNxK`` (``task='node'``).
 """
 from __future__ import annotations
 
@@ -10,12 +24,26 @@ import dataclasses
 
 import flax.linen as nn
 
+from jaxdl.models.attention import Transformer
+from jaxdl.models.cnn import CNN1D, CNN2D
+from jaxdl.models.graph import GAT, Graph, GraphNetwork, as_graph, graph_from_edges, pack_graph
 from jaxdl.models.initializers import INITIALIZERS, get_initializer
 from jaxdl.models.mlp import ACTIVATIONS, MLP, Linear, get_activation
+from jaxdl.models.recurrent import GRU, LSTM, RNN, recurrent_initializer
+from jaxdl.models.resnet import ResNet
 
 MODELS: dict[str, type[nn.Module]] = {
     "linear": Linear,
     "mlp": MLP,
+    "cnn1d": CNN1D,
+    "cnn2d": CNN2D,
+    "resnet": ResNet,
+    "rnn": RNN,
+    "lstm": LSTM,
+    "gru": GRU,
+    "transformer": Transformer,
+    "graph_network": GraphNetwork,
+    "gat": GAT,
 }
 
 
@@ -31,5 +59,6 @@ def get_model(name: str, **hparams) -> nn.Module:
     return cls(**hparams)
 
 
-__all__ = ["MODELS", "get_model", "MLP", "Linear", "INITIALIZERS", "get_initializer",
-           "ACTIVATIONS", "get_activation"]
+__all__ = ["MODELS", "get_model", "MLP", "Linear", "CNN1D", "CNN2D", "ResNet", "RNN", "LSTM", "GRU",
+           "Transformer", "GraphNetwork", "GAT", "Graph", "graph_from_edges", "pack_graph", "as_graph",
+           "INITIALIZERS", "get_initializer", "recurrent_initializer", "ACTIVATIONS", "get_activation"]

@@ -1,0 +1,247 @@
+"""Extreme Hessian eigenpairs: Lanczos with full reorthogonalisation, and power iteration.
+
+Both run as one compiled program: the Lanczos recurrence is a ``lax.fori_loop`` over a
+preallocated ``(steps, P)`` basis, power iteration a ``lax.while_loop`` per eigenpair inside a
+``lax.scan`` over the k pairs. Vectors are flat (R^P, :func:`jaxdl.tree.flatten` order)
+inside; eigenvectors are returned as pytrees shaped like ``params`` with a leading axis K.
+
+The functions are jitted with ``loss`` as a static argument: pass the same function object on
+every call (not a fresh ``lambda``) to reuse the compiled program.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxdl import tree
+from jaxdl.curvature.hvp import check_chunk_size, default_key, hessian_matvec
+
+PyTree = Any
+_HIGHEST = jax.lax.Precision.HIGHEST
+
+
+class Eigenpairs(NamedTuple):
+    """``eigenvalues_K`` and ``eigenvectors``: a pytree like ``params`` whose leaves have a
+    leading axis K (unit norm over the whole pytree); pair i is ``eigenvalues[i]`` with
+    ``jax.tree.map(lambda a: a[i], eigenvectors)``."""
+
+    eigenvalues: jax.Array
+    eigenvectors: PyTree
+
+
+class PowerIteration(NamedTuple):
+    """Eigenpairs from :func:`hessian_power_iteration` and the matrix-vector products spent on
+    each (``steps_K``)."""
+
+    eigenvalues: jax.Array
+    eigenvectors: PyTree
+    steps: jax.Array
+
+
+class LanczosResult(NamedTuple):
+    """A Lanczos run of S steps.
+
+    Attributes:
+      alphas: (S,) diagonal of the tridiagonal T = Q^T A Q.
+      betas: (S,) ``betas[i]`` couples basis vectors i and i+1 (``betas[S-1]`` is the norm of
+        the final residual, outside T); 0 where the recurrence broke down and restarted.
+      basis: (S, P) orthonormal rows Q^T.
+    """
+
+    alphas: jax.Array
+    betas: jax.Array
+    basis: jax.Array
+
+
+def _orthogonalise(w_P, basis_SxP):
+    # Classical Gram-Schmidt twice ("twice is enough", Giraud et al. 2005): rows not yet filled
+    # are zero and remove nothing.
+    for _ in range(2):
+        coefficients_S = jnp.matmul(basis_SxP, w_P, precision=_HIGHEST)
+        w_P = w_P - jnp.matmul(coefficients_S, basis_SxP, precision=_HIGHEST)
+    return w_P
+
+
+def lanczos(matvec: Callable[[jax.Array], jax.Array], start_P: jax.Array, num_steps: int) -> LanczosResult:
+    """``num_steps`` steps of Lanczos with full reorthogonalisation on a symmetric operator.
+
+    Lanczos 1950; Golub & Van Loan, "Matrix Computations", section 10.1. Each new vector is
+    orthogonalised against ALL previous ones, so the Ritz values are free of the spurious
+    copies plain Lanczos produces in finite precision. If the Krylov space is exhausted (the
+    residual vanishes), the recurrence restarts with a zero coupling, so T stays exact, from
+    a cyclic shift of the start vector orthogonalised against the basis (for a random start,
+    almost surely outside the span). Jit-able; a ``lax.fori_loop``.
+
+    Args:
+      matvec: ``v_P -> (A v)_P``, A symmetric (e.g. :func:`hessian_matvec`).
+      start_P: starting vector, normally random (normalised here).
+      num_steps: S <= P, the Krylov dimension.
+
+    Returns:
+      :class:`LanczosResult` with T's diagonal, couplings and the (S, P) basis.
+    """
+    dim, dtype = start_P.shape[0], start_P.dtype
+    tiny = 100 * jnp.finfo(dtype).eps
+
+    def body(i, carry):
+        basis, alphas, betas, scale = carry
+        v = basis[i]
+        w = matvec(v)
+        alpha = jnp.vdot(v, w)
+        w = _orthogonalise(w, basis)
+        beta = jnp.linalg.norm(w)
+        scale = jnp.maximum(scale, jnp.abs(alpha) + beta)
+        alive = beta > tiny * scale
+
+        def restart():
+            fresh = _orthogonalise(jnp.roll(start_P, i + 1), basis)
+            return fresh / jnp.linalg.norm(fresh)
+
+        next_v = jax.lax.cond(alive, lambda: w / beta, restart)
+        # The write past the last row (i + 1 == S) is dropped by the scatter.
+        basis = basis.at[i + 1].set(next_v, mode="drop")
+        return basis, alphas.at[i].set(alpha), betas.at[i].set(jnp.where(alive, beta, 0)), scale
+
+    basis = jnp.zeros((num_steps, dim), dtype).at[0].set(start_P / jnp.linalg.norm(start_P))
+    zeros = jnp.zeros((num_steps,), dtype)
+    basis, alphas, betas, _ = jax.lax.fori_loop(0, num_steps, body, (basis, zeros, zeros, jnp.zeros((), dtype)))
+    return LanczosResult(alphas, betas, basis)
+
+
+def tridiagonal(alphas_S: jax.Array, betas_S: jax.Array) -> jax.Array:
+    """The dense (S, S) tridiagonal T from a Lanczos run (``betas_S[S-1]`` is not used)."""
+    off = betas_S[:-1]
+    return jnp.diag(alphas_S) + jnp.diag(off, 1) + jnp.diag(off, -1)
+
+
+def ritz_pairs(result: LanczosResult):
+    """Ritz values ``theta_S`` (ascending) and Ritz vectors ``(S, P)`` (rows) of a run."""
+    theta_S, s_SxS = jnp.linalg.eigh(tridiagonal(result.alphas, result.betas))
+    return theta_S, jnp.matmul(s_SxS.T, result.basis, precision=_HIGHEST)
+
+
+def check_steps(num_steps, dim, name="num_steps"):
+    """``ValueError`` naming ``name`` unless 1 <= num_steps <= dim (the parameter count)."""
+    if not isinstance(num_steps, int) or num_steps <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {num_steps!r}")
+    if num_steps > dim:
+        raise ValueError(f"{name}={num_steps} exceeds the number of parameters P={dim}")
+
+
+def _check_k(k, limit, limit_name):
+    if not isinstance(k, int) or k <= 0:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    if k > limit:
+        raise ValueError(f"k={k} exceeds {limit_name}={limit}")
+
+
+@functools.partial(jax.jit, static_argnames=("loss", "num_steps", "chunk_size"))
+def _lanczos_eigenpairs(loss, params, data, key, order_K, *, num_steps, chunk_size):
+    # order_K (indices into the ascending Ritz values) is traced: top and bottom share a program.
+    params_P, unflatten = tree.flatten(params)
+    matvec = hessian_matvec(loss, params, data, chunk_size=chunk_size)
+    start_P = jax.random.normal(key, params_P.shape, params_P.dtype)
+    theta_S, vectors_SxP = ritz_pairs(lanczos(matvec, start_P, num_steps))
+    return Eigenpairs(theta_S[order_K], jax.vmap(unflatten)(vectors_SxP[order_K]))
+
+
+def hessian_top_eigenvalues(loss: Callable, params: PyTree, data: PyTree, k: int = 1, *, num_steps: int = 30,
+                            which: str = "top", key: jax.Array | None = None,
+                            chunk_size: int | None = None) -> Eigenpairs:
+    """The k largest (or smallest) Hessian eigenvalues and eigenvectors by Lanczos.
+
+    Runs ``num_steps`` steps of :func:`lanczos` with full reorthogonalisation on the data-set
+    Hessian (:func:`hessian_matvec`) from a Gaussian start, and returns the k extreme Ritz
+    pairs (Lanczos 1950; Golub & Van Loan 10.1). Extreme eigenvalues converge first: about 30
+    steps give 1e-4 relative error in float32 on small nets. One compiled program.
+
+    Args:
+      loss: ``loss(params, batch) -> scalar`` mean.
+      params: pytree, P parameters.
+      data: pytree batch with leading example axis N.
+      k: number of eigenpairs, ``1 <= k <= num_steps``.
+      num_steps: Lanczos steps S, ``<= P``.
+      which: ``'top'`` (largest first, descending) or ``'bottom'`` (smallest first, ascending).
+      key: PRNG key for the start vector (default ``jax.random.key(0)``).
+      chunk_size: examples per chunk of the full-data HVP, or None.
+
+    Returns:
+      :class:`Eigenpairs` with ``eigenvalues`` (k,) and ``eigenvectors`` (pytree, leaves (k, ...)).
+    """
+    check_chunk_size(chunk_size)
+    check_steps(num_steps, tree.count(params))
+    _check_k(k, num_steps, "num_steps")
+    if which not in ("top", "bottom"):
+        raise ValueError(f"which must be 'top' or 'bottom', got {which!r}")
+    order_K = np.arange(num_steps - 1, num_steps - 1 - k, -1) if which == "top" else np.arange(k)
+    return _lanczos_eigenpairs(loss, params, data, default_key(key), order_K, num_steps=num_steps,
+                               chunk_size=chunk_size)
+
+
+@functools.partial(jax.jit, static_argnames=("loss", "k", "max_steps", "chunk_size"))
+def _power_iteration(loss, params, data, key, tol, *, k, max_steps, chunk_size):
+    params_P, unflatten = tree.flatten(params)
+    matvec = hessian_matvec(loss, params, data, chunk_size=chunk_size)
+
+    def find_next(carry, key_j):
+        found_KxP, values_K, j = carry
+
+        def deflated(v):
+            # Rows not yet found are zero and deflate nothing.
+            coefficients = values_K * jnp.matmul(found_KxP, v, precision=_HIGHEST)
+            return matvec(v) - jnp.matmul(coefficients, found_KxP, precision=_HIGHEST)
+
+        def not_converged(state):
+            _, _, value, previous, step = state
+            return (step < max_steps) & (jnp.abs(value - previous) > tol * jnp.abs(value))
+
+        def step_once(state):
+            _, w, value, _, step = state
+            v = w / jnp.linalg.norm(w)
+            w = deflated(v)
+            return v, w, jnp.vdot(v, w), value, step + 1
+
+        v0 = jax.random.normal(key_j, params_P.shape, params_P.dtype)
+        v0 = v0 / jnp.linalg.norm(v0)
+        w0 = deflated(v0)
+        inf = jnp.asarray(jnp.inf, params_P.dtype)
+        v, _, value, _, steps = jax.lax.while_loop(not_converged, step_once, (v0, w0, jnp.vdot(v0, w0), inf, 1))
+        return (found_KxP.at[j].set(v), values_K.at[j].set(value), j + 1), (value, v, steps)
+
+    init = (jnp.zeros((k,) + params_P.shape, params_P.dtype), jnp.zeros((k,), params_P.dtype), 0)
+    _, (values_K, vectors_KxP, steps_K) = jax.lax.scan(find_next, init, jax.random.split(key, k))
+    return PowerIteration(values_K, jax.vmap(unflatten)(vectors_KxP), steps_K)
+
+
+def hessian_power_iteration(loss: Callable, params: PyTree, data: PyTree, k: int = 1, *, max_steps: int = 100,
+                            tol: float = 1e-3, key: jax.Array | None = None,
+                            chunk_size: int | None = None) -> PowerIteration:
+    """The k Hessian eigenvalues of largest magnitude by power iteration with deflation.
+
+    For comparison with :func:`hessian_top_eigenvalues`. Pair j iterates v <- H_j v / ||H_j v||
+    with the deflated H_j = H - sum_{i<j} lambda_i u_i u_i^T until the Rayleigh quotient's
+    relative change is <= ``tol`` or ``max_steps`` products are spent (a ``lax.while_loop``).
+    Converges at rate |lambda_2 / lambda_1|: with a small gap a 1e-3 stop can leave an error
+    of the same order. Finds the largest MAGNITUDE, so a large negative eigenvalue comes first.
+
+    Args:
+      loss, params, data, key, chunk_size: as for :func:`hessian_top_eigenvalues`.
+      k: number of eigenpairs (1 <= k <= P).
+      max_steps: products per eigenpair at most.
+      tol: relative-change stop, > 0.
+
+    Returns:
+      :class:`PowerIteration`: ``eigenvalues`` (k,) in the order found, ``eigenvectors``
+      (pytree, leaves (k, ...)), ``steps`` (k,).
+    """
+    check_chunk_size(chunk_size)
+    _check_k(k, tree.count(params), "the number of parameters P")
+    check_steps(max_steps, float("inf"), "max_steps")
+    if not tol > 0:
+        raise ValueError(f"tol must be positive, got {tol!r}")
+    return _power_iteration(loss, params, data, default_key(key), tol, k=k, max_steps=max_steps,
+                            chunk_size=chunk_size)

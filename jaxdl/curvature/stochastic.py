@@ -1,0 +1,153 @@
+"""Randomised spectral estimates: Hutchinson's trace and the stochastic-Lanczos density.
+
+Each is one compiled program over the flat Hessian operator (:func:`hessian_matvec`): the
+random probes (Hutchinson) or starts (SLQ) are ``vmap``ped, optionally in groups.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxdl import tree
+from jaxdl.curvature.eigen import check_steps, lanczos, tridiagonal
+from jaxdl.curvature.hvp import check_chunk_size, default_key, hessian_matvec
+
+PyTree = Any
+
+
+class TraceEstimate(NamedTuple):
+    """``estimate`` of tr(H) and its ``standard_error`` (sample std / sqrt(num_probes))."""
+
+    estimate: jax.Array
+    standard_error: jax.Array
+
+
+class SpectralDensity(NamedTuple):
+    """A stochastic-Lanczos-quadrature density.
+
+    Attributes:
+      grid: (G,) eigenvalue axis, from the smallest to the largest Ritz value padded by six
+        bandwidths.
+      density: (G,) Gaussian-broadened density on ``grid``; integrates to 1.
+      nodes: (R, S) Ritz values of each of the R runs (quadrature nodes).
+      weights: (R, S) quadrature weights (squared first components of T's eigenvectors); each
+        row sums to 1.
+    """
+
+    grid: jax.Array
+    density: jax.Array
+    nodes: jax.Array
+    weights: jax.Array
+
+
+def _map_vectors(fn, keys, batch_size):
+    if batch_size is None:
+        return jax.vmap(fn)(keys)
+    return jax.lax.map(fn, keys, batch_size=batch_size)
+
+
+def _check_count(value, name, minimum=1):
+    if not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+@functools.partial(jax.jit, static_argnames=("loss", "num_probes", "chunk_size", "probe_batch_size"))
+def _hutchinson(loss, params, data, key, *, num_probes, chunk_size, probe_batch_size):
+    params_P, _ = tree.flatten(params)
+    matvec = hessian_matvec(loss, params, data, chunk_size=chunk_size)
+
+    def quadratic_form(probe_key):
+        z_P = jax.random.rademacher(probe_key, params_P.shape, params_P.dtype)
+        return jnp.vdot(z_P, matvec(z_P))
+
+    samples_N = _map_vectors(quadratic_form, jax.random.split(key, num_probes), probe_batch_size)
+    standard_error = jnp.std(samples_N, ddof=1) / jnp.sqrt(num_probes)
+    return TraceEstimate(jnp.mean(samples_N), standard_error)
+
+
+def hessian_trace(loss: Callable, params: PyTree, data: PyTree, *, num_probes: int = 100,
+                  key: jax.Array | None = None, chunk_size: int | None = None,
+                  probe_batch_size: int | None = None) -> TraceEstimate:
+    """Hutchinson's estimate of tr(H) with Rademacher probes, and its standard error.
+
+    tr(H) = E[z^T H z] for z with i.i.d. +-1 entries (Hutchinson 1989); the variance of one
+    sample is 2 (||H||_F^2 - sum_i H_ii^2), the smallest of any i.i.d. probe distribution.
+    Probes are drawn from ``key`` one by one (never an (N, P) matrix) and ``vmap``ped, in groups
+    of ``probe_batch_size`` when memory demands.
+
+    Args:
+      loss, params, data, chunk_size: as for :func:`hessian_top_eigenvalues`.
+      num_probes: N >= 2.
+      key: PRNG key (default ``jax.random.key(0)``).
+      probe_batch_size: probes per ``vmap`` group, or None for all at once.
+
+    Returns:
+      :class:`TraceEstimate` (estimate, standard_error), scalars; the standard error is the
+      sample standard deviation over sqrt(N).
+    """
+    check_chunk_size(chunk_size)
+    _check_count(num_probes, "num_probes", 2)
+    if probe_batch_size is not None:
+        _check_count(probe_batch_size, "probe_batch_size")
+    return _hutchinson(loss, params, data, default_key(key), num_probes=num_probes, chunk_size=chunk_size,
+                       probe_batch_size=probe_batch_size)
+
+
+@functools.partial(jax.jit, static_argnames=("loss", "num_steps", "num_runs", "num_points", "chunk_size"))
+def _slq(loss, params, data, key, bandwidth, *, num_steps, num_runs, num_points, chunk_size):
+    params_P, _ = tree.flatten(params)
+    matvec = hessian_matvec(loss, params, data, chunk_size=chunk_size)
+
+    def one_run(run_key):
+        start_P = jax.random.normal(run_key, params_P.shape, params_P.dtype)
+        result = lanczos(matvec, start_P, num_steps)
+        theta_S, s_SxS = jnp.linalg.eigh(tridiagonal(result.alphas, result.betas))
+        return theta_S, jnp.square(s_SxS[0])
+
+    nodes_RxS, weights_RxS = jax.vmap(one_run)(jax.random.split(key, num_runs))
+    low, high = jnp.min(nodes_RxS), jnp.max(nodes_RxS)
+    span = jnp.maximum(high - low, 1e-3 * jnp.maximum(jnp.abs(low), jnp.abs(high)))
+    span = jnp.maximum(span, jnp.finfo(params_P.dtype).eps)
+    sigma = jnp.where(bandwidth > 0, bandwidth, 0.01 * span).astype(params_P.dtype)
+    grid_G = jnp.linspace(low - 6 * sigma, high + 6 * sigma, num_points)
+    gaussians_GxRS = jnp.exp(-0.5 * jnp.square((grid_G[:, None] - nodes_RxS.reshape(-1)) / sigma))
+    density_G = gaussians_GxRS @ weights_RxS.reshape(-1) / (num_runs * sigma * jnp.sqrt(2 * jnp.pi))
+    return SpectralDensity(grid_G, density_G, nodes_RxS, weights_RxS)
+
+
+def hessian_spectral_density(loss: Callable, params: PyTree, data: PyTree, *, num_steps: int = 30,
+                             num_runs: int = 4, num_points: int = 1000, bandwidth: float | None = None,
+                             key: jax.Array | None = None, chunk_size: int | None = None) -> SpectralDensity:
+    """The Hessian's eigenvalue density by stochastic Lanczos quadrature (SLQ).
+
+    Ghorbani, Krishnan & Xiao 2019, "An investigation into neural net optimization via Hessian
+    eigenvalue density"; Ubaru, Chen & Saad 2017. For each of R Gaussian starts v, S Lanczos
+    steps give T = U diag(theta) U^T; the Gauss quadrature nodes theta_j with weights
+    U_{0j}^2 approximate the spectral measure seen from v, whose average over v is the
+    eigenvalue density (1/P) sum_i delta(t - lambda_i). Each node is broadened by a Gaussian
+    of standard deviation ``bandwidth`` and the R runs are averaged. The R runs are one
+    ``vmap``ped Lanczos.
+
+    Args:
+      loss, params, data, chunk_size: as for :func:`hessian_top_eigenvalues`.
+      num_steps: Lanczos steps S per run (<= P).
+      num_runs: R random starts.
+      num_points: G grid points (keep the grid spacing well below the bandwidth).
+      bandwidth: Gaussian width in eigenvalue units; None: 1% of the Ritz values' range.
+      key: PRNG key (default ``jax.random.key(0)``).
+
+    Returns:
+      :class:`SpectralDensity` (grid_G, density_G, nodes_RxS, weights_RxS); plot it with
+      :func:`jaxdl.plot.spectral_density`.
+    """
+    check_chunk_size(chunk_size)
+    check_steps(num_steps, tree.count(params))
+    _check_count(num_runs, "num_runs")
+    _check_count(num_points, "num_points", 2)
+    if bandwidth is not None and not bandwidth > 0:
+        raise ValueError(f"bandwidth must be positive or None, got {bandwidth!r}")
+    return _slq(loss, params, data, default_key(key), -1.0 if bandwidth is None else float(bandwidth),
+                num_steps=num_steps, num_runs=num_runs, num_points=num_points, chunk_size=chunk_size)

@@ -1,0 +1,112 @@
+"""Convolutional networks: a stack of convolutions with pooling, then a dense head (Flax Linen).
+
+LeCun et al. 1998 ("Gradient-based learning applied to document recognition") for the
+conv-pool-dense pattern; the 1-D variant is the CNN baseline of MNIST-1D (Greydanus 2020).
+
+- :class:`CNN1D` takes sequences ``x_BxL`` (one channel is added) or ``x_BxLxC``;
+- :class:`CNN2D` takes images ``x_BxHxW`` (one channel is added) or ``x_BxHxWxC`` (NHWC).
+
+Both return ``outputs_BxK``. ``padding='CIRCULAR'`` with ``pool='none'`` makes every conv layer
+a circulant matrix (the course's "can an MLP reproduce a ConvNet?"), and with ``readout='mean'``
+the whole network is invariant to circular shifts of the input.
+"""
+from __future__ import annotations
+
+from typing import ClassVar, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from jaxdl.models.initializers import get_initializer
+from jaxdl.models.mlp import get_activation
+
+PADDINGS = ("SAME", "VALID", "CIRCULAR")
+POOLS = ("max", "avg", "none")
+READOUTS = ("flatten", "mean")
+
+
+def _check_choice(field: str, value, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"{field}={value!r} is not one of {list(choices)}")
+
+
+class _ConvNet(nn.Module):
+    """Shared body of :class:`CNN1D` and :class:`CNN2D`; see their docstrings."""
+
+    spatial_dims: ClassVar[int] = 1
+
+    channels: Sequence[int] = (32, 32)
+    kernel_size: int = 3
+    strides: int = 1
+    padding: str = "SAME"
+    pool: str = "max"
+    pool_size: int = 2
+    readout: str = "flatten"
+    dense_widths: Sequence[int] = (64,)
+    num_outputs: int = 10
+    activation: str = "relu"
+    initializer: str = "he"
+    use_bias: bool = True
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        _check_choice("padding", self.padding, PADDINGS)
+        _check_choice("pool", self.pool, POOLS)
+        _check_choice("readout", self.readout, READOUTS)
+        if x.ndim == self.spatial_dims + 1:  # no channel axis: one channel
+            x = x[..., None]
+        if x.ndim != self.spatial_dims + 2:
+            raise ValueError(
+                f"{type(self).__name__} expects inputs of rank {self.spatial_dims + 1} or "
+                f"{self.spatial_dims + 2} (batch, {self.spatial_dims} spatial axes[, channels]), got shape {x.shape}")
+        act = get_activation(self.activation)
+        kernel_init = get_initializer(self.initializer)
+        window = (self.pool_size,) * self.spatial_dims
+        for i, features in enumerate(self.channels):
+            x = nn.Conv(features, (self.kernel_size,) * self.spatial_dims, strides=self.strides,
+                        padding=self.padding, use_bias=self.use_bias, kernel_init=kernel_init, name=f"conv_{i}")(x)
+            x = act(x)
+            # 'SAME' pooling keeps odd lengths (and lengths below the window) from raising.
+            if self.pool == "max":
+                x = nn.max_pool(x, window, strides=window, padding="SAME")
+            elif self.pool == "avg":
+                x = nn.avg_pool(x, window, strides=window, padding="SAME", count_include_pad=False)
+        if self.readout == "mean":  # global average pooling: no dependence on position
+            x = jnp.mean(x, axis=tuple(range(1, 1 + self.spatial_dims)))
+        else:
+            x = x.reshape(x.shape[0], -1)
+        for i, width in enumerate(self.dense_widths):
+            x = act(nn.Dense(width, use_bias=self.use_bias, kernel_init=kernel_init, name=f"dense_{i}")(x))
+        return nn.Dense(self.num_outputs, use_bias=self.use_bias, kernel_init=get_initializer("lecun"),
+                        name="output")(x)
+
+
+class CNN1D(_ConvNet):
+    """1-D ConvNet: [conv -> activation -> pool] x len(channels) -> flatten or mean -> dense head.
+
+    Input ``x_BxL`` or ``x_BxLxC``; output ``outputs_BxK``.
+
+    Attributes:
+      channels: output channels of each conv layer.
+      kernel_size, strides: of every conv layer (same along each spatial axis).
+      padding: ``'SAME'``, ``'VALID'`` or ``'CIRCULAR'`` (wrap-around; the layer is a circulant).
+      pool: ``'max'``, ``'avg'`` or ``'none'``, with window and stride ``pool_size``.
+      readout: ``'flatten'`` (keeps positions) or ``'mean'`` (global average pooling).
+      dense_widths: hidden widths of the dense head before the ``num_outputs`` read-out.
+      activation, initializer, use_bias: as in :class:`jaxdl.models.MLP`.
+    """
+
+    spatial_dims: ClassVar[int] = 1
+    channels: Sequence[int] = (32, 32, 32)
+    kernel_size: int = 5
+
+
+class CNN2D(_ConvNet):
+    """2-D ConvNet on NHWC images, the same stack as :class:`CNN1D` with square kernels.
+
+    Input ``x_BxHxW`` or ``x_BxHxWxC``; output ``outputs_BxK``. Attributes as :class:`CNN1D`.
+    """
+
+    spatial_dims: ClassVar[int] = 2
+    channels: Sequence[int] = (16, 32)
+    kernel_size: int = 3

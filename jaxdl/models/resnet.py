@@ -1,0 +1,128 @@
+"""CIFAR-style residual networks (He et al. 2015, "Deep residual learning for image recognition",
+section 4.2) with BatchNorm (Ioffe & Szegedy 2015) and optional SkipInit (De & Smith 2020).
+
+Input: NHWC images ``x_BxHxWxC`` (or ``x_BxHxW``, one channel added); output ``logits_BxK``.
+
+The network is a 3x3 stem conv, three stages of ``n = (depth - 2) / 6`` basic blocks with
+``16, 32, 64`` channels times ``width_multiplier`` (the second and third stages halve the
+resolution in their first block), global average pooling and a dense read-out: ``6n + 2``
+weighted layers, ResNet-20 for ``n = 3``. A basic block is the paper's post-activation one,
+``relu(shortcut(x) + alpha * bn(conv(relu(bn(conv(x))))))`` with ``alpha = 1``, or a learned
+scalar initialised to 0 with ``skip_init=True`` (every block then starts as the identity).
+
+BatchNorm statistics live in the ``'batch_stats'`` collection: ``train=True`` normalises by
+the batch and updates the running averages (apply with ``mutable=['batch_stats']``);
+``train=False`` normalises by the running averages.
+"""
+from __future__ import annotations
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from jaxdl.models.initializers import get_initializer
+
+NORMS = ("batch", "none")
+SHORTCUTS = ("projection", "padding")
+
+
+class ResidualBlock(nn.Module):
+    """Basic block: two 3x3 convs; ``x_BxHxWxC -> y_Bx(H/s)x(W/s)xF`` for stride ``s``.
+
+    The shortcut is the identity when shapes match; otherwise a strided 1x1 conv (+ norm)
+    (``'projection'``, the paper's option B) or subsampling with zero-padded channels
+    (``'padding'``, option A, parameter-free).
+    """
+
+    features: int
+    stride: int = 1
+    norm: str = "batch"
+    skip_init: bool = False
+    shortcut: str = "projection"
+    momentum: float = 0.9
+    initializer: str = "he"
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        kernel_init = get_initializer(self.initializer)
+        use_norm = self.norm == "batch"
+
+        def normalise(y, name):
+            if not use_norm:
+                return y
+            return nn.BatchNorm(use_running_average=not train, momentum=self.momentum, epsilon=1e-5, name=name)(y)
+
+        # Without BatchNorm the convs need their own bias; with it the norm's offset is the bias.
+        y = nn.Conv(self.features, (3, 3), self.stride, padding="SAME", use_bias=not use_norm,
+                    kernel_init=kernel_init, name="conv_0")(x)
+        y = nn.relu(normalise(y, "norm_0"))
+        y = nn.Conv(self.features, (3, 3), 1, padding="SAME", use_bias=not use_norm,
+                    kernel_init=kernel_init, name="conv_1")(y)
+        y = normalise(y, "norm_1")
+        if self.skip_init:
+            y = y * self.param("residual_scale", nn.initializers.zeros, ())
+
+        if self.stride != 1 or x.shape[-1] != self.features:
+            if self.shortcut == "projection":
+                x = nn.Conv(self.features, (1, 1), self.stride, use_bias=not use_norm,
+                            kernel_init=kernel_init, name="shortcut_conv")(x)
+                x = normalise(x, "shortcut_norm")
+            else:
+                x = x[:, :: self.stride, :: self.stride, :]
+                extra = self.features - x.shape[-1]
+                x = jnp.pad(x, [(0, 0)] * 3 + [(extra // 2, extra - extra // 2)])
+        return nn.relu(x + y)
+
+
+class ResNet(nn.Module):
+    """CIFAR ResNet of depth ``6n + 2``; input ``x_BxHxWxC`` (or ``x_BxHxW``), output ``logits_BxK``.
+
+    Attributes:
+      depth: number of weighted layers, ``6n + 2`` (20, 32, 44, 56, 110, ...; 8 is the smallest).
+      width_multiplier: stage widths are ``round(16 m), round(32 m), round(64 m)`` (at least 1).
+      num_outputs: K.
+      norm: ``'batch'`` (BatchNorm after every conv) or ``'none'``.
+      skip_init: scale every residual branch by a learned scalar initialised to 0 (De & Smith 2020).
+      shortcut: ``'projection'`` (1x1 conv where shapes change) or ``'padding'`` (zero channels).
+      momentum: of the BatchNorm running averages, ``running = m * running + (1 - m) * batch``.
+      initializer: conv kernels (He et al. 2015 by default); the read-out is LeCun-normal.
+    """
+
+    depth: int = 20
+    width_multiplier: float = 1.0
+    num_outputs: int = 10
+    norm: str = "batch"
+    skip_init: bool = False
+    shortcut: str = "projection"
+    momentum: float = 0.9
+    initializer: str = "he"
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        if self.depth < 8 or (self.depth - 2) % 6:
+            raise ValueError(f"depth={self.depth!r} must be 6n + 2 with n >= 1 (8, 14, 20, 32, ...)")
+        if self.norm not in NORMS:
+            raise ValueError(f"norm={self.norm!r} is not one of {list(NORMS)}")
+        if self.shortcut not in SHORTCUTS:
+            raise ValueError(f"shortcut={self.shortcut!r} is not one of {list(SHORTCUTS)}")
+        if self.width_multiplier <= 0:
+            raise ValueError(f"width_multiplier must be positive, got {self.width_multiplier!r}")
+        if x.ndim == 3:
+            x = x[..., None]
+        if x.ndim != 4:
+            raise ValueError(f"ResNet expects NHWC images (B, H, W[, C]), got shape {x.shape}")
+        blocks_per_stage = (self.depth - 2) // 6
+        widths = [max(1, round(w * self.width_multiplier)) for w in (16, 32, 64)]
+
+        use_norm = self.norm == "batch"
+        x = nn.Conv(widths[0], (3, 3), padding="SAME", use_bias=not use_norm,
+                    kernel_init=get_initializer(self.initializer), name="stem_conv")(x)
+        if use_norm:
+            x = nn.BatchNorm(use_running_average=not train, momentum=self.momentum, epsilon=1e-5, name="stem_norm")(x)
+        x = nn.relu(x)
+        for stage, features in enumerate(widths):
+            for block in range(blocks_per_stage):
+                stride = 2 if stage > 0 and block == 0 else 1
+                x = ResidualBlock(features, stride, self.norm, self.skip_init, self.shortcut, self.momentum,
+                                  self.initializer, name=f"stage_{stage}_block_{block}")(x, train=train)
+        x = jnp.mean(x, axis=(1, 2))
+        return nn.Dense(self.num_outputs, kernel_init=get_initializer("lecun"), name="output")(x)

@@ -1,0 +1,330 @@
+"""Tests of jaxdl.curvature against independent truth: the dense Hessian from ``jax.hessian`` and
+its ``numpy.linalg.eigh``, dense Jacobians, closed forms of quadratics, and the variance formula
+of Hutchinson's estimator.
+
+One small tanh network (10-32-3, P = 451) on 40 examples serves every network test; float64
+tests run inside ``jax.enable_x64(True)`` so x64 never leaks into other modules.
+"""
+from __future__ import annotations
+
+import functools
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxdl import curvature, plot, tree
+
+DIMS = (10, 32, 3)
+NUM_EXAMPLES = 40
+
+
+def apply_fn(params, x):
+    hidden = jnp.tanh(x @ params["w1"] + params["b1"])
+    return hidden @ params["w2"] + params["b2"]
+
+
+def output_loss(logits_BxC, labels_B):
+    log_probs = jax.nn.log_softmax(logits_BxC)
+    return -jnp.mean(jnp.take_along_axis(log_probs, labels_B[:, None], axis=1))
+
+
+def loss(params, batch):
+    x, y = batch
+    return output_loss(apply_fn(params, x), y)
+
+
+@functools.lru_cache(maxsize=None)
+def _numpy_problem():
+    """Float64 NumPy parameters and data, the dense Hessian and its eigendecomposition."""
+    rng = np.random.default_rng(0)
+    params = {}
+    for i, (fan_in, fan_out) in enumerate(zip(DIMS[:-1], DIMS[1:]), 1):
+        params[f"w{i}"] = rng.normal(size=(fan_in, fan_out)) / np.sqrt(fan_in)
+        params[f"b{i}"] = 0.1 * rng.normal(size=fan_out)
+    x = rng.normal(size=(NUM_EXAMPLES, DIMS[0]))
+    y = rng.integers(0, DIMS[-1], NUM_EXAMPLES).astype(np.int32)
+    with jax.enable_x64(True):
+        flat, unflatten = tree.flatten(jax.tree.map(jnp.asarray, params))
+        hessian = np.asarray(jax.jit(jax.hessian(lambda theta: loss(unflatten(theta), (x, y))))(flat))
+    eigenvalues, eigenvectors = np.linalg.eigh(hessian)
+    return params, (x, y), hessian, eigenvalues, eigenvectors
+
+
+def _problem(dtype):
+    """(params, data) as JAX arrays of ``dtype`` (call inside the matching x64 setting)."""
+    params, (x, y), *_ = _numpy_problem()
+    return jax.tree.map(lambda a: jnp.asarray(a, dtype), params), (jnp.asarray(x, dtype), jnp.asarray(y))
+
+
+def _flat(pytree):
+    return np.asarray(tree.flatten(pytree)[0])
+
+
+def _random_direction(params, seed):
+    """A Gaussian pytree like ``params`` (NumPy draws: no random program to compile)."""
+    rng = np.random.default_rng(seed)
+    return jax.tree.map(lambda a: jnp.asarray(rng.normal(size=a.shape), a.dtype), params)
+
+
+# ----------------------------------------------------------------------------- products
+
+
+def test_hvp_equals_dense_hessian_times_v_float64():
+    _, _, hessian, _, _ = _numpy_problem()
+    with jax.enable_x64(True):
+        params, data = _problem(jnp.float64)
+        v = _random_direction(params, 1)
+        expected = hessian @ _flat(v)
+        scale = np.abs(expected).max()
+        whole = jax.jit(lambda p, d, v: curvature.hvp(loss, p, d, v))(params, data, v)
+        # 40 = 5 chunks of 7 + a remainder of 5: the size-weighted mean must be exact.
+        chunked = jax.jit(lambda p, d, v: curvature.hvp(loss, p, d, v, chunk_size=7))(params, data, v)
+        flat_operator = jax.jit(lambda p, d, v: curvature.hessian_matvec(loss, p, d)(v))(params, data, _flat(v))
+        for got in (_flat(whole), _flat(chunked), np.asarray(flat_operator)):
+            np.testing.assert_allclose(got, expected, rtol=0, atol=1e-10 * scale)
+
+
+def test_gauss_newton_vp_equals_dense_jacobian_product_float64():
+    with jax.enable_x64(True):
+        params, (x, y) = _problem(jnp.float64)
+        flat, unflatten = tree.flatten(params)
+        jacobian_NxCxP = np.asarray(jax.jit(jax.jacobian(lambda theta: apply_fn(unflatten(theta), x)))(flat))
+        logits = apply_fn(params, x)
+        output_hessian = np.asarray(jax.jit(jax.hessian(lambda o: output_loss(o, y)))(logits))  # (N, C, N, C)
+        n, c, p = jacobian_NxCxP.shape
+        jacobian = jacobian_NxCxP.reshape(n * c, p)
+        gauss_newton = jacobian.T @ output_hessian.reshape(n * c, n * c) @ jacobian
+        v = _random_direction(params, 2)
+        got = jax.jit(lambda p, d, v: curvature.gauss_newton_vp(apply_fn, output_loss, p, d, v, chunk_size=16))(
+            params, (x, y), v)
+        expected = gauss_newton @ _flat(v)
+        np.testing.assert_allclose(_flat(got), expected, rtol=0, atol=1e-10 * np.abs(expected).max())
+        # G is positive semi-definite (cross-entropy is convex in the logits), unlike H here.
+        assert np.linalg.eigvalsh(gauss_newton).min() > -1e-10
+
+
+def test_data_with_mismatched_leading_axes_names_data():
+    with pytest.raises(ValueError, match="data"):
+        curvature.chunked_mean(lambda b: b[0].mean(), (jnp.ones((4, 2)), jnp.ones(5)), chunk_size=2)
+
+
+# ----------------------------------------------------------------------------- eigenpairs
+
+
+def test_lanczos_top_and_bottom_eigenpairs_match_eigvalsh_float64():
+    _, _, hessian, eigenvalues, eigenvectors = _numpy_problem()
+    norm = np.abs(eigenvalues).max()
+    with jax.enable_x64(True):
+        params, data = _problem(jnp.float64)
+        top = curvature.hessian_top_eigenvalues(loss, params, data, k=3, num_steps=30)
+        bottom = curvature.hessian_top_eigenvalues(loss, params, data, k=3, num_steps=30, which="bottom")
+        vectors_KxP = np.asarray(jax.vmap(lambda t: tree.flatten(t)[0])(top.eigenvectors))
+        top, bottom = jax.tree.map(np.asarray, (top, bottom))
+        np.testing.assert_allclose(top.eigenvalues[0], eigenvalues[-1], rtol=1e-8)
+    np.testing.assert_allclose(top.eigenvalues, eigenvalues[::-1][:3], rtol=0, atol=1e-6 * norm)
+    # The bottom of this spectrum is clustered, so it converges more slowly; Ritz values
+    # interlace, so the smallest can only lie above the true minimum.
+    assert eigenvalues[0] - 1e-10 <= bottom.eigenvalues[0] < eigenvalues[0] + 1e-3 * norm
+    assert np.all(np.diff(top.eigenvalues) <= 0) and np.all(np.diff(bottom.eigenvalues) >= 0)
+    # Eigenvectors come back as pytrees with a leading k axis, unit norm, and are eigenvectors.
+    assert jax.tree.structure(top.eigenvectors) == jax.tree.structure(params)
+    np.testing.assert_allclose(np.linalg.norm(vectors_KxP, axis=1), 1.0, atol=1e-10)
+    assert abs(vectors_KxP[0] @ eigenvectors[:, -1]) > 1 - 1e-8
+    residual = hessian @ vectors_KxP[0] - top.eigenvalues[0] * vectors_KxP[0]
+    assert np.linalg.norm(residual) < 1e-6 * norm
+
+
+def test_lanczos_top_eigenvalue_float32_with_chunks():
+    _, _, _, eigenvalues, _ = _numpy_problem()
+    params, data = _problem(jnp.float32)
+    # 40 examples in chunks of 16: two full chunks and a remainder of 8.
+    top = curvature.hessian_top_eigenvalues(loss, params, data, num_steps=30, chunk_size=16)
+    assert top.eigenvalues.dtype == jnp.float32
+    np.testing.assert_allclose(float(top.eigenvalues[0]), eigenvalues[-1], rtol=1e-4)
+
+
+def test_lanczos_on_a_matrix_with_repeated_eigenvalues_restarts_cleanly():
+    # Rank 3 operator: the Krylov space is exhausted after 3 steps; a restart must keep T exact.
+    diagonal = np.zeros(20)
+    diagonal[:3] = (5.0, 2.0, -1.0)
+    matvec = jax.jit(lambda v: jnp.asarray(diagonal, jnp.float32) * v)
+    start = jax.random.normal(jax.random.key(0), (20,))
+    theta, vectors = jax.jit(lambda s: curvature.ritz_pairs(curvature.lanczos(matvec, s, 8)))(start)
+    np.testing.assert_allclose(np.sort(np.asarray(theta)), [-1, 0, 0, 0, 0, 0, 2, 5], atol=1e-5)
+    np.testing.assert_allclose(np.asarray(vectors @ vectors.T), np.eye(8), atol=1e-5)
+
+
+def test_power_iteration_with_deflation_finds_the_two_largest():
+    _, _, _, eigenvalues, _ = _numpy_problem()
+    by_magnitude = eigenvalues[np.argsort(-np.abs(eigenvalues))]
+    with jax.enable_x64(True):
+        params, data = _problem(jnp.float64)
+        result = curvature.hessian_power_iteration(loss, params, data, k=2, max_steps=1000, tol=1e-12)
+    np.testing.assert_allclose(result.eigenvalues, by_magnitude[:2], rtol=1e-6)
+    assert np.all(np.asarray(result.steps) < 1000)
+
+
+@pytest.mark.parametrize("call, field", [
+    (lambda p, d: curvature.hessian_top_eigenvalues(loss, p, d, k=31, num_steps=30), "k"),
+    (lambda p, d: curvature.hessian_top_eigenvalues(loss, p, d, k=0), "k"),
+    (lambda p, d: curvature.hessian_top_eigenvalues(loss, p, d, num_steps=452), "num_steps"),
+    (lambda p, d: curvature.hessian_top_eigenvalues(loss, p, d, which="middle"), "which"),
+    (lambda p, d: curvature.hessian_top_eigenvalues(loss, p, d, chunk_size=0), "chunk_size"),
+    (lambda p, d: curvature.hessian_power_iteration(loss, p, d, tol=0.0), "tol"),
+    (lambda p, d: curvature.hessian_trace(loss, p, d, num_probes=1), "num_probes"),
+    (lambda p, d: curvature.hessian_spectral_density(loss, p, d, bandwidth=-1.0), "bandwidth"),
+    (lambda p, d: curvature.epsilon_sharpness(loss, p, d, epsilon=0.0), "epsilon"),
+    (lambda p, d: curvature.epsilon_sharpness(loss, p, d, method="adam"), "method"),
+    (lambda p, d: curvature.epsilon_sharpness(loss, p, d, subspace=1000), "subspace"),
+    (lambda p, d: curvature.ball_sharpness(loss, p, d, radius=-1.0), "radius"),
+])
+def test_bad_inputs_raise_naming_the_argument(call, field):
+    params, data = _problem(jnp.float32)
+    with pytest.raises(ValueError, match=field):
+        call(params, data)
+
+
+# ----------------------------------------------------------------------------- trace and density
+
+
+def test_hutchinson_error_matches_its_predicted_standard_error():
+    _, _, hessian, _, _ = _numpy_problem()
+    num_probes, repeats = 30, 64
+    # Variance of one Rademacher sample z^T H z: 2 (||H||_F^2 - sum_i H_ii^2).
+    predicted = np.sqrt(2 * (np.sum(hessian**2) - np.sum(np.diag(hessian) ** 2)) / num_probes)
+    with jax.enable_x64(True):
+        params, data = _problem(jnp.float64)
+        runs = [curvature.hessian_trace(loss, params, data, num_probes=num_probes, key=jax.random.key(seed))
+                for seed in range(repeats)]
+        grouped = curvature.hessian_trace(loss, params, data, num_probes=num_probes, key=jax.random.key(0),
+                                          probe_batch_size=8)
+    estimates = np.array([float(r.estimate) for r in runs])
+    errors = estimates - np.trace(hessian)
+    rms_error = np.sqrt(np.mean(errors**2))
+    reported = np.mean([float(r.standard_error) for r in runs])
+    assert 1 / 1.5 < rms_error / predicted < 1.5, (rms_error, predicted)
+    assert 1 / 1.5 < reported / predicted < 1.5, (reported, predicted)
+    assert abs(errors.mean()) < 4 * predicted / np.sqrt(repeats)
+    # Probes in vmapped groups of 8 are the same probes.
+    np.testing.assert_allclose(float(grouped.estimate), estimates[0], rtol=1e-10)
+
+
+def test_spectral_density_integrates_to_one_and_covers_the_spectrum(tmp_path):
+    _, _, hessian, eigenvalues, _ = _numpy_problem()
+    with jax.enable_x64(True):
+        params, data = _problem(jnp.float64)
+        result = jax.tree.map(np.asarray, curvature.hessian_spectral_density(loss, params, data, num_steps=30,
+                                                                             num_runs=4))
+    grid, density = result.grid, result.density
+    assert np.all(density >= 0)
+    np.testing.assert_allclose(np.trapezoid(density, grid), 1.0, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(result.weights).sum(axis=1), 1.0, atol=1e-10)
+    assert grid[0] < eigenvalues[0] and grid[-1] > eigenvalues[-1]
+    # Gauss quadrature finds the extreme eigenvalues (the clustered bottom more slowly); Ritz
+    # values interlace, so they lie inside the spectrum.
+    span = eigenvalues[-1] - eigenvalues[0]
+    assert eigenvalues[0] - 1e-10 <= np.min(result.nodes) < eigenvalues[0] + 1e-4 * span
+    assert eigenvalues[-1] + 1e-10 >= np.max(result.nodes) > eigenvalues[-1] - 1e-8 * span
+    # The density's mean is (1/R) sum_r v_r^T H v_r for unit v_r uniform on the sphere: unbiased
+    # for tr(H) / P with variance 2 (P tr(H^2) - tr(H)^2) / (P^2 (P + 2)) per run.
+    p = hessian.shape[0]
+    std = np.sqrt(2 * (p * np.sum(eigenvalues**2) - np.sum(eigenvalues) ** 2) / (p**2 * (p + 2)) / 4)
+    assert abs(np.trapezoid(grid * density, grid) - np.trace(hessian) / p) < 4 * std
+    figure = plot.spectral_density(grid, density, eigenvalues=eigenvalues, path=tmp_path / "density.png")
+    assert figure is not None
+    assert (tmp_path / "density.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ----------------------------------------------------------------------------- sharpness
+
+A_DIAGONAL = np.array([3.0, 1.0, 0.5, -2.0, -0.5, 2.0])
+
+
+def quadratic(theta, batch):
+    """0.5 theta^T diag(A) theta; ``batch`` is unused."""
+    return 0.5 * jnp.sum(jnp.asarray(A_DIAGONAL, theta.dtype) * theta**2)
+
+
+@pytest.mark.parametrize("method, rtol", [("lbfgsb", 1e-10), ("ascent", 1e-3)])
+def test_epsilon_sharpness_of_a_quadratic_at_zero_matches_closed_form(method, rtol):
+    epsilon = 0.1
+    # At x = 0 the box is |y_i| <= eps; positive curvatures go to a corner, negative stay at 0.
+    expected = 100 * 0.5 * epsilon**2 * np.sum(np.maximum(A_DIAGONAL, 0))
+    with jax.enable_x64(True):
+        result = curvature.epsilon_sharpness(quadratic, jnp.zeros(6), None, epsilon, method=method,
+                                             max_iterations=30)
+    np.testing.assert_allclose(float(result.value), expected, rtol=rtol)
+    assert np.all(np.abs(np.asarray(result.perturbation)) <= epsilon * (1 + 1e-12))
+
+
+def test_epsilon_sharpness_box_scales_with_the_parameters():
+    epsilon = 0.1
+    x = np.array([0.5, -1.0, 2.0, 0.8, -1.5, 1.2])
+    bounds = epsilon * (np.abs(x) + 1)
+    # |x_i| > bound_i: every coordinate moves to the end of its interval that increases f.
+    moved = np.where(A_DIAGONAL > 0, np.abs(x) + bounds, np.abs(x) - bounds)
+    f_x = 0.5 * np.sum(A_DIAGONAL * x**2)
+    expected = 100 * (0.5 * np.sum(A_DIAGONAL * moved**2) - f_x) / (1 + f_x)
+    with jax.enable_x64(True):
+        result = curvature.epsilon_sharpness(quadratic, jnp.asarray(x), None, epsilon)
+    np.testing.assert_allclose(float(result.value), expected, rtol=1e-10)
+    np.testing.assert_allclose(float(result.loss), f_x, rtol=1e-12)
+
+
+def test_epsilon_sharpness_in_a_subspace_matches_closed_form():
+    epsilon = 0.05
+    rng = np.random.default_rng(3)
+    direction = rng.normal(size=6)
+    matrix_PxQ = rng.normal(size=(6, 2))
+    x = 3.0 * direction / np.linalg.norm(direction)
+
+    def rank_one(theta, batch):
+        return 0.5 * jnp.dot(jnp.asarray(direction, theta.dtype), theta) ** 2
+
+    # f(x + A z) = 0.5 (c + b.z)^2 with c = a.x, b = A^T a; |c| > sum |b_i| r_i, so the sign of
+    # c + b.z is fixed on the box and the maximum is 0.5 (|c| + sum |b_i| r_i)^2.
+    c, b = direction @ x, matrix_PxQ.T @ direction
+    r = epsilon * (np.abs(np.linalg.pinv(matrix_PxQ) @ x) + 1)
+    assert abs(c) > np.abs(b) @ r
+    expected = 100 * (0.5 * (abs(c) + np.abs(b) @ r) ** 2 - 0.5 * c**2) / (1 + 0.5 * c**2)
+    with jax.enable_x64(True):
+        result = curvature.epsilon_sharpness(rank_one, jnp.asarray(x), None, epsilon, subspace=matrix_PxQ)
+        random_subspace = curvature.epsilon_sharpness(rank_one, jnp.asarray(x), None, epsilon, subspace=2)
+    np.testing.assert_allclose(float(result.value), expected, rtol=1e-10)
+    # y = A z with z in the box: y lies in the column space of A.
+    y = np.asarray(result.perturbation)
+    np.testing.assert_allclose(matrix_PxQ @ np.linalg.lstsq(matrix_PxQ, y, rcond=None)[0], y, atol=1e-12)
+    assert 0 < float(random_subspace.value) < 100
+
+
+def test_ball_sharpness_of_a_quadratic_is_half_radius_squared_times_top_eigenvalue():
+    rng = np.random.default_rng(4)
+    basis, _ = np.linalg.qr(rng.normal(size=(6, 6)))
+    spectrum = np.array([4.0, 2.0, 1.0, 0.0, -1.0, -3.0])
+    matrix = basis @ np.diag(spectrum) @ basis.T
+    radius = 0.2
+
+    def full_quadratic(theta, batch):
+        return 0.5 * theta @ jnp.asarray(matrix, theta.dtype) @ theta
+
+    with jax.enable_x64(True):
+        result = curvature.ball_sharpness(full_quadratic, jnp.zeros(6), None, radius, max_iterations=60)
+    np.testing.assert_allclose(float(result.value), 0.5 * radius**2 * spectrum[0], rtol=1e-8)
+    assert np.linalg.norm(np.asarray(result.perturbation)) <= radius * (1 + 1e-12)
+
+
+def test_sharpness_of_a_network_in_chunks_reports_a_feasible_perturbation():
+    params, data = _problem(jnp.float32)
+    epsilon = 1e-2
+    result = curvature.epsilon_sharpness(loss, params, data, epsilon, max_iterations=5, chunk_size=16)
+    y, x = _flat(result.perturbation), _flat(params)
+    assert np.all(np.abs(y) <= epsilon * (np.abs(x) + 1) * (1 + 1e-6))
+    direct = float(loss(tree.add(params, result.perturbation), data))
+    np.testing.assert_allclose(float(result.perturbed_loss), direct, rtol=1e-5)
+    np.testing.assert_allclose(float(result.loss), float(loss(params, data)), rtol=1e-5)
+    expected = 100 * (direct - float(result.loss)) / (1 + float(result.loss))
+    np.testing.assert_allclose(float(result.value), expected, rtol=1e-3)
+    assert float(result.value) > 0
