@@ -92,8 +92,10 @@ def run(config, logger) -> dict:
         result = train.fit(models[name], data, tx, epochs=config.epochs, batch_size=config.batch_size,
                            seed=config.seed, logger=logger)
         apply_fn = jax.jit(train.make_apply_fn(models[name], result.state.model_state))
-        logits = np.asarray(apply_fn(result.state.params, x[split:]))
-        logits_permuted = np.asarray(apply_fn(result.state.params, x_permuted))
+        # Full float32 matmuls: on GPUs the default (TF32) rounding would hide what is checked.
+        with jax.default_matmul_precision("highest"):
+            logits = np.asarray(apply_fn(result.state.params, x[split:]))
+            logits_permuted = np.asarray(apply_fn(result.state.params, x_permuted))
         accuracy = float(np.mean(logits.argmax(-1) == labels[split:]))
         accuracy_permuted = float(np.mean(logits_permuted.argmax(-1) == labels[split:]))
         # Relative to the logits' scale: summing the same messages in another order moves
