@@ -290,10 +290,12 @@ def seed_streams(seeds_S):
     return streams[:, 0], streams[:, 1]
 
 
-def _fit(model, data, tx, *, seeds, vmapped, epochs, batch_size, loss, eval_batch_size,
+def _fit(model, data, tx, *, seeds, vmapped, epochs, batch_size, loss, eval_batch_size, eval_every,
          progress, logger, checkpoint_dir, mesh, desc):
     _check_data(model, data, loss)
     plan = make_plan(data, batch_size, epochs, mesh)
+    if not isinstance(eval_every, (int, np.integer)) or isinstance(eval_every, bool) or eval_every <= 0:
+        raise ValueError(f"eval_every must be a positive integer (epochs between evaluations), got {eval_every!r}")
     replicated = NamedSharding(plan.mesh, P())
     x_train, y_train, x_test, y_test = jax.device_put(
         (data.x_train, data.y_train, data.x_test, data.y_test), replicated)
@@ -333,17 +335,18 @@ def _fit(model, data, tx, *, seeds, vmapped, epochs, batch_size, loss, eval_batc
     for epoch in bar:
         order = np.stack([epoch_order(k, epoch, plan) for k in data_keys])
         state, step_metrics = train_epoch(state, x_train, y_train, order if vmapped else order[0])
-        eval_metrics = eval_both(state, x_train, y_train, x_test, y_test)
         batch_loss = np.asarray(step_metrics["loss"])
         _raise_if_not_finite(batch_loss, epoch, plan.steps_per_epoch, seeds if vmapped else None)
         window = slice(epoch * plan.steps_per_epoch, (epoch + 1) * plan.steps_per_epoch)
         history["batch_loss"][..., window] = batch_loss
-        for name in metric_names:
-            history[name][..., epoch] = np.asarray(eval_metrics[name])
-        latest = {name: float(np.mean(history[name][..., epoch])) for name in metric_names}
-        bar.set_postfix({k: f"{v:.4g}" for k, v in latest.items()}, refresh=False)
-        if logger is not None:
-            logger.log(int((epoch + 1) * plan.steps_per_epoch), epoch=epoch + 1, **latest)
+        if (epoch + 1) % eval_every == 0 or epoch + 1 == epochs:
+            eval_metrics = eval_both(state, x_train, y_train, x_test, y_test)
+            for name in metric_names:
+                history[name][..., epoch] = np.asarray(eval_metrics[name])
+            latest = {name: float(np.mean(history[name][..., epoch])) for name in metric_names}
+            bar.set_postfix({k: f"{v:.4g}" for k, v in latest.items()}, refresh=False)
+            if logger is not None:
+                logger.log(int((epoch + 1) * plan.steps_per_epoch), epoch=epoch + 1, **latest)
         if checkpointer is not None:
             checkpointer.save(epoch + 1, {"state": state, "history": history})
     bar.close()
@@ -365,28 +368,29 @@ def _raise_if_not_finite(batch_loss, epoch, steps_per_epoch, seeds):
 
 
 def fit(model: nn.Module, data, tx: optax.GradientTransformation, *, epochs: int, batch_size: int | None = None,
-        loss: str = "cross_entropy", seed: int = 0, eval_batch_size: int = 2048, progress: bool = True,
-        logger=None, checkpoint_dir=None, mesh=None) -> FitResult:
+        loss: str = "cross_entropy", seed: int = 0, eval_batch_size: int = 2048, eval_every: int = 1,
+        progress: bool = True, logger=None, checkpoint_dir=None, mesh=None) -> FitResult:
     """Train ``model`` on ``data`` (a :class:`jaxdl.data.Dataset`) with the Optax ``tx``.
 
     Each epoch is one compiled call: a ``lax.scan`` over ``num_train // batch_size``
     minibatches of a fresh permutation (the remainder is dropped); ``batch_size=None`` is
     full-batch gradient descent in data order. Batches are sharded over ``mesh`` (default
     all local devices on a ``'data'`` axis). After each epoch train and test metrics are
-    evaluated on the device, logged (``logger.log(step, **metrics)``) and, with
-    ``checkpoint_dir``, checkpointed; a later call with the same arguments resumes there and
+    evaluated on the device (every ``eval_every`` epochs and after the last; the history holds
+    NaN for the epochs in between) and logged (``logger.log(step, **metrics)``); with
+    ``checkpoint_dir`` every epoch is checkpointed; a later call with the same arguments resumes there and
     produces the same numbers as an uninterrupted run.
 
     Raises ``FloatingPointError`` naming the step when the loss becomes non-finite.
     """
     return _fit(model, data, tx, seeds=[seed], vmapped=False, epochs=epochs, batch_size=batch_size, loss=loss,
-                eval_batch_size=eval_batch_size, progress=progress, logger=logger, checkpoint_dir=checkpoint_dir,
+                eval_batch_size=eval_batch_size, eval_every=eval_every, progress=progress, logger=logger, checkpoint_dir=checkpoint_dir,
                 mesh=mesh, desc=f"fit {type(model).__name__}")
 
 
 def fit_seeds(model: nn.Module, data, tx: optax.GradientTransformation, *, seeds: Sequence[int], epochs: int,
               batch_size: int | None = None, loss: str = "cross_entropy", eval_batch_size: int = 2048,
-              progress: bool = True, logger=None, checkpoint_dir=None) -> FitResult:
+              eval_every: int = 1, progress: bool = True, logger=None, checkpoint_dir=None) -> FitResult:
     """:func:`fit` for several seeds as ONE ``vmap``ped program; every leaf of the result has a
     leading axis of ``len(seeds)``. Seed ``s`` gives the same numbers as ``fit(..., seed=s)``
     up to floating-point reassociation."""
@@ -395,7 +399,7 @@ def fit_seeds(model: nn.Module, data, tx: optax.GradientTransformation, *, seeds
         raise ValueError("seeds must name at least one seed")
     single = jax.sharding.Mesh(np.asarray(jax.local_devices()[:1]), ("data",))
     return _fit(model, data, tx, seeds=seeds, vmapped=True, epochs=epochs, batch_size=batch_size, loss=loss,
-                eval_batch_size=eval_batch_size, progress=progress, logger=logger, checkpoint_dir=checkpoint_dir,
+                eval_batch_size=eval_batch_size, eval_every=eval_every, progress=progress, logger=logger, checkpoint_dir=checkpoint_dir,
                 mesh=single, desc=f"fit {type(model).__name__} x{len(seeds)} seeds")
 
 

@@ -139,6 +139,22 @@ def test_sequences_get_a_feature_axis_and_bad_options_raise():
             jax.eval_shape(get_model("transformer", model_dim=DIM, **hparams).init, jax.random.key(0), x)
 
 
+def test_patches_are_tokens_of_concatenated_positions():
+    hparams = dict(num_layers=1, model_dim=DIM, num_heads=2, mlp_dim=8, num_outputs=3, positional="learned")
+    x = np.random.default_rng(8).normal(size=(BATCH, 12, 2)).astype(np.float32)
+    patched = get_model("transformer", patch_size=3, **hparams)
+    plain = get_model("transformer", **hparams)
+    # By hand: 4 tokens of 3 positions x 2 features, fed to the one-token-per-position model.
+    tokens = x.reshape(BATCH, 4, 3, 2).reshape(BATCH, 4, 6)
+    params = _random_params(patched, x)
+    assert params["embed"]["kernel"].shape == (6, DIM)
+    assert params["position_embedding"].shape == (4, DIM)
+    np.testing.assert_allclose(jax.jit(patched.apply)({"params": params}, x),
+                               jax.jit(plain.apply)({"params": params}, tokens), rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="patch_size"):
+        jax.eval_shape(get_model("transformer", patch_size=5, **hparams).init, jax.random.key(0), x)
+
+
 def test_dropout_draws_flax_mask_and_acts_only_in_training():
     x = np.random.default_rng(6).normal(size=(6, 7)).astype(np.float32)
     key = jax.random.key(7)

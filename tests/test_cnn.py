@@ -48,6 +48,22 @@ def test_circular_convolution_is_an_mlp_layer_with_a_circulant_matrix(kernel_siz
     np.testing.assert_allclose(mlp_out, conv_out, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("name, shape", [("cnn1d", (3, 23, 2)), ("cnn2d", (2, 13, 14, 2))])
+@pytest.mark.parametrize("padding", ["SAME", "VALID", "CIRCULAR"])
+@pytest.mark.parametrize("kernel_size, strides", [(3, 1), (4, 2), (5, 2)])
+def test_patch_convolution_equals_xla_convolution(name, shape, padding, kernel_size, strides):
+    # Same parameters, two implementations: lax.conv and the im2col matmul of PatchConv.
+    hparams = dict(channels=(3, 4), kernel_size=kernel_size, strides=strides, padding=padding, pool="none",
+                   dense_widths=(), num_outputs=5)
+    x = np.random.default_rng(5).normal(size=shape).astype(np.float32)
+    xla = get_model(name, **hparams)
+    patches = get_model(name, conv_implementation="patches", **hparams)
+    params = _random_params(xla, x)
+    assert jax.tree.structure(params) == jax.tree.structure(_random_params(patches, x))
+    expected = jax.jit(xla.apply)({"params": params}, x)
+    np.testing.assert_allclose(jax.jit(patches.apply)({"params": params}, x), expected, rtol=1e-5, atol=1e-5)
+
+
 def test_circular_convnet_with_mean_readout_is_invariant_to_circular_shifts():
     hparams = dict(channels=(4, 4), kernel_size=3, padding="CIRCULAR", pool="none", dense_widths=(5,), num_outputs=3)
     x = np.random.default_rng(2).normal(size=(2, 10)).astype(np.float32)
@@ -103,8 +119,12 @@ def test_a_missing_channel_axis_means_one_channel(name, shape):
 
 def test_bad_options_raise_naming_the_field():
     x = jnp.zeros((1, 8))
-    for field, value in [("padding", "REFLECT"), ("pool", "median"), ("readout", "sum")]:
+    for field, value in [("padding", "REFLECT"), ("pool", "median"), ("readout", "sum"),
+                         ("conv_implementation", "fft")]:
         with pytest.raises(ValueError, match=field):
             jax.eval_shape(get_model("cnn1d", **{field: value}).init, jax.random.key(0), x)
+    with pytest.raises(ValueError, match="conv_1 leaves spatial shape"):
+        jax.eval_shape(get_model("cnn1d", channels=(2, 2), kernel_size=5, strides=2, padding="VALID", pool="none").init,
+                       jax.random.key(0), jnp.zeros((1, 11)))
     with pytest.raises(ValueError, match="rank"):
         jax.eval_shape(get_model("cnn1d").init, jax.random.key(0), jnp.zeros((1, 8, 8, 1)))

@@ -97,6 +97,23 @@ def test_mlp_forward_matches_numpy(activation):
     np.testing.assert_allclose(out, _numpy_forward(params, x, activation, 2), rtol=1e-5, atol=1e-5)
 
 
+def test_residual_mlp_adds_each_equal_width_hidden_layer_to_its_input():
+    # widths (6, 6, 4): layer 1 is residual (6 -> 6); layers 0 (5 -> 6) and 2 (6 -> 4) are not.
+    model = get_model("mlp", widths=(6, 6, 4), num_outputs=3, residual=True)
+    x = np.random.default_rng(1).normal(size=(4, 5))
+    params = _numpy_params(model, x.astype(np.float32))
+    relu = lambda z: np.maximum(z, 0.0)
+    dense = lambda name, h: h @ np.asarray(params[name]["kernel"], np.float64) + np.asarray(params[name]["bias"])
+    h = relu(dense("hidden_0", x))
+    h = h + relu(dense("hidden_1", h))
+    h = relu(dense("hidden_2", h))
+    expected = dense("output", h)
+    out = jax.jit(model.apply)({"params": params}, x.astype(np.float32))
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+    plain = jax.jit(get_model("mlp", widths=(6, 6, 4), num_outputs=3).apply)({"params": params}, x.astype(np.float32))
+    assert not np.allclose(plain, out, atol=1e-3)
+
+
 def test_mlp_flattens_image_inputs():
     model = get_model("mlp", widths=(7,), num_outputs=3, activation="tanh")
     x = np.random.default_rng(1).normal(size=(2, 8, 8, 1)).astype(np.float32)

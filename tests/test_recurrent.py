@@ -97,6 +97,40 @@ def test_last_readout_reads_the_final_state_and_sequences_get_a_feature_axis():
     np.testing.assert_array_equal(with_axis, last)
 
 
+@pytest.mark.parametrize("name", ["gru", "lstm"])
+def test_bidirectional_layers_run_the_equations_both_ways_and_read_out(name):
+    hparams = dict(hidden_size=HIDDEN, bidirectional=True, num_layers=2)
+    model = get_model(name, num_outputs=2 * HIDDEN, readout="all", **hparams)
+    x = np.random.default_rng(3).normal(size=(BATCH, LENGTH, 2)).astype(np.float32)
+    params = _random_params(model, x)
+    params["output"] = {"kernel": np.eye(2 * HIDDEN, dtype=np.float32), "bias": np.zeros(2 * HIDDEN, np.float32)}
+    states = jax.jit(model.apply)({"params": params}, x)
+
+    expected = x.astype(np.float64)
+    for layer in range(2):
+        peepholes = name == "lstm"
+        forward = _numpy_layer(name, params[f"layer_{layer}"], expected, peepholes)
+        backward = _numpy_layer(name, params[f"layer_{layer}_backward"], expected[:, ::-1], peepholes)[:, ::-1]
+        expected = np.concatenate([forward, backward], axis=-1)
+    assert states.shape == (BATCH, LENGTH, 2 * HIDDEN)
+    np.testing.assert_allclose(states, expected, rtol=1e-5, atol=1e-5)
+
+    # The same parameters under the other read-outs: a dense layer on the flattened states,
+    # and on the forward layer's last state beside the backward layer's first.
+    flatten = get_model(name, num_outputs=3, readout="flatten", **hparams)
+    last = get_model(name, num_outputs=3, readout="last", **hparams)
+    rng = np.random.default_rng(4)
+    flat_params = dict(params, output={"kernel": rng.normal(size=(LENGTH * 2 * HIDDEN, 3)).astype(np.float32),
+                                       "bias": np.zeros(3, np.float32)})
+    last_params = dict(params, output={"kernel": rng.normal(size=(2 * HIDDEN, 3)).astype(np.float32),
+                                       "bias": np.zeros(3, np.float32)})
+    np.testing.assert_allclose(jax.jit(flatten.apply)({"params": flat_params}, x),
+                               expected.reshape(BATCH, -1) @ flat_params["output"]["kernel"], rtol=1e-4, atol=1e-4)
+    last_states = np.concatenate([forward[:, -1], backward[:, 0]], axis=-1)
+    np.testing.assert_allclose(jax.jit(last.apply)({"params": last_params}, x),
+                               last_states @ last_params["output"]["kernel"], rtol=1e-4, atol=1e-4)
+
+
 @pytest.fixture(scope="module")
 def recurrent_kernels():
     """Recurrent kernels of every (cell, init, radius) case, initialised in one program."""

@@ -176,6 +176,22 @@ def test_logger_gets_one_call_per_epoch(hand_gd_run):
         assert metrics["test_loss"] == pytest.approx(float(result.history["test_loss"][i]), rel=1e-6)
 
 
+def test_eval_every_evaluates_only_those_epochs_and_the_last(hand_gd_run):
+    data, _, every_epoch, _ = hand_gd_run
+    logger = RecordingLogger()
+    result = train.fit(get_model("linear", num_outputs=2), data, optim.get_optimizer("gd", 0.3), epochs=3,
+                       batch_size=None, loss="half_mse", eval_every=2, progress=False, logger=logger)
+    assert [metrics["epoch"] for _, metrics in logger.calls] == [2, 3]
+    for name in ("train_loss", "test_loss"):
+        assert np.isnan(result.history[name][0])
+        np.testing.assert_array_equal(result.history[name][1:], every_epoch.history[name][1:])
+    # Training itself is unchanged: every step's loss and the final parameters.
+    np.testing.assert_array_equal(result.history["batch_loss"], every_epoch.history["batch_loss"])
+    with pytest.raises(ValueError, match="eval_every"):
+        train.fit(get_model("linear", num_outputs=2), data, optim.get_optimizer("gd", 0.3), epochs=1,
+                  loss="half_mse", eval_every=0, progress=False)
+
+
 # ----------------------------------------------------------------------------- seeds and determinism
 
 

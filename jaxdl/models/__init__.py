@@ -5,16 +5,18 @@ Every model is called as ``module.apply(variables, x, train=False)`` and maps a 
 ``apply_fn(params, x)`` that the analysis tools take. Registered names (main hyper-parameters;
 input -> output):
 
-- ``linear``, ``mlp`` (``widths``, ``activation``, ``initializer``): ``x_Bx...`` flattened -> ``BxK``;
-- ``cnn1d`` (``channels``, ``kernel_size``, ``padding``, ``pool``, ``readout``, ``dense_widths``):
-  ``x_BxL`` or ``x_BxLxC`` -> ``BxK``;
+- ``linear``, ``mlp`` (``widths``, ``activation``, ``initializer``, ``residual``): ``x_Bx...``
+  flattened -> ``BxK``;
+- ``cnn1d`` (``channels``, ``kernel_size``, ``padding``, ``pool``, ``readout``, ``dense_widths``,
+  ``conv_implementation``): ``x_BxL`` or ``x_BxLxC`` -> ``BxK``;
 - ``cnn2d`` (same): NHWC ``x_BxHxW[xC]`` -> ``BxK``;
 - ``resnet`` (``depth=20``, ``width_multiplier``, ``norm``, ``skip_init``, ``shortcut``): NHWC -> ``BxK``,
   BatchNorm statistics in the ``'batch_stats'`` collection;
 - ``rnn``, ``lstm`` (``peepholes``), ``gru`` (``hidden_size``, ``num_layers``, ``readout``,
-  ``recurrent_init``, ``spectral_radius``): ``x_BxL`` or ``x_BxLxF`` -> ``BxK`` (or ``BxLxK``);
+  ``bidirectional``, ``recurrent_init``, ``spectral_radius``): ``x_BxL`` or ``x_BxLxF`` -> ``BxK``
+  (or ``BxLxK``);
 - ``transformer`` (``num_layers``, ``model_dim``, ``num_heads``, ``positional``, ``readout``,
-  ``norm_position``): ``x_BxL`` or ``x_BxLxF`` -> ``BxK`` (or ``BxLxK``);
+  ``norm_position``, ``patch_size``): ``x_BxL`` or ``x_BxLxF`` -> ``BxK`` (or ``BxLxK``);
 - ``graph_network``, ``gat`` (``hidden_dim``, ``num_layers``, ``task``): a :class:`Graph` or its
   packed array ``BxNx(N+1+F)`` -> ``BxK`` (``task='graph'``) or ``BxNxK`` (``task='node'``).
 """

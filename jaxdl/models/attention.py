@@ -1,8 +1,10 @@
 """Transformer encoder with multi-head self-attention written out (Vaswani et al. 2017,
 "Attention is all you need"), for sequence classification or per-token outputs.
 
-Input ``x_BxL`` (one feature added) or ``x_BxLxF``; each token's features are embedded by a
-dense layer to ``model_dim``, an optional positional encoding is added, ``num_layers`` encoder
+Input ``x_BxL`` (one feature added) or ``x_BxLxF``; with ``patch_size = P > 1`` every P
+consecutive positions form one token of ``P F`` features (non-overlapping patches, as the
+Vision Transformer of Dosovitskiy et al. 2021), so the encoder sees ``L / P`` tokens. Each
+token's features are embedded by a dense layer to ``model_dim``, an optional positional encoding is added, ``num_layers`` encoder
 blocks follow, and the read-out is a dense layer on the mean of the tokens (``'mean'``, output
 ``outputs_BxK``), on a learned CLS token prepended to the sequence (``'cls'``, ``outputs_BxK``;
 Devlin et al. 2019), or on every token (``'none'``, ``outputs_BxLxK``).
@@ -125,6 +127,7 @@ class Transformer(nn.Module):
       norm_position: ``'pre'`` or ``'post'`` LayerNorm.
       dropout_rate: on attention weights and residual branches, active when ``train=True``
         (needs the ``'dropout'`` rng).
+      patch_size: positions per token (must divide L; 1: one token per position).
     """
 
     num_layers: int = 2
@@ -136,6 +139,7 @@ class Transformer(nn.Module):
     readout: str = "mean"
     norm_position: str = "pre"
     dropout_rate: float = 0.0
+    patch_size: int = 1
 
     @nn.compact
     def __call__(self, x, train: bool = False, mask=None):
@@ -147,6 +151,12 @@ class Transformer(nn.Module):
             x = x[..., None]
         if x.ndim != 3:
             raise ValueError(f"Transformer expects sequences (B, L) or (B, L, F), got shape {x.shape}")
+        if self.patch_size < 1 or x.shape[1] % self.patch_size:
+            raise ValueError(f"patch_size={self.patch_size!r} must be a positive divisor of the sequence length {x.shape[1]}")
+        if self.patch_size > 1:
+            if mask is not None:
+                raise ValueError("a mask of padded positions needs patch_size=1")
+            x = x.reshape(x.shape[0], x.shape[1] // self.patch_size, -1)
         batch, length, _ = x.shape
         if mask is not None:
             mask = jnp.asarray(mask, bool)

@@ -1,10 +1,14 @@
 """Small layers shared by the model families.
 
-- :class:`Dropout`: inverted dropout (Srivastava et al. 2014), ``x_... -> x_...``.
+- :class:`Dropout`: inverted dropout (Srivastava et al. 2014), ``x_... -> x_...``;
+- :class:`PatchConv`: a convolution computed as one matmul over extracted patches (im2col),
+  ``x_BxS...xC -> y_BxS'...xF``, with the parameters of ``flax.linen.Conv``.
 """
 from __future__ import annotations
 
+import itertools
 import math
+from typing import Callable
 
 import flax.linen as nn
 import jax
@@ -32,3 +36,60 @@ class Dropout(nn.Module):
         keep = 1.0 - self.rate
         mask = jax.random.bernoulli(self.make_rng("dropout"), keep, (math.prod(x.shape),)).reshape(x.shape)
         return jnp.where(mask, x / keep, jnp.zeros_like(x))
+
+
+PATCH_PADDINGS = ("SAME", "VALID", "CIRCULAR")
+
+
+class PatchConv(nn.Module):
+    """Convolution as a matmul: gather the ``prod(kernel_size)`` shifted, strided views of the
+    padded input into patches ``BxS'...x(K...C)`` and contract them with the kernel.
+
+    The same function and the same parameters (``kernel`` of shape ``(*kernel_size, C, F)``,
+    ``bias`` (F,)) as ``flax.linen.Conv`` with the same padding ('SAME', 'VALID' or
+    'CIRCULAR') and strides, so the two are interchangeable. Why it exists: on CPU, XLA runs
+    small convolutions inside a ``lax.scan`` (a whole training epoch) several times slower than
+    outside one, while a matmul is fast in both places; for the small 1-D nets of MNIST-1D this
+    layer makes an epoch about 4x faster on CPU. On GPUs and TPUs ``flax.linen.Conv`` is the
+    better choice for large images.
+    """
+
+    features: int
+    kernel_size: tuple
+    strides: int = 1
+    padding: str = "SAME"
+    use_bias: bool = True
+    kernel_init: Callable = nn.initializers.lecun_normal()
+
+    @nn.compact
+    def __call__(self, x):
+        if self.padding not in PATCH_PADDINGS:
+            raise ValueError(f"padding={self.padding!r} is not one of {list(PATCH_PADDINGS)}")
+        kernel_size = tuple(self.kernel_size)
+        spatial = x.shape[1:-1]
+        if len(spatial) != len(kernel_size):
+            raise ValueError(f"PatchConv with kernel_size {kernel_size} expects inputs with {len(kernel_size)} "
+                             f"spatial axes (batch, ..., channels), got shape {x.shape}")
+        kernel = self.param("kernel", self.kernel_init, kernel_size + (x.shape[-1], self.features))
+        stride = self.strides
+        if self.padding == "CIRCULAR":  # as flax: wrap (k - 1) // 2 before and k // 2 after
+            pads = [((k - 1) // 2, k // 2) for k in kernel_size]
+            x = jnp.pad(x, [(0, 0)] + pads + [(0, 0)], mode="wrap")
+        elif self.padding == "SAME":  # as lax: ceil(n / stride) outputs, the extra pad after
+            pads = []
+            for n, k in zip(spatial, kernel_size):
+                total = max((-(-n // stride) - 1) * stride + k - n, 0)
+                pads.append((total // 2, total - total // 2))
+            x = jnp.pad(x, [(0, 0)] + pads + [(0, 0)])
+        padded = x.shape[1:-1]
+        out_shape = [(n - k) // stride + 1 for n, k in zip(padded, kernel_size)]
+        views = []
+        for offsets in itertools.product(*(range(k) for k in kernel_size)):
+            index = tuple(slice(o, o + (m - 1) * stride + 1, stride) for o, m in zip(offsets, out_shape))
+            views.append(x[(slice(None),) + index])
+        # Patches ordered like the kernel's leading axes (offsets in row-major order, then C).
+        patches = jnp.stack(views, axis=-2).reshape(x.shape[:1] + tuple(out_shape) + (-1,))
+        y = patches @ kernel.reshape(-1, self.features)
+        if self.use_bias:
+            y = y + self.param("bias", nn.initializers.zeros, (self.features,))
+        return y

@@ -21,7 +21,12 @@ above 1 they can explode).
 
 Models take ``x_BxL`` (one feature added) or ``x_BxLxF``, stack ``num_layers`` layers (each
 layer's states are the next one's inputs), start from zero states and read out with a dense
-layer from the top layer's last state (``outputs_BxK``) or from every state (``outputs_BxLxK``).
+layer from the top layer's last state (``'last'``, ``outputs_BxK``), from every state
+(``'all'``, ``outputs_BxLxK``) or from all states flattened (``'flatten'``, ``outputs_BxK``; the
+MNIST-1D baseline of Greydanus 2020). A bidirectional layer (Schuster & Paliwal 1997) runs a
+second layer, with its own weights, over the reversed sequence and concatenates the two states
+at each position (``2 H`` features); its ``'last'`` state is the forward layer's last state
+beside the backward layer's final state (at position 0).
 """
 from __future__ import annotations
 
@@ -36,7 +41,7 @@ from jaxdl.models.initializers import get_initializer
 from jaxdl.models.mlp import get_activation
 
 RECURRENT_INITS = ("orthogonal", "gaussian")
-READOUTS = ("last", "all")
+READOUTS = ("last", "all", "flatten")
 CELLS = {"rnn": 1, "lstm": 4, "gru": 3}  # cell: number of gate blocks G
 
 
@@ -164,6 +169,7 @@ class _RecurrentNet(nn.Module):
     num_layers: int = 1
     num_outputs: int = 10
     readout: str = "last"
+    bidirectional: bool = False
     recurrent_init: str = "orthogonal"
     spectral_radius: float = 1.0
     input_initializer: str = "glorot"
@@ -181,12 +187,22 @@ class _RecurrentNet(nn.Module):
             x = x[..., None]
         if x.ndim != 3:
             raise ValueError(f"{type(self).__name__} expects sequences (B, L) or (B, L, F), got shape {x.shape}")
-        for layer in range(self.num_layers):
-            x = RecurrentLayer(self.cell, self.hidden_size, recurrent_init=self.recurrent_init,
-                               spectral_radius=self.spectral_radius, input_initializer=self.input_initializer,
-                               name=f"layer_{layer}", **self._cell_options())(x)
+        def layer(name):
+            return RecurrentLayer(self.cell, self.hidden_size, recurrent_init=self.recurrent_init,
+                                  spectral_radius=self.spectral_radius, input_initializer=self.input_initializer,
+                                  name=name, **self._cell_options())
+
+        for index in range(self.num_layers):
+            forward = layer(f"layer_{index}")(x)
+            if self.bidirectional:
+                backward = layer(f"layer_{index}_backward")(x[:, ::-1])[:, ::-1]
+                x = jnp.concatenate([forward, backward], axis=-1)
+            else:
+                x = forward
         if self.readout == "last":
-            x = x[:, -1]
+            x = jnp.concatenate([forward[:, -1], backward[:, 0]], axis=-1) if self.bidirectional else x[:, -1]
+        elif self.readout == "flatten":
+            x = x.reshape(x.shape[0], -1)
         return nn.Dense(self.num_outputs, kernel_init=get_initializer("lecun"), name="output")(x)
 
 
@@ -197,7 +213,8 @@ class RNN(_RecurrentNet):
     Attributes:
       hidden_size, num_layers, num_outputs: H, the stack depth, K.
       activation: of the recurrence (``tanh`` by default; any name of ``jaxdl.models.ACTIVATIONS``).
-      readout: ``'last'`` or ``'all'``.
+      readout: ``'last'``, ``'all'`` or ``'flatten'``.
+      bidirectional: add a backward layer at every depth (states of width ``2 H``).
       recurrent_init: ``'orthogonal'`` or ``'gaussian'``, scaled to ``spectral_radius``.
       input_initializer: for ``W`` (Glorot by default).
     """
