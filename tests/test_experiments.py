@@ -11,9 +11,7 @@ import pytest
 import experiments
 from experiments import common
 
-# architectures is tested at its quick size before it joins the tour (its default is not yet
-# inside the tour's time budget).
-ALL = tuple(experiments.EXPERIMENTS) + ("architectures", "benchmark")
+ALL = tuple(experiments.EXPERIMENTS) + ("benchmark",)
 
 
 @pytest.mark.parametrize("name", ALL)

@@ -1,0 +1,148 @@
+"""Analysis benches: a full-data Hessian-vector product against a gradient, Lanczos as one
+compiled program against a Python loop of jitted HVPs, and a 2-D loss surface (Li et al. 2018)
+against its FLOP floor and against a Python loop over grid points.
+
+Every bench returns a dict of seconds and the numbers its rows need.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from experiments.benchmarks.timing import mlp_forward_flops, synthetic_data, time_interleaved
+from jaxdl import curvature, landscape, losses, optim, train, tree
+from jaxdl.models import get_model
+
+
+def _curvature_setup(config):
+    """The MLP's params, full data, and ``loss(params, batch)`` (mean cross-entropy)."""
+    model = get_model("mlp", widths=tuple(config.curvature_widths), num_outputs=10)
+    data = synthetic_data(config.curvature_examples, config.curvature_input_dim, 10, config.seed)
+    # A generic point, not a trained one: Gaussian kernels with variance 1 / fan-in and zero
+    # biases, drawn on the host from the parameter shapes (no initialiser to compile).
+    shapes = jax.eval_shape(model.init, jax.random.key(config.seed), data.x_train[:1])["params"]
+    rng = np.random.default_rng(config.seed)
+    params = jax.tree.map(
+        lambda leaf: jnp.asarray(rng.normal(size=leaf.shape) / np.sqrt(leaf.shape[0]) if leaf.ndim > 1
+                                 else np.zeros(leaf.shape), jnp.float32), shapes)
+    apply_fn = train.make_apply_fn(model)
+
+    def loss(p, batch):
+        return losses.cross_entropy(apply_fn(p, batch[0]), batch[1])
+
+    return params, (jnp.asarray(data.x_train), jnp.asarray(data.y_train)), loss
+
+
+def bench_curvature(config):
+    """Seconds for one full-data HVP and one full-data gradient (each jitted), and for the top
+    eigenvalue by Lanczos: the compiled program versus a Python loop of the jitted HVP with full
+    reorthogonalisation in NumPy (what a user would write first).
+
+    Returns a dict of the times, both eigenvalues and the parameter count P.
+    """
+    params, data, loss = _curvature_setup(config)
+    steps = config.lanczos_steps
+    params_P, unflatten = tree.flatten(params)
+    start = np.random.default_rng(config.seed).normal(size=params_P.shape).astype(np.float32)
+    flat_hvp = jax.jit(lambda p, d, v: tree.flatten(curvature.hvp(loss, p, d, unflatten(v)))[0])
+    gradient = jax.jit(jax.grad(loss))
+    eigenvalues = {}
+
+    def compiled(_):
+        eigenvalues["compiled"] = curvature.hessian_top_eigenvalues(loss, params, data, num_steps=steps).eigenvalues[0]
+        return eigenvalues["compiled"]
+
+    def loop(_):
+        basis = np.zeros((steps + 1, start.size), np.float32)
+        alphas, betas = np.zeros(steps), np.zeros(steps)
+        basis[0] = start / np.linalg.norm(start)
+        for i in range(steps):
+            w = np.array(flat_hvp(params, data, basis[i]))
+            alphas[i] = w @ basis[i]
+            for _ in range(2):
+                w -= basis[: i + 1].T @ (basis[: i + 1] @ w)
+            betas[i] = np.linalg.norm(w)
+            basis[i + 1] = w / betas[i]
+        tridiagonal = np.diag(alphas) + np.diag(betas[:-1], 1) + np.diag(betas[:-1], -1)
+        eigenvalues["loop"] = np.linalg.eigvalsh(tridiagonal)[-1]
+        return eigenvalues["loop"]
+
+    hvp_seconds, gradient_seconds = time_interleaved([(flat_hvp, (params, data, start)), (gradient, (params, data))],
+                                                     repeats=config.repeats)
+    lanczos_seconds, loop_seconds = time_interleaved([(compiled, (None,)), (loop, (None,))],
+                                                     repeats=config.curvature_repeats)
+    return {
+        "hvp": hvp_seconds,
+        "gradient": gradient_seconds,
+        "lanczos": lanczos_seconds,
+        "lanczos_loop": loop_seconds,
+        "eigenvalue": float(eigenvalues["compiled"]),
+        "loop_eigenvalue": float(eigenvalues["loop"]),
+        "num_params": int(params_P.size),
+    }
+
+
+def bench_landscape(config, rate):
+    """A ``G x G`` loss surface (``G = config.landscape_grid``) of an MLP on
+    ``config.landscape_examples`` examples along two filter-normalised directions (Li et al.
+    2018), as one :func:`jaxdl.landscape.surface` call (compilation excluded; timed in
+    alternation with the loop), against
+
+    - the floor: G^2 forward passes' matmul FLOPs at the measured matmul rate;
+    - a Python double loop over the grid of a jitted per-point loss (the perturbed params built
+      inside the jitted function, the loss fetched to the host at each point, as the reference
+      PyTorch code of Li et al. does), timed on the first ``config.landscape_loop_points``
+      points in row-major order and scaled per point to all G^2.
+
+    Returns a dict of seconds (``surface``, ``floor``, ``loop``: the scaled estimate,
+    ``loop_per_point``), the two losses at the grid centre (surface and loop; they agree) and
+    the grid size.
+    """
+    model = get_model("mlp", widths=tuple(config.landscape_widths), num_outputs=10)
+    data = synthetic_data(config.landscape_examples, config.landscape_input_dim, 10, config.seed)
+    init_key, x_key, y_key = jax.random.split(jax.random.key(config.seed), 3)
+    params = train.init_state(model, optim.get_optimizer("sgd", 0.01), data.x_train[:1], init_key).params
+    direction_x = landscape.random_direction(x_key, params)
+    direction_y = landscape.random_direction(y_key, params)
+    apply_fn = train.make_apply_fn(model)
+    batch = (jnp.asarray(data.x_train), jnp.asarray(data.y_train))
+    grid = int(config.landscape_grid)
+    coords = np.linspace(-1.0, 1.0, grid)
+    chunk_size = config.landscape_chunk_size or None
+    surfaces = []
+
+    def whole_surface(_):
+        surfaces.append(landscape.surface(apply_fn, params, direction_x, direction_y, batch, coords, coords,
+                                          chunk_size=chunk_size, points_per_chunk=config.landscape_points_per_chunk))
+        return surfaces[-1]["loss"]
+
+    @jax.jit
+    def point_loss(anchors, batch, a, b):
+        centre, along_x, along_y = anchors
+        point = tree.axpy(b, along_y, tree.axpy(a, along_x, centre))
+        return landscape.evaluate_params(apply_fn, point, batch, chunk_size=chunk_size)["loss"]
+
+    anchors = (params, direction_x, direction_y)
+
+    grid_points = [(a, b) for b in coords for a in coords][: config.landscape_loop_points]
+
+    def loop(_):
+        return [float(point_loss(anchors, batch, a, b)) for a, b in grid_points]
+
+    surface_seconds, loop_seconds = time_interleaved([(whole_surface, (None,)), (loop, (None,))],
+                                                     repeats=config.landscape_repeats)
+    num_points = grid * grid
+    flops = num_points * mlp_forward_flops(config.landscape_input_dim, config.landscape_widths, 10,
+                                           config.landscape_examples)
+    centre = grid // 2
+    return {
+        "surface": surface_seconds,
+        "floor": flops / rate,
+        "loop_per_point": loop_seconds / len(grid_points),
+        "loop": loop_seconds / len(grid_points) * num_points,
+        "loop_points": len(grid_points),
+        "centre_loss": float(surfaces[-1]["loss"][centre, centre]),
+        "loop_centre_loss": float(point_loss(anchors, batch, coords[centre], coords[centre])),
+        "num_points": num_points,
+    }
