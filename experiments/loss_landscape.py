@@ -298,7 +298,8 @@ def run(config, workdir: str) -> dict:
     for (normalization, name), values in rescale_curves.items():
         arrays[f"rescale/{normalization}/{name}_train_loss"] = values
     path = run_dir.figure_path("filter_normalization")
-    plot.line_plot({f"{n} direction, {name}": (rescale_alphas, v) for (n, name), v in rescale_curves.items()},
+    labels = {"filter": "filter-normalised d", "none": "raw d"}
+    plot.line_plot({f"{labels[n]}, {name} params": (rescale_alphas, v) for (n, name), v in rescale_curves.items()},
                    xlabel="a  (theta + a d)", ylabel="train loss",
                    title=f"every conv filter x{config.rescale_factor:g} (each feeds a BatchNorm)", path=path)
     figures.append(path)
