@@ -7,7 +7,7 @@ several seeds as one vmapped program, on the plain signals and on the shuffled o
 fixed permutation of the 40 positions). Shuffling costs nothing to the models that do not
 know about positions (logistic, MLP) and a lot to those whose prior is locality (CNN, GRU).
 
-The graph task (``jaxdl.experiments.graph_task``): decide whether a random graph has a node of
+The graph task (``experiments.graph_task``): decide whether a random graph has a node of
 high degree. A graph network (Battaglia et al. 2018) sees the graph; an MLP sees its flattened
 adjacency matrix and must learn the invariance to node order from data.
 """
@@ -110,9 +110,8 @@ def _validate(config):
                        "'constant' or 'cosine'", spec.schedule)
 
 
-def run(config, workdir: str) -> dict:
+def run(config, run_dir: io.RunDir) -> dict:
     _validate(config)
-    run_dir = io.RunDir(workdir)
     seeds = [config.seed + i for i in range(config.seeds)]
     accuracy, seconds, arrays = {}, {}, {}
     with run_dir.logger() as logger:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import NamedTuple
 
 import jax
 import ml_collections
@@ -117,23 +118,29 @@ def _validate(config):
         common.require(kind in landscape.CURVES, "curves", f"names from {landscape.CURVES}", config.curves)
 
 
-# ----------------------------------------------------------------------------- training
+# ----------------------------------------------------------------------------- phases
+#
+# Each phase is a function of the config and what the earlier phases made, returning a
+# ``Phase``: arrays for results.npz, figure paths, and the numbers the tables and claims read.
 
 
-def _train_pair(config, model, data, logger):
-    """Two seeds in one vmapped fit; returns the initial params of seed 0 and both solutions."""
+class Phase(NamedTuple):
+    arrays: dict
+    figures: list
+    numbers: dict
+
+
+def train_pair(config, model, data, logger):
+    """Two seeds in one vmapped fit: ``(initial params of seed 0, [solution 0, solution 1]
+    (TrainStates), history)``."""
     tx = optim.get_optimizer(config.optimizer, config.learning_rate, momentum=config.momentum)
-    seeds = [config.seed, config.seed + 1]
-    init_keys, _ = train.seed_streams(np.asarray(seeds, np.uint32))
-    # The same initialiser fit_seeds runs, so this is the start of seed 0's training.
-    initial = train.unstack(train.init_states(model, tx, data.x_train[:1], init_keys), 0)
-    result = train.fit_seeds(model, data, tx, seeds=seeds, epochs=config.epochs, batch_size=config.batch_size,
-                             logger=logger)
-    solutions = [train.unstack(result.state, i) for i in range(2)]
-    return initial, solutions, result.history
+    result = train.fit_seeds(model, data, tx, seeds=[config.seed, config.seed + 1], epochs=config.epochs,
+                             batch_size=config.batch_size, logger=logger)
+    initial = train.unstack(result.initial_state.params, 0)
+    return initial, [train.unstack(result.state, i) for i in range(2)], result.history
 
 
-class _Evaluator:
+class Evaluator:
     """Metrics of one model on the train and test splits, with the configured BatchNorm mode."""
 
     def __init__(self, config, model, data, model_state):
@@ -148,24 +155,87 @@ class _Evaluator:
         return dict(chunk_size=self.chunk_size, batch_stats=self.batch_stats)
 
     def each_split(self, fn):
-        """``{split: fn(apply_fn, data, **kwargs)}`` with every metric as a NumPy array."""
-        return {split: {k: np.asarray(v) for k, v in fn(self.apply_fn, data, **self.kwargs()).items()}
-                for split, data in self.splits.items()}
+        """``{split: fn(apply_fn, batch, **kwargs)}`` with every metric as a NumPy array."""
+        return {split: {k: np.asarray(v) for k, v in fn(self.apply_fn, batch, **self.kwargs()).items()}
+                for split, batch in self.splits.items()}
 
 
-# ----------------------------------------------------------------------------- measurements
+def lines_phase(config, evaluator, run_dir, w0, w1, w2) -> Phase:
+    """The lines initialisation -> solution and solution -> solution (Goodfellow et al. 2015)."""
+    alphas = landscape.interpolation_alphas(*config.alpha_range, config.num_alphas)
+    lines = {
+        "init_to_solution": evaluator.each_split(lambda f, b, **kw: landscape.interpolate(f, w0, w1, b, alphas, **kw)),
+        "solution_to_solution": evaluator.each_split(
+            lambda f, b, **kw: landscape.interpolate(f, w1, w2, b, alphas, **kw)),
+    }
+    arrays, figures = {"lines/alphas": alphas}, []
+    for line, per_split in lines.items():
+        for split, metrics in per_split.items():
+            arrays.update({f"lines/{line}/{split}_{name}": values for name, values in metrics.items()})
+        path = run_dir.figure_path(line)
+        plot.line_plot({f"{split} loss": (alphas, per_split[split]["loss"]) for split in per_split},
+                       xlabel="a  (theta = (1 - a) start + a end)", ylabel="loss",
+                       title=line.replace("_", " "), path=path)
+        figures.append(path)
+    inside = (alphas >= 0) & (alphas <= 1)
+    train_line = lines["init_to_solution"]["train"]["loss"][inside]
+    monotone_rise = landscape.largest_rise(train_line) / max(float(train_line[0] - train_line[-1]), 1e-12)
+    return Phase(arrays, figures, {"monotone_rise": monotone_rise})
 
 
-def largest_rise(values) -> float:
-    """max_j (v_j - min_{i <= j} v_i): the largest increase along a sequence (0 if monotone)."""
-    values = np.asarray(values, np.float64)
-    return float(np.max(values - np.minimum.accumulate(values)))
+def surface_phase(config, evaluator, run_dir, w1) -> Phase:
+    """The train loss on the plane of two filter-normalised directions through the solution
+    (Li et al. 2018), resumable from ``surface.npz``."""
+    key_x, key_y = jax.random.split(jax.random.key(config.seed + 3))
+    direction_x = landscape.random_direction(key_x, w1, ignore_biasbn=config.ignore_biasbn)
+    direction_y = landscape.random_direction(key_y, w1, ignore_biasbn=config.ignore_biasbn)
+    if config.orthogonalize:
+        direction_y = landscape.orthogonalize(direction_y, direction_x)
+    grid = np.linspace(*config.grid_range, config.grid_size)
+    surface = landscape.surface(evaluator.apply_fn, w1, direction_x, direction_y, evaluator.splits["train"], grid,
+                                grid, path=os.path.join(run_dir.root, "surface.npz"),
+                                points_per_chunk=config.points_per_chunk, progress=True, **evaluator.kwargs())
+    centre = landscape.evaluate_params(evaluator.apply_fn, w1, evaluator.splits["train"], **evaluator.kwargs())
+    centre_error = abs(float(surface["loss"][len(grid) // 2, len(grid) // 2]) - float(centre["loss"]))
+    arrays = {"surface/direction_x": np.asarray(tree.flatten(direction_x)[0]),
+              "surface/direction_y": np.asarray(tree.flatten(direction_y)[0]), "surface/xs": grid, "surface/ys": grid}
+    arrays.update({f"surface/train_{name}": values for name, values in surface.items()})
+    figures = []
+    for filled in (True, False):
+        path = run_dir.figure_path("surface_filled" if filled else "surface_contour")
+        plot.contour_surface(grid, grid, surface["loss"], title="train loss, filter-normalised directions",
+                             path=path, filled=filled, log=True, xlabel="direction x", ylabel="direction y")
+        figures.append(path)
+    return Phase(arrays, figures, {"centre_error": centre_error})
 
 
-def barrier(values) -> float:
-    """Peak of a path's loss above the higher of its two endpoints (Garipov et al. 2018)."""
-    values = np.asarray(values, np.float64)
-    return float(values.max() - max(values[0], values[-1]))
+def curves_phase(config, evaluator, run_dir, model, model_state, data, w1, w2) -> Phase:
+    """Trained Bezier and polygonal-chain curves against the straight line between the two
+    solutions (Garipov et al. 2018)."""
+    ts = np.linspace(0.0, 1.0, config.curve_points)
+    paths = {"line": evaluator.each_split(lambda f, b, **kw: landscape.line_metrics(f, w1, w2, b, ts=ts, **kw))}
+    curve_tx = optim.get_optimizer(config.optimizer, config.curve_learning_rate, momentum=config.momentum)
+    for i, kind in enumerate(config.curves):
+        bend, _ = landscape.fit_curve(model, model_state, w1, w2, data, curve_tx, kind=kind,
+                                      epochs=config.curve_epochs, batch_size=config.batch_size,
+                                      weight_decay=config.curve_weight_decay, key=jax.random.key(config.seed + 11 + i))
+        paths[kind] = evaluator.each_split(
+            lambda f, b, **kw: landscape.curve_metrics(f, kind, w1, bend, w2, b, ts=ts, **kw))
+    arrays, rows = {"curves/ts": ts}, []
+    for name, per_split in paths.items():
+        for split, metrics in per_split.items():
+            arrays.update({f"curves/{name}/{split}_{metric}": metrics[metric]
+                           for metric in ("loss", "accuracy") if metric in metrics})
+            rows.append([name, split, metrics["loss_min"], metrics["loss_max"], metrics["loss_mean"],
+                         metrics["loss_integral"], landscape.barrier(metrics["loss"]),
+                         metrics.get("accuracy_min", np.nan)])
+    path = run_dir.figure_path("mode_connectivity")
+    plot.line_plot({f"{name} ({split})": (ts, per_split[split]["loss"]) for name, per_split in paths.items()
+                    for split in ("train", "test")},
+                   xlabel="t", ylabel="loss", title="two solutions: straight line vs trained curves", path=path)
+    numbers = {"rows": rows, "line_barrier": landscape.barrier(paths["line"]["train"]["loss"]),
+               "curve_barriers": {kind: landscape.barrier(paths[kind]["train"]["loss"]) for kind in config.curves}}
+    return Phase(arrays, [path], numbers)
 
 
 def rescale_batchnorm_inputs(params, factor: float):
@@ -179,14 +249,11 @@ def rescale_batchnorm_inputs(params, factor: float):
     return jax.tree_util.tree_map_with_path(rescale, params)
 
 
-def _rescale_study(config, logger):
+def rescale_phase(config, run_dir, logger) -> Phase:
     """1-D curves theta + a d of a BatchNorm ResNet and of the same function with every
-    convolution rescaled, for the same random draw filter-normalised or left raw."""
+    convolution rescaled, for the same random draw filter-normalised or left raw (Li et al. 2018)."""
     data = datasets.load(config.rescale_dataset)
     model = get_model(config.rescale_model.name, num_outputs=data.num_classes, **config.rescale_model.hparams.to_dict())
-    common.require(config.rescale_model.name == "resnet" and config.rescale_model.hparams.get("norm", "batch") == "batch",
-                   "rescale_model", "a ResNet with BatchNorm (every convolution feeds a BatchNorm)",
-                   config.rescale_model.name)
     tx = optim.get_optimizer(config.optimizer, config.learning_rate, momentum=config.momentum)
     if config.rescale_epochs:
         state = train.fit(model, data, tx, epochs=config.rescale_epochs, batch_size=config.batch_size,
@@ -208,126 +275,50 @@ def _rescale_study(config, logger):
             curves[(normalization or "none", name)] = np.asarray(metrics["loss"], np.float64)
     change = {n: float(np.max(np.abs(curves[(n, "rescaled")] - curves[(n, "original")]))
                        / np.max(np.abs(curves[(n, "original")]))) for n in ("filter", "none")}
-    return alphas, curves, change
-
-
-def run(config, workdir: str) -> dict:
-    _validate(config)
-    run_dir = io.RunDir(workdir)
-    data = datasets.load(config.dataset)
-    model = get_model(config.model.name, num_outputs=data.num_classes, **config.model.hparams.to_dict())
-    figures, arrays, rows = [], {}, []
-    with run_dir.logger() as logger:
-        initial, (first, second), history = _train_pair(config, model, data, logger.with_tags(run="pair"))
-        evaluator = _Evaluator(config, model, data, first.model_state)
-        w0, w1, w2 = initial.params, first.params, second.params
-
-        # 1-D: initialisation -> solution, and solution -> solution (Goodfellow et al. 2015).
-        alphas = landscape.interpolation_alphas(*config.alpha_range, config.num_alphas)
-        lines = {
-            "init_to_solution": evaluator.each_split(
-                lambda f, d, **kw: landscape.interpolate(f, w0, w1, d, alphas, **kw)),
-            "solution_to_solution": evaluator.each_split(
-                lambda f, d, **kw: landscape.interpolate(f, w1, w2, d, alphas, **kw)),
-        }
-        inside = (alphas >= 0) & (alphas <= 1)
-        for line, per_split in lines.items():
-            for split, metrics in per_split.items():
-                for name, values in metrics.items():
-                    arrays[f"lines/{line}/{split}_{name}"] = values
-            path = run_dir.figure_path(line)
-            plot.line_plot({f"{split} loss": (alphas, per_split[split]["loss"]) for split in per_split},
-                           xlabel="a  (theta = (1 - a) start + a end)", ylabel="loss",
-                           title=line.replace("_", " "), path=path)
-            figures.append(path)
-        arrays["lines/alphas"] = alphas
-        train_line = lines["init_to_solution"]["train"]["loss"][inside]
-        monotone_rise = largest_rise(train_line) / max(float(train_line[0] - train_line[-1]), 1e-12)
-
-        # 2-D: the plane of two filter-normalised directions through the solution (Li et al. 2018).
-        key_x, key_y = jax.random.split(jax.random.key(config.seed + 3))
-        direction_x = landscape.random_direction(key_x, w1, ignore_biasbn=config.ignore_biasbn)
-        direction_y = landscape.random_direction(key_y, w1, ignore_biasbn=config.ignore_biasbn)
-        if config.orthogonalize:
-            direction_y = landscape.orthogonalize(direction_y, direction_x)
-        arrays["surface/direction_x"] = np.asarray(tree.flatten(direction_x)[0])
-        arrays["surface/direction_y"] = np.asarray(tree.flatten(direction_y)[0])
-        grid = np.linspace(*config.grid_range, config.grid_size)
-        surface = landscape.surface(evaluator.apply_fn, w1, direction_x, direction_y,
-                                    evaluator.splits["train"], grid, grid, path=os.path.join(run_dir.root, "surface.npz"),
-                                    points_per_chunk=config.points_per_chunk, progress=True, **evaluator.kwargs())
-        centre = landscape.evaluate_params(evaluator.apply_fn, w1, evaluator.splits["train"], **evaluator.kwargs())
-        centre_error = abs(float(surface["loss"][len(grid) // 2, len(grid) // 2]) - float(centre["loss"]))
-        for name, values in surface.items():
-            arrays[f"surface/train_{name}"] = values
-        arrays["surface/xs"] = arrays["surface/ys"] = grid
-        for filled in (True, False):
-            path = run_dir.figure_path("surface_filled" if filled else "surface_contour")
-            plot.contour_surface(grid, grid, surface["loss"], title="train loss, filter-normalised directions",
-                                 path=path, filled=filled, log=True, xlabel="direction x", ylabel="direction y")
-            figures.append(path)
-
-        # Mode connectivity: trained curves against the straight line (Garipov et al. 2018).
-        ts = np.linspace(0.0, 1.0, config.curve_points)
-        paths = {"line": evaluator.each_split(lambda f, d, **kw: landscape.line_metrics(f, w1, w2, d, ts=ts, **kw))}
-        curve_tx = optim.get_optimizer(config.optimizer, config.curve_learning_rate, momentum=config.momentum)
-        for i, kind in enumerate(config.curves):
-            bend, _ = landscape.fit_curve(model, first.model_state, w1, w2, data, curve_tx, kind=kind,
-                                          epochs=config.curve_epochs, batch_size=config.batch_size,
-                                          weight_decay=config.curve_weight_decay,
-                                          key=jax.random.key(config.seed + 11 + i))
-            paths[kind] = evaluator.each_split(
-                lambda f, d, **kw: landscape.curve_metrics(f, kind, w1, bend, w2, d, ts=ts, **kw))
-        for name, per_split in paths.items():
-            for split, metrics in per_split.items():
-                for metric in ("loss", "accuracy"):
-                    if metric in metrics:
-                        arrays[f"curves/{name}/{split}_{metric}"] = metrics[metric]
-                rows.append([name, split, metrics["loss_min"], metrics["loss_max"], metrics["loss_mean"],
-                             metrics["loss_integral"], barrier(metrics["loss"]),
-                             metrics.get("accuracy_min", np.nan)])
-        arrays["curves/ts"] = ts
-        path = run_dir.figure_path("mode_connectivity")
-        plot.line_plot({f"{name} ({split})": (ts, per_split[split]["loss"]) for name, per_split in paths.items()
-                        for split in ("train", "test")},
-                       xlabel="t", ylabel="loss", title="two solutions: straight line vs trained curves", path=path)
-        figures.append(path)
-
-        # Filter normalisation against a rescaled filter feeding a BatchNorm.
-        rescale_alphas, rescale_curves, rescale_change = _rescale_study(config, logger)
-    for (normalization, name), values in rescale_curves.items():
-        arrays[f"rescale/{normalization}/{name}_train_loss"] = values
     path = run_dir.figure_path("filter_normalization")
     labels = {"filter": "filter-normalised d", "none": "raw d"}
-    plot.line_plot({f"{labels[n]}, {name} params": (rescale_alphas, v) for (n, name), v in rescale_curves.items()},
+    plot.line_plot({f"{labels[n]}, {name} params": (alphas, v) for (n, name), v in curves.items()},
                    xlabel="a  (theta + a d)", ylabel="train loss",
                    title=f"every conv filter x{config.rescale_factor:g} (each feeds a BatchNorm)", path=path)
-    figures.append(path)
-    run_dir.save_results(**arrays)
+    arrays = {f"rescale/{n}/{name}_train_loss": values for (n, name), values in curves.items()}
+    return Phase(arrays, [path], {"rescale_change": change})
+
+
+def run(config, run_dir: io.RunDir) -> dict:
+    _validate(config)
+    common.require(config.rescale_model.name == "resnet"
+                   and config.rescale_model.hparams.get("norm", "batch") == "batch",
+                   "rescale_model", "a ResNet with BatchNorm (every convolution feeds a BatchNorm)",
+                   config.rescale_model.name)
+    data = datasets.load(config.dataset)
+    model = get_model(config.model.name, num_outputs=data.num_classes, **config.model.hparams.to_dict())
+    with run_dir.logger() as logger:
+        w0, (first, second), history = train_pair(config, model, data, logger.with_tags(run="pair"))
+        evaluator = Evaluator(config, model, data, first.model_state)
+        w1, w2 = first.params, second.params
+        phases = [lines_phase(config, evaluator, run_dir, w0, w1, w2),
+                  surface_phase(config, evaluator, run_dir, w1),
+                  curves_phase(config, evaluator, run_dir, model, first.model_state, data, w1, w2),
+                  rescale_phase(config, run_dir, logger)]
+    numbers = {k: v for phase in phases for k, v in phase.numbers.items()}
+    run_dir.save_results(**{k: v for phase in phases for k, v in phase.arrays.items()})
 
     table = common.format_table(["path", "split", "loss min", "loss max", "loss mean", "length-weighted loss",
-                                 "barrier", "accuracy min"], rows, float_format="{:.4g}")
-    line_barrier = barrier(paths["line"]["train"]["loss"])
-    curve_barriers = {kind: barrier(paths[kind]["train"]["loss"]) for kind in config.curves}
+                                 "barrier", "accuracy min"], numbers["rows"], float_format="{:.4g}")
+    change = numbers["rescale_change"]
     summary = common.format_table(["quantity", "value"], [
         ["final train loss (seed 0, seed 1)", f"{history['train_loss'][0, -1]:.4g}, {history['train_loss'][1, -1]:.4g}"],
         ["final test accuracy (seed 0, seed 1)",
          f"{history['test_accuracy'][0, -1]:.4g}, {history['test_accuracy'][1, -1]:.4g}"],
-        ["init-to-solution train loss: largest rise on [0, 1] / total drop", f"{monotone_rise:.3g}"],
-        ["surface centre minus loss at the solution", f"{centre_error:.2e}"],
-        ["rescaled conv filters: max relative change of the filter-normalised curve",
-         f"{rescale_change['filter']:.2e}"],
-        ["rescaled conv filters: max relative change of the unnormalised curve", f"{rescale_change['none']:.3g}"],
+        ["init-to-solution train loss: largest rise on [0, 1] / total drop", f"{numbers['monotone_rise']:.3g}"],
+        ["surface centre minus loss at the solution", f"{numbers['centre_error']:.2e}"],
+        ["rescaled conv filters: max relative change of the filter-normalised curve", f"{change['filter']:.2e}"],
+        ["rescaled conv filters: max relative change of the unnormalised curve", f"{change['none']:.3g}"],
     ], float_format="{:.4g}")
-    return {
-        "tables": {"summary": summary, "paths": table},
-        "figures": figures,
-        "monotone_rise": monotone_rise,
-        "line_barrier": line_barrier,
-        "curve_barriers": curve_barriers,
-        "centre_error": centre_error,
-        "rescale_change": rescale_change,
-    }
+    return {"tables": {"summary": summary, "paths": table},
+            "figures": [path for phase in phases for path in phase.figures],
+            **{k: numbers[k] for k in ("monotone_rise", "line_barrier", "curve_barriers", "centre_error",
+                                       "rescale_change")}}
 
 
 def claims(result: dict) -> list:

@@ -12,7 +12,6 @@ Three phases, each one compiled program:
 from __future__ import annotations
 
 import math
-import os
 import sys
 import time
 
@@ -148,118 +147,114 @@ def steps_to_tolerance(values, tolerance):
 # ----------------------------------------------------------------------------- run
 
 
-def run(config, workdir: str) -> dict:
-    _validate(config)
-    run_dir = io.RunDir(workdir)
-    with run_dir.logger() as logger:
-        result, arrays = _run(config, workdir, logger)
-    run_dir.save_results(**arrays)
-    return result
-
-
-def _run(config, workdir, logger):
-    key = jax.random.key(config.seed)
-    quad_key, rosen_key = jax.random.split(key)
-    figures, tables = [], {}
-
-    # Phase 1: the badly conditioned quadratic.
+def quadratic_phase(config, key, run_dir):
+    """Every optimizer on the badly conditioned quadratic, GD and heavy ball at Polyak's
+    settings: ``(numbers, arrays, figures, table)``."""
     kappa = float(config.condition_number)
     polyak = polyak_settings(kappa)
     adaptive_lr = config.quadratic_adaptive_learning_rate
-    quad_optimizers = {
+    optimizers = {
         "gd": optax.sgd(polyak["gd_learning_rate"]),
         "sgd": optax.sgd(polyak["gd_learning_rate"]),
         "momentum": optax.sgd(polyak["momentum_learning_rate"], momentum=polyak["momentum_beta"]),
         "rmsprop": optim.get_optimizer("rmsprop", adaptive_lr),
         "adam": optim.get_optimizer("adam", adaptive_lr),
     }
-    quad_fn = lambda w: quadratic(w, kappa)
-    quad_paths = run_trajectories(quad_fn, config.quadratic_start, quad_optimizers, config.quadratic_steps,
-                                  quad_key, config.quadratic_sgd_noise)
+    loss_fn = lambda w: quadratic(w, kappa)
+    paths = run_trajectories(loss_fn, config.quadratic_start, optimizers, config.quadratic_steps, key,
+                             config.quadratic_sgd_noise)
     start_norm = float(np.linalg.norm(config.quadratic_start))
-    rel_error = {k: np.linalg.norm(p, axis=-1) / start_norm for k, p in quad_paths.items()}
+    rel_error = {k: np.linalg.norm(p, axis=-1) / start_norm for k, p in paths.items()}
     tolerance = 1e-4
-    quad_steps = {k: steps_to_tolerance(e, tolerance) for k, e in rel_error.items()}
+    steps = {k: steps_to_tolerance(e, tolerance) for k, e in rel_error.items()}
     gd_tail = rel_error["gd"][1:60]
-    measured_gd_rate = float(np.exp(np.mean(np.diff(np.log(gd_tail)))))
-    momentum_rate = float(rel_error["momentum"][-1] ** (1.0 / config.quadratic_steps))
-    tables["quadratic"] = common.format_table(
+    table = common.format_table(
         ["optimizer", f"steps to |w|/|w0| <= {tolerance:g}", "final loss"],
-        [[k, quad_steps[k] if quad_steps[k] <= config.quadratic_steps else "not reached",
-          float(quad_fn(quad_paths[k][-1]))] for k in quad_paths], float_format="{:.3g}")
-    quad_np = lambda x, y: 0.5 * (x**2 + kappa * y**2)
-    path = os.path.join(workdir, "quadratic_trajectories.png")
-    shown = {k: p[:config.trajectory_steps_shown + 1] for k, p in quad_paths.items()}
-    plot.trajectories_2d(quad_np, shown, xlim=(-4.5, 1.5), ylim=(-4, 4),
+        [[k, steps[k] if steps[k] <= config.quadratic_steps else "not reached", float(loss_fn(paths[k][-1]))]
+         for k in paths], float_format="{:.3g}")
+    shown = {k: p[:config.trajectory_steps_shown + 1] for k, p in paths.items()}
+    trajectories = run_dir.figure_path("quadratic_trajectories")
+    plot.trajectories_2d(lambda x, y: 0.5 * (x**2 + kappa * y**2), shown, xlim=(-4.5, 1.5), ylim=(-4, 4),
                          title=f"quadratic, condition number {kappa:g}: first {config.trajectory_steps_shown} steps",
-                         path=path)
-    figures.append(path)
-    figures.append(_save_curves({k: (np.arange(len(e)), np.maximum(e, 1e-12)) for k, e in rel_error.items()},
-                                "step", "|w_t| / |w_0|", "quadratic: distance to the minimum", True,
-                                os.path.join(workdir, "quadratic_convergence.png")))
+                         path=trajectories)
+    convergence = _save_curves({k: (np.arange(len(e)), np.maximum(e, 1e-12)) for k, e in rel_error.items()},
+                               "step", "|w_t| / |w_0|", "quadratic: distance to the minimum", True,
+                               run_dir.figure_path("quadratic_convergence"))
+    numbers = {
+        "condition_number": kappa,
+        "quadratic_steps": steps,
+        "max_steps": int(config.quadratic_steps),
+        "measured_gd_rate": float(np.exp(np.mean(np.diff(np.log(gd_tail))))),
+        "expected_gd_rate": polyak["gd_rate"],
+        "momentum_rate": float(rel_error["momentum"][-1] ** (1.0 / config.quadratic_steps)),
+        "expected_momentum_rate": polyak["momentum_rate"],
+    }
+    arrays = {f"quadratic_path/{k}": p for k, p in paths.items()}
+    return numbers, arrays, [trajectories, convergence], table
 
-    # Phase 2: Rosenbrock.
-    rosen_optimizers = {}
-    for name, lr in config.rosenbrock_learning_rates.items():
-        base = "gd" if name == "sgd" else name
-        rosen_optimizers[name] = optim.get_optimizer(base, lr)
-    rosen_paths = run_trajectories(rosenbrock, config.rosenbrock_start, rosen_optimizers, config.rosenbrock_steps,
-                                   rosen_key, sgd_noise=1.0)
-    rosen_final = {k: float(rosenbrock(p[-1])) for k, p in rosen_paths.items()}
-    tables["rosenbrock"] = common.format_table(
+
+def rosenbrock_phase(config, key, run_dir):
+    """Every optimizer on the Rosenbrock function: ``(numbers, arrays, figures, table)``."""
+    optimizers = {name: optim.get_optimizer("gd" if name == "sgd" else name, lr)
+                  for name, lr in config.rosenbrock_learning_rates.items()}
+    paths = run_trajectories(rosenbrock, config.rosenbrock_start, optimizers, config.rosenbrock_steps, key,
+                             sgd_noise=1.0)
+    final = {k: float(rosenbrock(p[-1])) for k, p in paths.items()}
+    table = common.format_table(
         ["optimizer", "learning rate", "final loss", "distance to (1, 1)"],
-        [[k, config.rosenbrock_learning_rates[k], rosen_final[k], float(np.linalg.norm(p[-1] - 1.0))]
-         for k, p in rosen_paths.items()], float_format="{:.3g}")
-    rosen_np = lambda x, y: (1 - x) ** 2 + 100 * (y - x**2) ** 2
-    path = os.path.join(workdir, "rosenbrock_trajectories.png")
-    plot.trajectories_2d(rosen_np, rosen_paths, xlim=(-2, 2), ylim=(-1, 3), title="Rosenbrock", path=path)
-    figures.append(path)
+        [[k, config.rosenbrock_learning_rates[k], final[k], float(np.linalg.norm(p[-1] - 1.0))]
+         for k, p in paths.items()], float_format="{:.3g}")
+    path = run_dir.figure_path("rosenbrock_trajectories")
+    plot.trajectories_2d(lambda x, y: (1 - x) ** 2 + 100 * (y - x**2) ** 2, paths, xlim=(-2, 2), ylim=(-1, 3),
+                         title="Rosenbrock", path=path)
+    return {"rosenbrock_final": final}, {f"rosenbrock_path/{k}": p for k, p in paths.items()}, [path], table
 
-    # Phase 3: an MLP on MNIST-1D, seeds vmapped.
+
+def mnist1d_phase(config, run_dir, logger):
+    """An MLP on MNIST-1D with each optimizer, its seeds one vmapped fit:
+    ``(numbers, arrays, figures, table)``."""
     data = datasets.load(config.dataset)
     model = get_model("mlp", widths=tuple(config.widths), num_outputs=data.num_classes)
     seeds = [config.seed + i for i in range(config.seeds)]
     histories, seconds = {}, {}
     for name, lr in config.learning_rates.items():
-        tx = optim.get_optimizer(name, lr)
         start = time.perf_counter()
-        result = train.fit_seeds(model, data, tx, seeds=seeds, epochs=config.epochs, batch_size=config.batch_size,
-                                 logger=logger.with_tags(run=f"{config.dataset}/{name}"))
+        histories[name] = train.fit_seeds(model, data, optim.get_optimizer(name, lr), seeds=seeds,
+                                          epochs=config.epochs, batch_size=config.batch_size,
+                                          logger=logger.with_tags(run=f"{config.dataset}/{name}")).history
         seconds[name] = time.perf_counter() - start
-        histories[name] = result.history
     epochs = np.arange(1, config.epochs + 1)
-    figures.append(_save_curves(
-        {k: (epochs, h["train_loss"].mean(0), h["train_loss"].std(0)) for k, h in histories.items()},
-        "epoch", "train loss", f"MLP on {config.dataset}: mean and std over {config.seeds} seeds", True,
-        os.path.join(workdir, "mnist1d_train_loss.png")))
-    figures.append(_save_curves(
-        {k: (epochs, h["test_accuracy"].mean(0), h["test_accuracy"].std(0)) for k, h in histories.items()},
-        "epoch", "test accuracy", f"MLP on {config.dataset}: test accuracy", False,
-        os.path.join(workdir, "mnist1d_test_accuracy.png")))
+    figures = [
+        _save_curves({k: (epochs, h["train_loss"].mean(0), h["train_loss"].std(0)) for k, h in histories.items()},
+                     "epoch", "train loss", f"MLP on {config.dataset}: mean and std over {config.seeds} seeds",
+                     True, run_dir.figure_path("mnist1d_train_loss")),
+        _save_curves({k: (epochs, h["test_accuracy"].mean(0), h["test_accuracy"].std(0))
+                      for k, h in histories.items()},
+                     "epoch", "test accuracy", f"MLP on {config.dataset}: test accuracy", False,
+                     run_dir.figure_path("mnist1d_test_accuracy")),
+    ]
     final = {k: {m: (float(h[m][:, -1].mean()), float(h[m][:, -1].std())) for m in ("train_loss", "test_accuracy")}
              for k, h in histories.items()}
-    tables["mnist1d"] = common.format_table(
+    table = common.format_table(
         ["optimizer", "learning rate", "final train loss", "final test accuracy", "seconds (all seeds)"],
         [[k, config.learning_rates[k], "{:.4f} +- {:.4f}".format(*final[k]["train_loss"]),
           "{:.3f} +- {:.3f}".format(*final[k]["test_accuracy"]), seconds[k]] for k in histories],
         float_format="{:.3g}")
+    arrays = {f"{config.dataset}/{k}/{m}": h[m] for k, h in histories.items() for m in h}
+    return {"mnist1d_final": final}, arrays, figures, table
 
-    arrays = {f"quadratic_path/{k}": p for k, p in quad_paths.items()}
-    arrays.update({f"rosenbrock_path/{k}": p for k, p in rosen_paths.items()})
-    arrays.update({f"{config.dataset}/{k}/{m}": h[m] for k, h in histories.items() for m in h})
-    return {
-        "tables": tables,
-        "figures": figures,
-        "condition_number": kappa,
-        "quadratic_steps": quad_steps,
-        "max_steps": int(config.quadratic_steps),
-        "measured_gd_rate": measured_gd_rate,
-        "expected_gd_rate": polyak["gd_rate"],
-        "momentum_rate": momentum_rate,
-        "expected_momentum_rate": polyak["momentum_rate"],
-        "rosenbrock_final": rosen_final,
-        "mnist1d_final": final,
-    }, arrays
+
+def run(config, run_dir: io.RunDir) -> dict:
+    _validate(config)
+    quadratic_key, rosenbrock_key = jax.random.split(jax.random.key(config.seed))
+    with run_dir.logger() as logger:
+        phases = {"quadratic": quadratic_phase(config, quadratic_key, run_dir),
+                  "rosenbrock": rosenbrock_phase(config, rosenbrock_key, run_dir),
+                  "mnist1d": mnist1d_phase(config, run_dir, logger)}
+    run_dir.save_results(**{k: v for numbers, arrays, _, _ in phases.values() for k, v in arrays.items()})
+    return {"tables": {name: phase[3] for name, phase in phases.items()},
+            "figures": [path for _, _, figures, _ in phases.values() for path in figures],
+            **{k: v for numbers, _, _, _ in phases.values() for k, v in numbers.items()}}
 
 
 def _save_curves(curves, xlabel, ylabel, title, logy, path):

@@ -10,7 +10,6 @@ accuracy.
 """
 from __future__ import annotations
 
-import os
 import sys
 import time
 
@@ -82,16 +81,15 @@ def build_model(kind: str, config, num_outputs: int):
     return get_model("mlp", widths=widths, num_outputs=num_outputs, activation=spec["activation"])
 
 
-def run(config, workdir: str) -> dict:
+def run(config, run_dir: io.RunDir) -> dict:
     _validate(config)
-    run_dir = io.RunDir(workdir)
     with run_dir.logger() as logger:
-        result = _run(config, workdir, logger)
+        result = _run(config, run_dir, logger)
     run_dir.save_results(**{f"accuracy/{k}": np.asarray(v) for k, v in result["accuracy"].items()})
     return result
 
 
-def _run(config, workdir, logger) -> dict:
+def _run(config, run_dir, logger) -> dict:
     figures, rows, accuracy = [], [], {}
     for dataset_name in config.toy_datasets:
         data = datasets.load(dataset_name, seed=config.seed)
@@ -109,7 +107,7 @@ def _run(config, workdir, logger) -> dict:
             apply_fn = jax.jit(train.make_apply_fn(model, result.state.model_state))
             params = result.state.params
             predictors[kind] = lambda points, f=apply_fn, p=params: np.asarray(jnp.argmax(f(p, points), -1))
-        path = os.path.join(workdir, f"decision_boundaries_{dataset_name}.png")
+        path = run_dir.figure_path(f"decision_boundaries_{dataset_name}")
         plot.decision_boundaries(predictors, data.x_train, data.y_train, title=f"{dataset_name}: decision boundaries",
                                  path=path, resolution=config.figure_resolution)
         figures.append(path)
@@ -123,7 +121,7 @@ def _run(config, workdir, logger) -> dict:
     h = result.history
     accuracy[("digits", "mlp")] = (float(h["train_accuracy"][-1]), float(h["test_accuracy"][-1]))
     rows.append(["digits", "mlp", *accuracy[("digits", "mlp")], time.perf_counter() - start])
-    path = os.path.join(workdir, "digits_curves.png")
+    path = run_dir.figure_path("digits_curves")
     epochs = np.arange(1, config.digits_epochs + 1)
     plot.line_plot({"train": (epochs, h["train_accuracy"]), "test": (epochs, h["test_accuracy"])},
                    xlabel="epoch", ylabel="accuracy", title="MLP on digits", path=path)

@@ -12,13 +12,18 @@ Update rules (course notation, g the gradient, eta the learning rate):
 Options shared by every optimizer: global-norm clipping g <- c g / ||g|| when ||g|| >= c
 (Pascanu et al. 2013), the course's L2 penalty gamma ||theta||^2 (its gradient 2 gamma theta is
 added to g before the optimizer sees it) and a learning-rate schedule.
+
+``get_optimizer`` returns the same transformation object for the same arguments, so that
+programs compiled for it (:func:`jaxdl.train.fit`) are reused when it is asked for again.
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable, Sequence
 
 import optax
 
+from jaxdl import checks
 from jaxdl.sam import sam
 
 # Update rules of one gradient; WRAPPERS feed one of them a different gradient.
@@ -42,14 +47,10 @@ def make_schedule(
     then spans the remaining ``total_steps - warmup_steps`` steps and the boundaries are
     fractions of that span.
     """
-    if not learning_rate > 0:
-        raise ValueError(f"learning_rate must be positive, got {learning_rate}")
-    if schedule not in SCHEDULES:
-        raise ValueError(f"unknown schedule {schedule!r}; choose one of {list(SCHEDULES)}")
-    if schedule != "constant" and (total_steps is None or total_steps <= 0):
-        raise ValueError(f"schedule {schedule!r} needs a positive total_steps, got {total_steps}")
-    if warmup_steps < 0:
-        raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
+    checks.number("learning_rate", learning_rate)
+    checks.one_of("schedule", schedule, SCHEDULES)
+    checks.integer("total_steps", total_steps, allow_none=schedule == "constant")
+    checks.integer("warmup_steps", warmup_steps, minimum=0)
     decay_steps = None if total_steps is None else max(total_steps - warmup_steps, 1)
     if schedule == "constant":
         main = optax.constant_schedule(learning_rate)
@@ -100,24 +101,33 @@ def get_optimizer(
       base: for sam, the optimizer in ``OPTIMIZERS`` that takes the SAM gradient.
       rho: for sam, the perturbation radius (> 0).
     """
+    arguments = (name, learning_rate, momentum, b1, b2, decay, eps, weight_decay, l2, clip_norm, schedule,
+                 total_steps, warmup_steps, base, rho)
+    try:
+        hash(arguments)
+    except TypeError:  # e.g. a learning rate held in a JAX array: built afresh, not shared
+        return _build_optimizer.__wrapped__(*arguments)
+    return _build_optimizer(*arguments)
+
+
+@functools.cache
+def _build_optimizer(name, learning_rate, momentum, b1, b2, decay, eps, weight_decay, l2, clip_norm, schedule,
+                     total_steps, warmup_steps, base, rho) -> optax.GradientTransformation:
     if name == "sam":
-        if base not in OPTIMIZERS:
-            raise ValueError(f"unknown base optimizer {base!r} for sam; choose one of {list(OPTIMIZERS)}")
-        options = dict(momentum=momentum, b1=b1, b2=b2, decay=decay, eps=eps, weight_decay=weight_decay, l2=l2,
-                       clip_norm=clip_norm, schedule=schedule, total_steps=total_steps, warmup_steps=warmup_steps)
-        return sam(get_optimizer(base, learning_rate, **options), rho)
-    if name not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}; choose one of {list(OPTIMIZERS + WRAPPERS)}")
+        checks.one_of("base", base, OPTIMIZERS)
+        checks.number("rho", rho)
+        return sam(_build_optimizer(base, learning_rate, momentum, b1, b2, decay, eps, weight_decay, l2, clip_norm,
+                                    schedule, total_steps, warmup_steps, "sgd", rho), rho)
+    checks.one_of("name", name, OPTIMIZERS + WRAPPERS)
     if callable(learning_rate):
         lr = learning_rate
     else:
         lr = make_schedule(learning_rate, schedule, total_steps, warmup_steps)
-    if l2 < 0:
-        raise ValueError(f"l2 must be >= 0, got {l2}")
-    if clip_norm is not None and not clip_norm > 0:
-        raise ValueError(f"clip_norm must be positive or None, got {clip_norm}")
-    if not 0 <= momentum < 1:
-        raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+    checks.number("l2", l2, inclusive=True)
+    checks.number("clip_norm", clip_norm, allow_none=True)
+    checks.number("momentum", momentum, inclusive=True)
+    if momentum >= 1:
+        checks.fail("momentum", momentum, "a number in [0, 1)")
 
     if name in ("gd", "sgd"):
         base = optax.sgd(lr)

@@ -105,25 +105,17 @@ def _boundary_panel(ax, predict_fn, x, y, mesh_x, mesh_y, num_classes, title):
     ax.set_aspect("equal")
 
 
-def decision_boundary(
-    predict_fn: Callable[[np.ndarray], np.ndarray],
-    x: np.ndarray,
-    y: np.ndarray,
-    title: str = "",
-    path: str | os.PathLike | None = None,
-    resolution: int = 200,
-    margin: float = 0.1,
-) -> matplotlib.figure.Figure:
-    """Predicted classes over the plane (filled contour) with the data on top.
+def decision_boundary(predict_fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, y: np.ndarray, title: str = "",
+                      **options) -> matplotlib.figure.Figure:
+    """Predicted classes over the plane (filled contour) with the data on top: one panel of
+    :func:`decision_boundaries`, whose ``path``, ``resolution`` and ``margin`` it takes.
 
     Args:
       predict_fn: maps points `(M, 2)` (NumPy) to class indices `(M,)`.
       x: inputs `(N, 2)`; y: integer labels `(N,)`.
-      resolution: grid points per axis.
-      margin: padding around the data, as a fraction of its range.
+      title: the panel's title.
     """
-    return decision_boundaries({title: predict_fn}, x, y, title="", path=path,
-                               resolution=resolution, margin=margin)
+    return decision_boundaries({title: predict_fn}, x, y, title="", **options)
 
 
 def decision_boundaries(
@@ -139,8 +131,11 @@ def decision_boundaries(
 
     Args:
       predictors: panel title -> `predict_fn` (points `(M, 2)` -> class indices `(M,)`).
-      x, y, resolution, margin: as in `decision_boundary`.
+      x: inputs `(N, 2)`; y: integer labels `(N,)`.
       title: the figure's title above the panels.
+      path: where to save the PNG, if given.
+      resolution: grid points per axis.
+      margin: padding around the data, as a fraction of its range.
     """
     mesh_x, mesh_y = _boundary_grid(x, resolution, margin)
     x, y = np.asarray(x), np.asarray(y).reshape(-1)

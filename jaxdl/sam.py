@@ -21,7 +21,7 @@ from typing import Any, Callable, NamedTuple
 import jax.numpy as jnp
 import optax
 
-from jaxdl import tree
+from jaxdl import checks, tree
 
 PyTree = Any
 
@@ -55,8 +55,8 @@ def sam(base: optax.GradientTransformation, rho: float = 0.05) -> optax.Gradient
       ``params`` (w) and ``grad_fn(params) -> grads`` on the same batch; other extra
       arguments are passed on to ``base``.
     """
-    if isinstance(rho, numbers.Real) and not rho > 0:  # a traced rho (vmapped over radii) passes
-        raise ValueError(f"rho must be positive, got {rho!r}")
+    if isinstance(rho, numbers.Real):  # a traced rho (vmapped over radii) is not checked
+        checks.number("rho", rho)
     base = optax.with_extra_args_support(base)
 
     def init_fn(params):

@@ -95,13 +95,3 @@ def flatten(a: PyTree):
 def unflatten(unflatten_fn, vector: jax.Array) -> PyTree:
     """Inverse of :func:`flatten`: ``unflatten(fn, flatten(a)[0]) == a``."""
     return unflatten_fn(vector)
-
-
-def allclose(a: PyTree, b: PyTree, rtol: float = 1e-5, atol: float = 1e-8) -> bool:
-    """True when every pair of leaves is close (host-side check, for tests)."""
-    same_structure = jax.tree.structure(a) == jax.tree.structure(b)
-    return same_structure and all(
-        np.shape(x) == np.shape(y)
-        and np.allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)
-        for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))
-    )

@@ -11,14 +11,9 @@ import pytest
 from jaxdl.models import get_model
 from jaxdl.models.layers import Dropout
 from jaxdl.models.attention import MultiHeadSelfAttention, sinusoidal_encoding
+from helpers import random_params
 
 BATCH, LENGTH, DIM = 2, 5, 4
-
-
-def _random_params(model, *args, seed=0, **kwargs):
-    shapes = jax.eval_shape(model.init, jax.random.key(0), *args, **kwargs)["params"]
-    rng = np.random.default_rng(seed)
-    return jax.tree.map(lambda v: (rng.normal(size=v.shape) * 0.5).astype(np.float32), shapes)
 
 
 def _numpy_attention(p, x_BxLxD, num_heads, mask_BxL=None):
@@ -46,7 +41,7 @@ def test_self_attention_matches_numpy(num_heads):
     x = rng.normal(size=(BATCH, LENGTH, DIM)).astype(np.float32)
     mask = np.ones((BATCH, LENGTH), bool)
     mask[1, 3:] = False
-    params = _random_params(attention, x)
+    params = random_params(attention, x, scale=0.5)
 
     @jax.jit
     def run(params):
@@ -63,7 +58,7 @@ def test_attention_rows_are_distributions_and_masked_keys_get_no_weight():
     x = np.random.default_rng(2).normal(size=(BATCH, LENGTH, 3)).astype(np.float32)
     mask = np.ones((BATCH, LENGTH), bool)
     mask[0, 2:] = False
-    params = _random_params(model, x)
+    params = random_params(model, x, scale=0.5)
     _, state = jax.jit(lambda p: model.apply({"params": p}, x, mask=mask, mutable=["intermediates"]))(params)
     for layer in ("block_0", "block_1"):
         (weights,) = state["intermediates"][layer]["attention"]["attention_weights"]
@@ -83,7 +78,7 @@ def test_without_positions_self_attention_is_permutation_equivariant(norm_positi
     x = rng.normal(size=(BATCH, LENGTH, 3)).astype(np.float32)
     perm = rng.permutation(LENGTH)
     assert np.any(perm != np.arange(LENGTH))
-    params = _random_params(tokens, x)  # the three models share one parameter structure
+    params = random_params(tokens, x, scale=0.5)  # the three models share one parameter structure
 
     @jax.jit
     def outputs(xs):
@@ -108,7 +103,7 @@ def test_padded_tokens_do_not_change_the_pooled_output(readout):
     mask[:, 3:] = False
     other = x.copy()
     other[:, 3:] = rng.normal(size=(BATCH, LENGTH - 3, 3)) * 10
-    params = _random_params(model, x)
+    params = random_params(model, x, scale=0.5)
     run = jax.jit(lambda xs, m: model.apply({"params": params}, xs, mask=m))
     np.testing.assert_allclose(run(other, mask), run(x, mask), rtol=1e-5, atol=1e-5)
     unmasked = np.ones_like(mask)
@@ -130,7 +125,7 @@ def test_sinusoidal_encoding_closed_form_and_relative_positions():
 def test_sequences_get_a_feature_axis_and_bad_options_raise():
     model = get_model("transformer", num_layers=1, model_dim=DIM, num_heads=2, mlp_dim=8, num_outputs=3)
     x = np.random.default_rng(5).normal(size=(BATCH, LENGTH)).astype(np.float32)
-    params = _random_params(model, x)
+    params = random_params(model, x, scale=0.5)
     run = jax.jit(lambda xs: model.apply({"params": params}, xs))
     np.testing.assert_array_equal(run(x), run(x[..., None]))
     for hparams, field in [({"positional": "rotary"}, "positional"), ({"readout": "max"}, "readout"),
@@ -146,7 +141,7 @@ def test_patches_are_tokens_of_concatenated_positions():
     plain = get_model("transformer", **hparams)
     # By hand: 4 tokens of 3 positions x 2 features, fed to the one-token-per-position model.
     tokens = x.reshape(BATCH, 4, 3, 2).reshape(BATCH, 4, 6)
-    params = _random_params(patched, x)
+    params = random_params(patched, x, scale=0.5)
     assert params["embed"]["kernel"].shape == (6, DIM)
     assert params["position_embedding"].shape == (4, DIM)
     np.testing.assert_allclose(jax.jit(patched.apply)({"params": params}, x),

@@ -1,6 +1,7 @@
 """Tests of jaxdl.checkpoint: Orbax save/restore round trips of pytrees."""
 from __future__ import annotations
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -20,13 +21,6 @@ def _tree(offset):
     }
 
 
-def _assert_equal(restored, expected):
-    assert jax.tree.structure(restored) == jax.tree.structure(expected)
-    for got, want in zip(jax.tree.leaves(restored), jax.tree.leaves(expected)):
-        assert np.asarray(got).dtype == np.asarray(want).dtype
-        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
-
-
 def test_save_restore_round_trip_and_latest_step(tmp_path):
     checkpointer = Checkpointer(tmp_path / "ckpt", max_to_keep=2)
     assert checkpointer.latest_step() is None
@@ -34,15 +28,16 @@ def test_save_restore_round_trip_and_latest_step(tmp_path):
         checkpointer.save(step, _tree(step))
     assert checkpointer.latest_step() == 3
     like = _tree(0)
-    _assert_equal(checkpointer.restore(like), _tree(3))
-    _assert_equal(checkpointer.restore(like, step=2), _tree(2))
+    # strict: the dtypes and shapes must survive the round trip, not only the values.
+    chex.assert_trees_all_equal(checkpointer.restore(like), _tree(3), strict=True)
+    chex.assert_trees_all_equal(checkpointer.restore(like, step=2), _tree(2), strict=True)
     with pytest.raises(Exception):  # step 1 fell out of max_to_keep=2
         checkpointer.restore(like, step=1)
     checkpointer.close()
 
     reopened = Checkpointer(tmp_path / "ckpt")  # a new process finds the same checkpoints
     assert reopened.latest_step() == 3
-    _assert_equal(reopened.restore(like), _tree(3))
+    chex.assert_trees_all_equal(reopened.restore(like), _tree(3), strict=True)
     reopened.close()
 
 

@@ -8,13 +8,7 @@ import numpy as np
 import pytest
 
 from jaxdl.models import get_model
-
-
-def _random_params(model, x, seed=0):
-    """Parameters of the model's structure (eval_shape: no compile), drawn in NumPy."""
-    shapes = jax.eval_shape(model.init, jax.random.key(0), x)["params"]
-    rng = np.random.default_rng(seed)
-    return jax.tree.map(lambda v: rng.normal(size=v.shape).astype(np.float32), shapes)
+from helpers import random_params
 
 
 def _circulant(kernel_K, length):
@@ -34,7 +28,7 @@ def test_circular_convolution_is_an_mlp_layer_with_a_circulant_matrix(kernel_siz
     conv = get_model("cnn1d", channels=(1,), kernel_size=kernel_size, padding="CIRCULAR", pool="none",
                      activation="identity", use_bias=False, dense_widths=(), num_outputs=length)
     x = np.random.default_rng(1).normal(size=(3, length)).astype(np.float32)
-    params = _random_params(conv, x)
+    params = random_params(conv, x)
     # An identity read-out exposes the conv layer's output: (B, L, 1) flattened to (B, L).
     params["output"]["kernel"] = np.eye(length, dtype=np.float32)
     circulant = _circulant(np.asarray(params["conv_0"]["kernel"])[:, 0, 0], length)
@@ -58,8 +52,8 @@ def test_patch_convolution_equals_xla_convolution(name, shape, padding, kernel_s
     x = np.random.default_rng(5).normal(size=shape).astype(np.float32)
     xla = get_model(name, **hparams)
     patches = get_model(name, conv_implementation="patches", **hparams)
-    params = _random_params(xla, x)
-    assert jax.tree.structure(params) == jax.tree.structure(_random_params(patches, x))
+    params = random_params(xla, x)
+    assert jax.tree.structure(params) == jax.tree.structure(random_params(patches, x))
     expected = jax.jit(xla.apply)({"params": params}, x)
     np.testing.assert_allclose(jax.jit(patches.apply)({"params": params}, x), expected, rtol=1e-5, atol=1e-5)
 
@@ -70,7 +64,7 @@ def test_circular_convnet_with_mean_readout_is_invariant_to_circular_shifts():
     shifted = np.roll(x, 3, axis=1)
     mean_model = get_model("cnn1d", readout="mean", **hparams)
     flat_model = get_model("cnn1d", readout="flatten", **hparams)
-    mean_params, flat_params = _random_params(mean_model, x), _random_params(flat_model, x)
+    mean_params, flat_params = random_params(mean_model, x), random_params(flat_model, x)
 
     @jax.jit
     def outputs(xs):
@@ -97,7 +91,7 @@ def test_cnn2d_forward_matches_numpy():
     model = get_model("cnn2d", channels=(3,), kernel_size=3, padding="VALID", pool="max", pool_size=2,
                       dense_widths=(4,), num_outputs=2, activation="tanh")
     x = np.random.default_rng(3).normal(size=(2, 7, 7, 2)).astype(np.float32)
-    p = _random_params(model, x)
+    p = random_params(model, x)
     out = jax.jit(model.apply)({"params": p}, x)
 
     h = np.tanh(_numpy_conv2d_valid(x.astype(np.float64), p["conv_0"]["kernel"], p["conv_0"]["bias"]))  # 5x5
@@ -112,7 +106,7 @@ def test_cnn2d_forward_matches_numpy():
 def test_a_missing_channel_axis_means_one_channel(name, shape):
     model = get_model(name, channels=(3,), dense_widths=(), num_outputs=2)
     x = np.random.default_rng(4).normal(size=shape).astype(np.float32)
-    params = _random_params(model, x)
+    params = random_params(model, x)
     with_axis = model.apply({"params": params}, x[..., None])
     np.testing.assert_array_equal(model.apply({"params": params}, x), with_axis)
 

@@ -16,12 +16,15 @@ import pytest
 from jaxdl import data as datasets
 from jaxdl import landscape, train
 from jaxdl.models import get_model
+from helpers import flat
 
 TS = np.linspace(0.0, 1.0, 101)
 
 
-def _flat(a):
-    return np.concatenate([np.ravel(np.asarray(x, np.float64)) for x in jax.tree.leaves(a)])
+def _mean_cross_entropy(logits, labels) -> float:
+    logits = np.asarray(logits, np.float64)
+    log_norm = np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1)) + logits.max(-1)
+    return float(np.mean(log_norm - logits[np.arange(len(labels)), labels]))
 
 
 def _trapezoid(values, ts):
@@ -73,12 +76,12 @@ def endpoints():
 def test_curve_points(endpoints):
     e0, bend, e1, _ = endpoints
     for kind in ("bezier", "polychain"):
-        np.testing.assert_array_equal(_flat(landscape.curve_point(kind, e0, bend, e1, 0.0)), _flat(e0))
-        np.testing.assert_array_equal(_flat(landscape.curve_point(kind, e0, bend, e1, 1.0)), _flat(e1))
-    np.testing.assert_allclose(_flat(landscape.curve_point("polychain", e0, bend, e1, 0.5)), _flat(bend))
+        np.testing.assert_array_equal(flat(landscape.curve_point(kind, e0, bend, e1, 0.0)), flat(e0))
+        np.testing.assert_array_equal(flat(landscape.curve_point(kind, e0, bend, e1, 1.0)), flat(e1))
+    np.testing.assert_allclose(flat(landscape.curve_point("polychain", e0, bend, e1, 0.5)), flat(bend))
     middle = landscape.init_bend(e0, e1)
-    np.testing.assert_allclose(_flat(landscape.curve_point("bezier", e0, middle, e1, 0.3)),
-                               0.7 * _flat(e0) + 0.3 * _flat(e1), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(flat(landscape.curve_point("bezier", e0, middle, e1, 0.3)),
+                               0.7 * flat(e0) + 0.3 * flat(e1), rtol=1e-5, atol=1e-6)
 
 
 def test_line_metrics_integral_is_the_trapezoid_rule(endpoints):
@@ -86,7 +89,7 @@ def test_line_metrics_integral_is_the_trapezoid_rule(endpoints):
     ts = np.array([0.0, 0.1, 0.45, 0.5, 0.8, 1.0])
     line = landscape.line_metrics(apply_fn, e0, e1, data, ts=ts, chunk_size=10)
     assert line["loss"].shape == (6,) and line["segment_lengths"].shape == (5,)
-    distance = np.linalg.norm(_flat(e1) - _flat(e0))
+    distance = np.linalg.norm(flat(e1) - flat(e0))
     np.testing.assert_allclose(line["segment_lengths"], distance * np.diff(ts), rtol=1e-5)
     np.testing.assert_allclose(line["length"], distance, rtol=1e-5)
     # Uniform speed: arc length is proportional to t, so the weighted mean is the trapezoid rule.
@@ -102,7 +105,7 @@ def test_polychain_length_and_weights(endpoints):
     e0, bend, e1, data = endpoints
     ts = np.linspace(0.0, 1.0, 5)
     chain = landscape.curve_metrics(apply_fn, "polychain", e0, bend, e1, data, ts=ts)
-    first, second = np.linalg.norm(_flat(bend) - _flat(e0)), np.linalg.norm(_flat(e1) - _flat(bend))
+    first, second = np.linalg.norm(flat(bend) - flat(e0)), np.linalg.norm(flat(e1) - flat(bend))
     np.testing.assert_allclose(chain["segment_lengths"], [first / 2, first / 2, second / 2, second / 2], rtol=1e-5)
     expected = np.array([first / 4, first / 2, (first + second) / 4, second / 2, second / 4])
     np.testing.assert_allclose(chain["arc_weights"], expected, rtol=1e-5)
@@ -136,10 +139,10 @@ def test_curve_with_batch_norm_reproduces_the_endpoints():
         at = landscape.evaluate_params(None, endpoint, data, batch_stats=stats)
         np.testing.assert_allclose(curve["loss"][index], at["loss"], rtol=1e-5)
         own_state = landscape.recompute_batch_stats(model, endpoint, state, x, batch_size=12)
-        by_hand = train.evaluate(model, endpoint, own_state, *data)
-        np.testing.assert_allclose(at["loss"], by_hand["loss"], rtol=1e-5)
-        frozen = train.evaluate(model, endpoint, state, *data)  # the initial statistics: not the same
-        assert abs(float(frozen["loss"]) - float(at["loss"])) > 1e-3
+        by_hand = _mean_cross_entropy(model.apply({"params": endpoint, **own_state}, data[0]), data[1])
+        np.testing.assert_allclose(at["loss"], by_hand, rtol=1e-5)
+        frozen = _mean_cross_entropy(model.apply({"params": endpoint, **state}, data[0]), data[1])
+        assert abs(frozen - float(at["loss"])) > 1e-3  # the initial statistics: not the same
     # The same recomputation at every point of a (vmapped) surface: plane through e0, e1 and bend.
     dx, dy = (jax.tree.map(jnp.subtract, p, e0) for p in (e1, bend))
     plane = landscape.surface(None, e0, dx, dy, data, [0.0, 1.0], [0.0, 1.0], batch_stats=stats)
@@ -161,13 +164,13 @@ def two_minima():
 
 def test_fit_curve_lowers_the_midpoint_loss_and_keeps_the_endpoints(two_minima):
     model, data, e0, e1 = two_minima
-    before = (_flat(e0), _flat(e1))
+    before = (flat(e0), flat(e1))
     bend, history = landscape.fit_curve(model, {}, e0, e1, data, optax.adam(0.02), epochs=10, batch_size=32,
                                         weight_decay=1e-4, key=jax.random.key(0), progress=False)
     assert history["loss"].shape == (80,) and np.isfinite(history["loss"]).all()
     assert ((history["t"] >= 0) & (history["t"] < 1)).all() and np.ptp(history["t"]) > 0.5
-    np.testing.assert_array_equal(_flat(e0), before[0])
-    np.testing.assert_array_equal(_flat(e1), before[1])
+    np.testing.assert_array_equal(flat(e0), before[0])
+    np.testing.assert_array_equal(flat(e1), before[1])
     apply_fn, xy, ts = train.make_apply_fn(model), (data.x_train, data.y_train), np.linspace(0, 1, 5)
     curve = landscape.curve_metrics(apply_fn, "bezier", e0, bend, e1, xy, ts=ts)
     line = landscape.line_metrics(apply_fn, e0, e1, xy, ts=ts)
@@ -181,3 +184,16 @@ def test_fit_curve_stops_on_a_non_finite_loss(two_minima):
     with pytest.raises(FloatingPointError, match="step 0"):
         landscape.fit_curve(model, {}, e0, e1, broken, optax.adam(0.02), epochs=1, batch_size=32,
                             key=jax.random.key(0), progress=False)
+
+
+def test_barrier_and_largest_rise_on_hand_made_paths():
+    bump = [1.0, 1.5, 3.0, 2.0, 0.5]
+    assert landscape.barrier(bump) == pytest.approx(2.0)  # 3.0 above the higher end, 1.0
+    assert landscape.largest_rise(bump) == pytest.approx(2.0)  # from 1.0 up to 3.0
+    monotone = [3.0, 2.0, 2.0, 1.0]
+    assert landscape.barrier(monotone) == 0.0 and landscape.largest_rise(monotone) == 0.0
+    valley = [1.0, 0.2, 0.8]
+    assert landscape.barrier(valley) == pytest.approx(0.0)  # the peak is an end
+    assert landscape.largest_rise(valley) == pytest.approx(0.6)  # but the loss rises after the dip
+    with pytest.raises(ValueError, match="values_T"):
+        landscape.barrier([1.0])

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from jaxdl import curvature, plot, tree
+from helpers import flat
 
 DIMS = (10, 32, 3)
 NUM_EXAMPLES = 40
@@ -47,8 +48,8 @@ def _numpy_problem():
     x = rng.normal(size=(NUM_EXAMPLES, DIMS[0]))
     y = rng.integers(0, DIMS[-1], NUM_EXAMPLES).astype(np.int32)
     with jax.enable_x64(True):
-        flat, unflatten = tree.flatten(jax.tree.map(jnp.asarray, params))
-        hessian = np.asarray(jax.jit(jax.hessian(lambda theta: loss(unflatten(theta), (x, y))))(flat))
+        flat_params, unflatten = tree.flatten(jax.tree.map(jnp.asarray, params))
+        hessian = np.asarray(jax.jit(jax.hessian(lambda theta: loss(unflatten(theta), (x, y))))(flat_params))
     eigenvalues, eigenvectors = np.linalg.eigh(hessian)
     return params, (x, y), hessian, eigenvalues, eigenvectors
 
@@ -57,10 +58,6 @@ def _problem(dtype):
     """(params, data) as JAX arrays of ``dtype`` (call inside the matching x64 setting)."""
     params, (x, y), *_ = _numpy_problem()
     return jax.tree.map(lambda a: jnp.asarray(a, dtype), params), (jnp.asarray(x, dtype), jnp.asarray(y))
-
-
-def _flat(pytree):
-    return np.asarray(tree.flatten(pytree)[0])
 
 
 def _random_direction(params, seed):
@@ -77,21 +74,21 @@ def test_hvp_equals_dense_hessian_times_v_float64():
     with jax.enable_x64(True):
         params, data = _problem(jnp.float64)
         v = _random_direction(params, 1)
-        expected = hessian @ _flat(v)
+        expected = hessian @ flat(v)
         scale = np.abs(expected).max()
         whole = jax.jit(lambda p, d, v: curvature.hvp(loss, p, d, v))(params, data, v)
         # 40 = 5 chunks of 7 + a remainder of 5: the size-weighted mean must be exact.
         chunked = jax.jit(lambda p, d, v: curvature.hvp(loss, p, d, v, chunk_size=7))(params, data, v)
-        flat_operator = jax.jit(lambda p, d, v: curvature.hessian_matvec(loss, p, d)(v))(params, data, _flat(v))
-        for got in (_flat(whole), _flat(chunked), np.asarray(flat_operator)):
+        flat_operator = jax.jit(lambda p, d, v: curvature.hessian_matvec(loss, p, d)(v))(params, data, flat(v))
+        for got in (flat(whole), flat(chunked), np.asarray(flat_operator)):
             np.testing.assert_allclose(got, expected, rtol=0, atol=1e-10 * scale)
 
 
 def test_gauss_newton_vp_equals_dense_jacobian_product_float64():
     with jax.enable_x64(True):
         params, (x, y) = _problem(jnp.float64)
-        flat, unflatten = tree.flatten(params)
-        jacobian_NxCxP = np.asarray(jax.jit(jax.jacobian(lambda theta: apply_fn(unflatten(theta), x)))(flat))
+        flat_params, unflatten = tree.flatten(params)
+        jacobian_NxCxP = np.asarray(jax.jit(jax.jacobian(lambda theta: apply_fn(unflatten(theta), x)))(flat_params))
         logits = apply_fn(params, x)
         output_hessian = np.asarray(jax.jit(jax.hessian(lambda o: output_loss(o, y)))(logits))  # (N, C, N, C)
         n, c, p = jacobian_NxCxP.shape
@@ -100,15 +97,16 @@ def test_gauss_newton_vp_equals_dense_jacobian_product_float64():
         v = _random_direction(params, 2)
         got = jax.jit(lambda p, d, v: curvature.gauss_newton_vp(apply_fn, output_loss, p, d, v, chunk_size=16))(
             params, (x, y), v)
-        expected = gauss_newton @ _flat(v)
-        np.testing.assert_allclose(_flat(got), expected, rtol=0, atol=1e-10 * np.abs(expected).max())
+        expected = gauss_newton @ flat(v)
+        np.testing.assert_allclose(flat(got), expected, rtol=0, atol=1e-10 * np.abs(expected).max())
         # G is positive semi-definite (cross-entropy is convex in the logits), unlike H here.
         assert np.linalg.eigvalsh(gauss_newton).min() > -1e-10
 
 
-def test_data_with_mismatched_leading_axes_names_data():
-    with pytest.raises(ValueError, match="data"):
-        curvature.chunked_mean(lambda b: b[0].mean(), (jnp.ones((4, 2)), jnp.ones(5)), chunk_size=2)
+def test_batch_with_mismatched_leading_axes_names_batch():
+    with pytest.raises(ValueError, match="batch"):
+        curvature.hessian_trace(lambda p, b: jnp.sum(p * b[0].mean()), jnp.ones(2), (jnp.ones((4, 2)), jnp.ones(5)),
+                                chunk_size=2)
 
 
 # ----------------------------------------------------------------------------- eigenpairs
@@ -200,7 +198,7 @@ def test_hutchinson_error_matches_its_predicted_standard_error():
         runs = [curvature.hessian_trace(loss, params, data, num_probes=num_probes, key=jax.random.key(seed))
                 for seed in range(repeats)]
         grouped = curvature.hessian_trace(loss, params, data, num_probes=num_probes, key=jax.random.key(0),
-                                          probe_batch_size=8)
+                                          probes_per_chunk=8)
     estimates = np.array([float(r.estimate) for r in runs])
     errors = estimates - np.trace(hessian)
     rms_error = np.sqrt(np.mean(errors**2))
@@ -320,7 +318,7 @@ def test_sharpness_of_a_network_in_chunks_reports_a_feasible_perturbation():
     params, data = _problem(jnp.float32)
     epsilon = 1e-2
     result = curvature.epsilon_sharpness(loss, params, data, epsilon, max_iterations=5, chunk_size=16)
-    y, x = _flat(result.perturbation), _flat(params)
+    y, x = flat(result.perturbation), flat(params)
     assert np.all(np.abs(y) <= epsilon * (np.abs(x) + 1) * (1 + 1e-6))
     direct = float(loss(tree.add(params, result.perturbation), data))
     np.testing.assert_allclose(float(result.perturbed_loss), direct, rtol=1e-5)

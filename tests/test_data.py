@@ -393,5 +393,48 @@ def test_checksum_table_is_complete():
 
 
 def test_no_pickle_in_readers():
-    source = pathlib.Path(datafiles.__file__).read_text() + pathlib.Path(data.__file__).read_text()
-    assert "import pickle" not in source and "allow_pickle=True" not in source
+    modules = [pathlib.Path(datafiles.__file__), *pathlib.Path(data.__file__).parent.glob("*.py")]
+    assert len(modules) >= 5
+    for path in modules:
+        source = path.read_text()
+        assert "import pickle" not in source and "allow_pickle=True" not in source, path
+
+
+# ----------------------------------------------------------------------------- graphs
+
+
+def _max_degree(x_packed):
+    num_nodes = x_packed.shape[1]
+    return x_packed[..., :num_nodes].sum(-1).max(-1)
+
+
+def test_degree_graphs_labels_say_whether_a_node_reaches_the_threshold():
+    graphs = data.degree_graphs(num_train=300, num_test=100, max_nodes=10, seed=3)
+    assert graphs.x_train.shape == (300, 10, 12) and graphs.num_classes == 2
+    threshold = data.degree_threshold(graphs)
+    for x, y in ((graphs.x_train, graphs.y_train), (graphs.x_test, graphs.y_test)):
+        adjacency, mask = x[..., :10], x[..., 10]
+        np.testing.assert_array_equal(adjacency, adjacency.transpose(0, 2, 1))  # undirected
+        assert np.all(np.diagonal(adjacency, axis1=1, axis2=2) == 0)  # no self-loops
+        assert np.all(adjacency * (1 - mask[:, :, None]) == 0)  # padding has no edges
+        assert np.all(mask.sum(-1) >= 8)
+        np.testing.assert_array_equal(y, (_max_degree(x) >= threshold).astype(np.int32))
+    assert 0.3 < graphs.y_train.mean() < 0.7  # the median threshold balances the classes
+    again = data.degree_graphs(num_train=300, num_test=100, max_nodes=10, seed=3)
+    np.testing.assert_array_equal(again.x_test, graphs.x_test)
+
+
+def test_permute_graph_nodes_relabels_every_graph_consistently():
+    x = data.degree_graphs(num_train=10, num_test=5, seed=0).x_test
+    permuted = data.permute_graph_nodes(x, seed=1)
+    num_nodes = x.shape[1]
+    for original, shuffled in zip(x, permuted):
+        # Every graph keeps its number of real nodes and its multiset of degrees ...
+        assert sorted(original[:, num_nodes]) == sorted(shuffled[:, num_nodes])
+        assert np.array_equal(np.sort(original[:, :num_nodes].sum(0)), np.sort(shuffled[:, :num_nodes].sum(0)))
+    # ... and the first graph is relabelled by the first permutation the seed draws.
+    perm = np.random.default_rng(1).permutation(num_nodes)
+    expected = np.concatenate([x[0][perm][:, perm], x[0][perm][:, num_nodes:]], axis=-1)
+    np.testing.assert_array_equal(permuted[0], expected)
+    with pytest.raises(ValueError, match="max_nodes must be an integer >= 8"):
+        data.degree_graphs(max_nodes=5)

@@ -4,6 +4,7 @@ the papers (Battaglia et al. 2018, Algorithm 1; Velickovic et al. 2018, eq. 1-6)
 edge-list and packed-array representations."""
 from __future__ import annotations
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 
 from jaxdl.models import Graph, as_graph, get_model, graph_from_edges, pack_graph
 from jaxdl.models.graph import GATLayer
+from helpers import random_params
 
 BATCH, NODES, FEATURES = 2, 6, 3
 SMALL = {"graph_network": dict(hidden_dim=4, num_layers=2), "gat": dict(hidden_dim=3, num_heads=2, num_layers=2)}
@@ -27,12 +29,6 @@ def _random_graph(seed=0):
     return Graph(nodes, adjacency.astype(np.float32), mask)
 
 
-def _random_params(model, *inputs, seed=0):
-    shapes = jax.eval_shape(model.init, jax.random.key(0), *inputs)["params"]
-    rng = np.random.default_rng(seed)
-    return jax.tree.map(lambda v: (rng.normal(size=v.shape) * 0.5).astype(np.float32), shapes)
-
-
 def _permute(graph, perm):
     nodes, adjacency, mask = graph
     return Graph(nodes[:, perm], adjacency[:, perm][:, :, perm], mask[:, perm])
@@ -43,7 +39,7 @@ def test_node_outputs_are_equivariant_and_graph_outputs_invariant(name):
     node_model = get_model(name, num_outputs=2, task="node", **SMALL[name])
     graph_model = get_model(name, num_outputs=2, task="graph", **SMALL[name])
     graph = _random_graph(1)
-    params = _random_params(node_model, graph)  # both tasks share one parameter structure
+    params = random_params(node_model, graph, scale=0.5)  # both tasks share one parameter structure
     perm = np.random.default_rng(2).permutation(NODES)
 
     @jax.jit
@@ -77,7 +73,7 @@ def test_graph_network_matches_battaglia_algorithm_1_in_numpy():
     model = get_model("graph_network", hidden_dim=4, num_layers=1, num_outputs=2, task="node")
     graph_model = get_model("graph_network", hidden_dim=4, num_layers=1, num_outputs=2, task="graph")
     graph = _random_graph(3)
-    params = _random_params(model, graph)
+    params = random_params(model, graph, scale=0.5)
     node_out = jax.jit(model.apply)({"params": params}, graph)
     graph_out = jax.jit(graph_model.apply)({"params": params}, graph)
 
@@ -112,7 +108,7 @@ def test_gat_layer_matches_velickovic_equations_in_numpy(concat):
     graph = _random_graph(4)
     mask = (graph.adjacency_BxNxN != 0) | np.eye(NODES, dtype=bool)
     mask &= graph.node_mask_BxN[:, :, None] & graph.node_mask_BxN[:, None, :]
-    params = _random_params(layer, graph.nodes_BxNxF, mask)
+    params = random_params(layer, graph.nodes_BxNxF, mask, scale=0.5)
     out = jax.jit(layer.apply)({"params": params}, graph.nodes_BxNxF, mask)
 
     p = jax.tree.map(lambda v: np.asarray(v, np.float64), params)
@@ -155,8 +151,7 @@ def test_edge_lists_and_packed_arrays_are_the_same_graph():
 
     packed = pack_graph(graph)
     assert packed.shape == (BATCH, 4, 4 + 1 + FEATURES)
-    for a, b in zip(as_graph(packed), graph):  # what the models see of either form
-        np.testing.assert_array_equal(a, b)
+    chex.assert_trees_all_equal(as_graph(packed), graph)  # what the models see of either form
 
 
 def test_bad_inputs_raise():

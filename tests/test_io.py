@@ -5,6 +5,7 @@ import json
 import os
 import zipfile
 
+import chex
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -128,10 +129,8 @@ def test_npz_round_trip_is_exact(tmp_path):
     io.save_npz(path, **arrays)
     loaded = io.load_npz(path)
     assert sorted(loaded) == sorted(arrays)
-    for name, value in arrays.items():
-        expected = np.asarray(value)
-        assert loaded[name].dtype == expected.dtype, name
-        np.testing.assert_array_equal(loaded[name], expected)
+    # strict: the dtypes and shapes must survive the round trip, not only the values.
+    chex.assert_trees_all_equal(loaded, {name: np.asarray(value) for name, value in arrays.items()}, strict=True)
     assert sorted(os.listdir(tmp_path)) == ["results.npz"]
 
 

@@ -7,10 +7,6 @@ One small ReLU network (3-8-4, written out by hand) on 30 examples serves most t
 """
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import flax.linen as nn
@@ -21,6 +17,7 @@ import pytest
 
 from jaxdl import landscape, tree
 from jaxdl.landscape import surfaces
+from helpers import flat, json_result, run_on_devices
 
 NUM_EXAMPLES = 30
 
@@ -48,10 +45,6 @@ def reference_metrics(params, data):
     shifted = logits - logits.max(axis=1, keepdims=True)
     log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     return {"loss": -np.mean(log_probs[np.arange(len(y)), y]), "accuracy": np.mean(logits.argmax(1) == y)}
-
-
-def _flat(a):
-    return np.concatenate([np.ravel(np.asarray(x, np.float64)) for x in jax.tree.leaves(a)])
 
 
 # ----------------------------------------------------------------------------- directions
@@ -106,25 +99,25 @@ def test_same_key_same_direction_bit_for_bit():
     a = landscape.random_direction(jax.random.key(7), params)
     b = landscape.random_direction(jax.random.key(7), params)
     c = landscape.random_direction(jax.random.key(8), params)
-    np.testing.assert_array_equal(_flat(a), _flat(b))
-    assert not np.allclose(_flat(a), _flat(c))
+    np.testing.assert_array_equal(flat(a), flat(b))
+    assert not np.allclose(flat(a), flat(c))
     raw = landscape.random_direction(jax.random.key(7), params, normalization=None)
-    flat, unflatten = tree.flatten(params)
-    expected = unflatten(jax.random.normal(jax.random.key(7), flat.shape, flat.dtype))
-    np.testing.assert_array_equal(_flat(raw), _flat(expected))
+    flat_params, unflatten = tree.flatten(params)
+    expected = unflatten(jax.random.normal(jax.random.key(7), flat_params.shape, flat_params.dtype))
+    np.testing.assert_array_equal(flat(raw), flat(expected))
 
 
 def test_layer_and_model_normalisation():
     params = _direction_params()
     layer = landscape.random_direction(jax.random.key(1), params, normalization="layer")
     for name in ("dense", "conv"):
-        np.testing.assert_allclose(np.linalg.norm(_flat(layer[name]["kernel"])),
-                                   np.linalg.norm(_flat(params[name]["kernel"])), rtol=1e-5)
+        np.testing.assert_allclose(np.linalg.norm(flat(layer[name]["kernel"])),
+                                   np.linalg.norm(flat(params[name]["kernel"])), rtol=1e-5)
     model = landscape.random_direction(jax.random.key(1), params, normalization="model", ignore_biasbn=False)
-    np.testing.assert_allclose(np.linalg.norm(_flat(model)), np.linalg.norm(_flat(params)), rtol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(flat(model)), np.linalg.norm(flat(params)), rtol=1e-5)
     weights_only = landscape.random_direction(jax.random.key(1), params, normalization="model")
     kernels = [params["dense"]["kernel"], params["conv"]["kernel"]]
-    np.testing.assert_allclose(np.linalg.norm(_flat(weights_only)), np.linalg.norm(_flat(kernels)), rtol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(flat(weights_only)), np.linalg.norm(flat(kernels)), rtol=1e-5)
     with pytest.raises(ValueError, match="normalization"):
         landscape.random_direction(jax.random.key(1), params, normalization="filters")
 
@@ -132,8 +125,8 @@ def test_layer_and_model_normalisation():
 def test_orthogonalize_removes_the_projection():
     a, b = _direction_params(1), _direction_params(2)
     result = landscape.orthogonalize(a, b)
-    va, vb = _flat(a), _flat(b)
-    np.testing.assert_allclose(_flat(result), va - va @ vb / (vb @ vb) * vb, rtol=1e-5, atol=1e-6)
+    va, vb = flat(a), flat(b)
+    np.testing.assert_allclose(flat(result), va - va @ vb / (vb @ vb) * vb, rtol=1e-5, atol=1e-6)
     assert abs(float(tree.dot(result, b))) < 1e-4 * np.linalg.norm(va) * np.linalg.norm(vb)
 
 
@@ -284,11 +277,7 @@ _SHARDED_SURFACE_SCRIPT = textwrap.dedent("""
 
 
 def test_surface_sharded_over_four_devices_matches_loop():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, "-c", _SHARDED_SURFACE_SCRIPT], env=env, capture_output=True, text=True,
-                          timeout=120)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1][len("RESULT "):])
+    result = json_result(run_on_devices(_SHARDED_SURFACE_SCRIPT, num_devices=4))
     assert result["devices"] == 4
     np.testing.assert_allclose(result["surface"], result["loop"], rtol=1e-5)
 

@@ -143,3 +143,29 @@ def test_unknown_loss_name_raises_naming_it():
         losses.batch_loss("hinge", PREDICTIONS_BxD, TARGETS_BxD)
     with pytest.raises(ValueError, match="hinge"):
         losses.per_example_metrics("hinge", PREDICTIONS_BxD, TARGETS_BxD)
+
+
+def test_make_loss_fn_is_the_mean_loss_of_apply_fn():
+    weights = RNG.normal(size=(3, 4)).astype(np.float32)
+    apply_fn = lambda params, x: x @ params
+    loss_fn = losses.make_loss_fn(apply_fn, "cross_entropy")
+    x = RNG.normal(size=(6, 3)).astype(np.float32)
+    expected = _numpy_cross_entropy_per_example(x.astype(np.float64) @ weights, LABELS_B).mean()
+    np.testing.assert_allclose(jax.jit(loss_fn)(weights, (x, LABELS_B)), expected, rtol=1e-5)
+    regression = losses.make_loss_fn(apply_fn, "half_mse")
+    targets = RNG.normal(size=(6, 4)).astype(np.float32)
+    np.testing.assert_allclose(regression(weights, (x, targets)), 0.5 * np.mean((x @ weights - targets) ** 2),
+                               rtol=1e-5)
+    # The same apply_fn wrapped twice is the same pytree (compiled tools key on it), whatever its name.
+    assert jax.tree.structure(loss_fn) == jax.tree.structure(losses.make_loss_fn(apply_fn, "cross_entropy"))
+    assert jax.tree.structure(loss_fn) != jax.tree.structure(regression)
+    with pytest.raises(ValueError, match="loss_name must be one of .*, got 'hinge'"):
+        losses.make_loss_fn(apply_fn, "hinge")
+    with pytest.raises(ValueError, match="apply_fn must be a callable"):
+        losses.make_loss_fn("cross_entropy")
+
+
+def test_metric_names_match_the_metrics_computed():
+    for name in losses.PER_EXAMPLE_LOSSES:
+        outputs, targets = (LOGITS_BxC, LABELS_B) if name == "cross_entropy" else (PREDICTIONS_BxD, TARGETS_BxD)
+        assert sorted(losses.batch_metrics(name, outputs, targets)) == sorted(losses.metric_names(name))

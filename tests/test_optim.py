@@ -11,6 +11,7 @@ import optax
 import pytest
 
 from jaxdl import optim
+from helpers import flat
 
 LR = 0.1
 NUM_STEPS = 3
@@ -24,10 +25,6 @@ THETA0 = np.array([1.0, -2.0, 0.5, 1.5, -1.0, 2.0, -0.5])
 def _to_tree(vector):
     vector = jnp.asarray(vector, jnp.float32)
     return {"m": vector[:4].reshape(2, 2), "w": vector[4:]}
-
-
-def _to_vector(params):
-    return np.concatenate([np.ravel(params["m"]), np.ravel(params["w"])]).astype(np.float64)
 
 
 def _loss(params):
@@ -48,7 +45,7 @@ def _run(optimizer, num_steps=NUM_STEPS, theta0=THETA0):
             params = optax.apply_updates(params, updates)
         return params
 
-    return _to_vector(run(_to_tree(theta0)))
+    return flat(run(_to_tree(theta0)))
 
 
 # ----------------------------------------------------------------------------- hand-written rules
@@ -131,7 +128,7 @@ def test_global_norm_clipping_rescales_to_threshold():
     updates = _one_update(sgd, grads, params)
     expected = jax.tree.map(lambda g: -g * 4.5 / 5.0, grads)
     chex.assert_trees_all_close(updates, expected, rtol=1e-6)
-    norm = math.sqrt(sum(float(np.sum(np.square(u))) for u in jax.tree.leaves(updates)))
+    norm = np.linalg.norm(flat(updates))
     assert abs(norm - 4.5) < 1e-5
 
 
@@ -151,7 +148,7 @@ def test_l2_penalty_adds_two_gamma_theta_to_the_gradient():
     np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
     # Same as jax.grad of the penalised loss.
     penalised = jax.jit(jax.grad(lambda p: _loss(p) + gamma * sum(jnp.sum(x**2) for x in jax.tree.leaves(p))))
-    np.testing.assert_allclose(got, THETA0 - LR * _to_vector(penalised(_to_tree(THETA0))), rtol=1e-6)
+    np.testing.assert_allclose(got, THETA0 - LR * flat(penalised(_to_tree(THETA0))), rtol=1e-6)
 
 
 # ----------------------------------------------------------------------------- schedules
@@ -211,7 +208,7 @@ def test_optimizer_follows_its_schedule():
         return params
 
     rates = [0.5 * LR * (1 + math.cos(math.pi * i / total)) for i in range(total)]
-    np.testing.assert_allclose(_to_vector(run(params0)), THETA0 + CENTRE * sum(rates), rtol=1e-6)
+    np.testing.assert_allclose(flat(run(params0)), THETA0 + CENTRE * sum(rates), rtol=1e-6)
 
 
 def test_callable_learning_rate_is_used_as_is():
@@ -251,3 +248,16 @@ def test_make_schedule_validates_directly():
         optim.make_schedule(0.1, "step")
     with pytest.raises(ValueError, match="schedule"):
         optim.make_schedule(0.1, "exponential", total_steps=10)
+
+
+def test_the_same_arguments_give_the_same_transformation():
+    # So that programs compiled for one (jaxdl.train.fit) are reused when it is asked for again.
+    adam = optim.get_optimizer("adam", 1e-3, clip_norm=1.0)
+    assert optim.get_optimizer("adam", 1e-3, clip_norm=1.0) is adam
+    assert optim.get_optimizer("adam", 1e-3) is not adam
+    assert optim.get_optimizer("sam", 0.1, base="momentum") is optim.get_optimizer("sam", 0.1, base="momentum")
+    schedule = optax.constant_schedule(0.1)
+    assert optim.get_optimizer("sgd", schedule) is optim.get_optimizer("sgd", schedule)
+    # An unhashable learning rate (an array) still builds, afresh each time.
+    array_rate = jnp.asarray(0.1)
+    assert optim.get_optimizer("sgd", array_rate) is not optim.get_optimizer("sgd", array_rate)

@@ -9,20 +9,13 @@ import numpy as np
 import pytest
 
 from jaxdl.models import get_model
+from helpers import random_params
 
 HIDDEN, LENGTH, BATCH = 3, 4, 2
 
 
 def _sigmoid(z):
     return 1.0 / (1.0 + np.exp(-z))
-
-
-def _random_params(model, x, seed=0):
-    """Every parameter random and non-zero (peepholes and biases included), so a step that
-    drops a term fails."""
-    shapes = jax.eval_shape(model.init, jax.random.key(0), x)["params"]
-    rng = np.random.default_rng(seed)
-    return jax.tree.map(lambda v: (rng.normal(size=v.shape) * 0.7).astype(np.float32), shapes)
 
 
 def _numpy_layer(cell, p, x_BxLxF, peepholes=True):
@@ -66,7 +59,7 @@ def _numpy_layer(cell, p, x_BxLxF, peepholes=True):
 def test_every_state_matches_the_equations_written_out(name, hparams):
     model = get_model(name, hidden_size=HIDDEN, num_outputs=HIDDEN, readout="all", **hparams)
     x = np.random.default_rng(1).normal(size=(BATCH, LENGTH, 2)).astype(np.float32)
-    params = _random_params(model, x)
+    params = random_params(model, x, scale=0.7)
     peepholes = name == "lstm" and hparams.get("peepholes", True)
     assert ("peephole" in params["layer_0"]) == peepholes
     # An identity read-out without bias exposes the top layer's states.
@@ -84,7 +77,7 @@ def test_last_readout_reads_the_final_state_and_sequences_get_a_feature_axis():
     all_model = get_model("lstm", hidden_size=HIDDEN, num_outputs=2, readout="all")
     last_model = get_model("lstm", hidden_size=HIDDEN, num_outputs=2, readout="last")
     x = np.random.default_rng(2).normal(size=(BATCH, LENGTH)).astype(np.float32)
-    params = _random_params(all_model, x)
+    params = random_params(all_model, x, scale=0.7)
 
     @jax.jit
     def outputs(params):
@@ -102,7 +95,7 @@ def test_bidirectional_layers_run_the_equations_both_ways_and_read_out(name):
     hparams = dict(hidden_size=HIDDEN, bidirectional=True, num_layers=2)
     model = get_model(name, num_outputs=2 * HIDDEN, readout="all", **hparams)
     x = np.random.default_rng(3).normal(size=(BATCH, LENGTH, 2)).astype(np.float32)
-    params = _random_params(model, x)
+    params = random_params(model, x, scale=0.7)
     params["output"] = {"kernel": np.eye(2 * HIDDEN, dtype=np.float32), "bias": np.zeros(2 * HIDDEN, np.float32)}
     states = jax.jit(model.apply)({"params": params}, x)
 

@@ -12,6 +12,7 @@ import pytest
 from jaxdl import curvature, optim, train, tree
 from jaxdl.models import get_model
 from jaxdl.sam import sam, sam_perturbation
+from helpers import flat
 
 # Quadratic L(theta) = 0.5 theta^T A theta - c^T theta on a two-leaf pytree (leaves 'm', 'w').
 MATRIX = np.array([[2.0, 0.5, 0.0, 0.1, 0.0],
@@ -36,12 +37,12 @@ def _quadratic(params):
 def test_perturbation_has_norm_rho_along_the_gradient():
     grads = _to_tree([3.0, -4.0, 1.0, 0.5, 2.0])
     rho = 0.07
-    e = tree.flatten(sam_perturbation(grads, rho))[0]
-    g = tree.flatten(grads)[0]
-    np.testing.assert_allclose(float(jnp.linalg.norm(e)), rho, rtol=1e-6)
-    np.testing.assert_allclose(np.asarray(e), rho * np.asarray(g) / np.linalg.norm(np.asarray(g)), rtol=1e-6)
-    zero = tree.flatten(sam_perturbation(tree.zeros_like(grads), rho))[0]
-    assert np.all(np.asarray(zero) == 0)
+    e = flat(sam_perturbation(grads, rho))
+    g = flat(grads)
+    np.testing.assert_allclose(np.linalg.norm(e), rho, rtol=1e-6)
+    np.testing.assert_allclose(e, rho * g / np.linalg.norm(g), rtol=1e-6)
+    zero = flat(sam_perturbation(tree.zeros_like(grads), rho))
+    assert np.all(zero == 0)
 
 
 @pytest.mark.parametrize("base", ["sgd", "momentum"])
@@ -91,7 +92,7 @@ def test_sam_gradient_difference_tends_to_hessian_times_normalised_gradient():
         grad_fn = jax.jit(lambda p: jax.grad(loss)(p, data))
         g = grad_fn(params)
         direction = tree.scale(1.0 / tree.norm(g), g)
-        expected = np.asarray(tree.flatten(curvature.hvp(loss, params, data, direction))[0])
+        expected = flat(curvature.hvp(loss, params, data, direction))
 
         @jax.jit
         def sam_gradient(rho):
@@ -101,7 +102,7 @@ def test_sam_gradient_difference_tends_to_hessian_times_normalised_gradient():
         errors = []
         for rho in (1e-2, 1e-3, 1e-4):
             g_sam = sam_gradient(rho)
-            got = np.asarray(tree.flatten(tree.scale(1.0 / rho, tree.subtract(g_sam, g)))[0])
+            got = flat(tree.scale(1.0 / rho, tree.subtract(g_sam, g)))
             errors.append(np.linalg.norm(got - expected) / np.linalg.norm(expected))
     assert errors[-1] < 1e-3
     assert 5 < errors[0] / errors[1] < 20 and 5 < errors[1] / errors[2] < 20, errors
@@ -114,7 +115,7 @@ def test_train_step_with_sam_equals_the_hand_step():
     x = rng.normal(size=(16, 3)).astype(np.float32)
     y = (x @ np.array([[1.0], [-2.0], [0.5]]) + 0.3).astype(np.float32)
     state = train.init_state(model, tx, x[:1], jax.random.key(0))
-    new_state, metrics = jax.jit(train.make_train_step(model, tx, loss="half_mse"))(state, (x, y))
+    new_state, metrics = jax.jit(train.make_train_step(model, tx, loss_name="half_mse"))(state, (x, y))
 
     kernel = np.asarray(state.params["output"]["kernel"], np.float64)
     bias = np.asarray(state.params["output"]["bias"], np.float64)

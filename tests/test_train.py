@@ -3,13 +3,10 @@ form, the same steps written by hand in NumPy, separate runs, a run on another m
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
-import subprocess
-import sys
 import tempfile
 import textwrap
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -20,6 +17,7 @@ from jaxdl import optim, train
 from jaxdl.models import get_model
 
 from jaxdl.data import Dataset
+from helpers import flat, json_result, run_on_devices
 
 
 def _standardised(rng, n, d):
@@ -47,18 +45,6 @@ def _leaves(tree):
     return [np.asarray(leaf) for leaf in jax.tree.leaves(tree)]
 
 
-def _assert_trees_close(a, b, rtol=1e-5, atol=1e-6):
-    assert jax.tree.structure(a) == jax.tree.structure(b)
-    for x, y in zip(_leaves(a), _leaves(b)):
-        np.testing.assert_allclose(x, y, rtol=rtol, atol=atol)
-
-
-def _assert_trees_equal(a, b):
-    assert jax.tree.structure(a) == jax.tree.structure(b)
-    for x, y in zip(_leaves(a), _leaves(b)):
-        np.testing.assert_array_equal(x, y)
-
-
 def _cross_entropy_np(logits, labels):
     logits = np.asarray(logits, np.float64)
     shifted = logits - logits.max(-1, keepdims=True)
@@ -71,7 +57,7 @@ def _mlp_run():
     data = _classification_set()
     model = get_model("mlp", widths=(8,), num_outputs=3)
     tx = optim.get_optimizer("adam", 0.01)  # a non-trivial optimizer state
-    return model, data, tx, dict(batch_size=16, loss="cross_entropy", progress=False)
+    return model, data, tx, dict(batch_size=16, loss_name="cross_entropy", progress=False)
 
 
 class RecordingLogger:
@@ -102,7 +88,7 @@ def test_full_batch_gd_reaches_least_squares_solution(regression):
     data, solution, optimal_loss = regression
     # Hessian eigenvalues lie in about [0.8, 1.25], so lr=0.8 contracts the error by >2x per step.
     result = train.fit(get_model("linear", num_outputs=1), data, optim.get_optimizer("gd", 0.8),
-                       epochs=60, batch_size=None, loss="half_mse", progress=False)
+                       epochs=60, batch_size=None, loss_name="half_mse", progress=False)
     np.testing.assert_allclose(_linear_params_vector(result.state.params), solution, atol=1e-4)
     np.testing.assert_allclose(result.history["train_loss"][-1], optimal_loss, rtol=1e-3)
     assert result.history["batch_loss"].shape == (60,)
@@ -113,7 +99,7 @@ def test_minibatch_adam_reaches_least_squares_loss(regression):
     epochs, batch_size = 40, 20
     tx = optim.get_optimizer("adam", 0.05, schedule="cosine", total_steps=epochs * 200 // batch_size)
     result = train.fit(get_model("linear", num_outputs=1), data, tx, epochs=epochs, batch_size=batch_size,
-                       loss="half_mse", progress=False)
+                       loss_name="half_mse", progress=False)
     assert result.history["batch_loss"].shape == (epochs * 200 // batch_size,)
     # The optimum is ~5e-5; the excess of the last iterate must be far below that.
     assert 0 <= result.history["train_loss"][-1] - optimal_loss < 1e-6
@@ -132,10 +118,10 @@ def hand_gd_run():
     data = Dataset(x[:8], y[:8], x[8:], y[8:], None, "tiny")
     model = get_model("linear", num_outputs=2)
     # A zero learning rate leaves the initial parameters of seed 0 in place.
-    initial = train.fit(model, data, optax.sgd(0.0), epochs=1, loss="half_mse", progress=False).state.params
+    initial = train.fit(model, data, optax.sgd(0.0), epochs=1, loss_name="half_mse", progress=False).state.params
     logger = RecordingLogger()
     result = train.fit(model, data, optim.get_optimizer("gd", 0.3), epochs=3, batch_size=None,
-                       loss="half_mse", progress=False, logger=logger)
+                       loss_name="half_mse", progress=False, logger=logger)
     return data, initial, result, logger
 
 
@@ -180,7 +166,7 @@ def test_eval_every_evaluates_only_those_epochs_and_the_last(hand_gd_run):
     data, _, every_epoch, _ = hand_gd_run
     logger = RecordingLogger()
     result = train.fit(get_model("linear", num_outputs=2), data, optim.get_optimizer("gd", 0.3), epochs=3,
-                       batch_size=None, loss="half_mse", eval_every=2, progress=False, logger=logger)
+                       batch_size=None, loss_name="half_mse", eval_every=2, progress=False, logger=logger)
     assert [metrics["epoch"] for _, metrics in logger.calls] == [2, 3]
     for name in ("train_loss", "test_loss"):
         assert np.isnan(result.history[name][0])
@@ -189,7 +175,7 @@ def test_eval_every_evaluates_only_those_epochs_and_the_last(hand_gd_run):
     np.testing.assert_array_equal(result.history["batch_loss"], every_epoch.history["batch_loss"])
     with pytest.raises(ValueError, match="eval_every"):
         train.fit(get_model("linear", num_outputs=2), data, optim.get_optimizer("gd", 0.3), epochs=1,
-                  loss="half_mse", eval_every=0, progress=False)
+                  loss_name="half_mse", eval_every=0, progress=False)
 
 
 # ----------------------------------------------------------------------------- seeds and determinism
@@ -203,14 +189,26 @@ def test_fit_seeds_equals_separate_fits_and_is_deterministic():
     assert set(stacked.history) == {"train_loss", "test_loss", "train_accuracy", "test_accuracy", "batch_loss"}
     singles = [train.fit(model, data, tx, seed=s, **kwargs) for s in seeds]
     for i, single in enumerate(singles):
-        _assert_trees_close(train.unstack(stacked.state.params, i), single.state.params)
-        _assert_trees_close(train.unstack(stacked.history, i), single.history)
+        chex.assert_trees_all_close(train.unstack(stacked.state.params, i), single.state.params, rtol=1e-5, atol=1e-6)
+        chex.assert_trees_all_close(train.unstack(stacked.history, i), single.history, rtol=1e-5, atol=1e-6)
     for other in singles[1:]:
         assert not np.allclose(_leaves(singles[0].state.params)[0], _leaves(other.state.params)[0])
         assert not np.allclose(singles[0].history["batch_loss"], other.history["batch_loss"])
     again = train.fit(model, data, tx, seed=0, **kwargs)
-    _assert_trees_equal(again.state, singles[0].state)
-    _assert_trees_equal(again.history, singles[0].history)
+    chex.assert_trees_all_equal(again.state, singles[0].state)
+    chex.assert_trees_all_equal(again.history, singles[0].history)
+
+
+def test_fit_returns_the_state_it_started_from():
+    model, data, tx, kwargs = _mlp_run()
+    kwargs["epochs"] = 1
+    result = train.fit(model, data, tx, seed=3, **kwargs)
+    init_key = train.seed_streams(np.asarray([3], np.uint32))[0][0]
+    by_hand = train.init_state(model, tx, data.x_train[:1], init_key)
+    chex.assert_trees_all_equal(result.initial_state, by_hand)  # not overwritten by the donated epoch
+    assert not np.allclose(flat(result.state.params), flat(by_hand.params))
+    stacked = train.fit_seeds(model, data, tx, seeds=[3, 4], **kwargs)
+    chex.assert_trees_all_close(train.unstack(stacked.initial_state, 0), by_hand, rtol=1e-6, atol=1e-7)
 
 
 # ----------------------------------------------------------------------------- sharding
@@ -234,11 +232,11 @@ _SHARDING_SCRIPT = textwrap.dedent("""
     data = Dataset(x[:64], y[:64], x[64:], y[64:], 3, "toy")
     model = get_model("mlp", widths=(8,), num_outputs=3)
     tx = optim.get_optimizer("sgd", 0.1)
-    kwargs = dict(epochs=3, batch_size=16, loss="cross_entropy", progress=False)
+    kwargs = dict(epochs=3, batch_size=16, loss_name="cross_entropy", progress=False)
     sharded = train.fit(model, data, tx, **kwargs)
     single = train.fit(model, data, tx, mesh=train.data_mesh(jax.local_devices()[:1]), **kwargs)
     try:
-        train.fit(model, data, tx, epochs=1, batch_size=18, loss="cross_entropy", progress=False)
+        train.fit(model, data, tx, epochs=1, batch_size=18, loss_name="cross_entropy", progress=False)
         error = None
     except ValueError as e:
         error = str(e)
@@ -255,12 +253,7 @@ _SHARDING_SCRIPT = textwrap.dedent("""
 
 
 def test_sharded_fit_equals_single_device_fit():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, "-c", _SHARDING_SCRIPT], env=env, capture_output=True,
-                          text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1]
-    result = json.loads(line[len("RESULT "):])
+    result = json_result(run_on_devices(_SHARDING_SCRIPT, num_devices=4))
     assert result["device_count"] == 4 and result["default_mesh_size"] == 4
     for sharded, single in zip(result["sharded"], result["single"], strict=True):
         np.testing.assert_allclose(sharded, single, rtol=1e-5, atol=1e-6)
@@ -280,8 +273,8 @@ def test_resumed_fit_equals_uninterrupted_fit(tmp_path):
     resumed = train.fit(model, data, tx, epochs=4, checkpoint_dir=tmp_path / "ckpt", logger=logger, **kwargs)
     assert [(step, metrics["epoch"]) for step, metrics in logger.calls] == [(12, 3), (16, 4)]  # 4 steps/epoch
     assert not np.allclose(_leaves(first.state.params)[0], _leaves(resumed.state.params)[0])
-    _assert_trees_equal(resumed.state, straight.state)
-    _assert_trees_equal(resumed.history, straight.history)
+    chex.assert_trees_all_equal(resumed.state, straight.state)
+    chex.assert_trees_all_equal(resumed.history, straight.history)
     assert int(resumed.state.step) == 4 * 4
 
 
@@ -292,7 +285,7 @@ def test_non_finite_loss_raises_naming_the_step():
     data = _regression_set(n_train=64, n_test=16, d=4)
     model = get_model("mlp", widths=(16,), num_outputs=1)
     with pytest.raises(FloatingPointError, match=r"at step \d+"):
-        train.fit(model, data, optim.get_optimizer("sgd", 1e6), epochs=3, batch_size=16, loss="mse",
+        train.fit(model, data, optim.get_optimizer("sgd", 1e6), epochs=3, batch_size=16, loss_name="mse",
                   progress=False)
 
 
@@ -301,14 +294,14 @@ _CLASSIFICATION = _classification_set(n_train=20, n_test=8, d=3, num_classes=3)
 
 
 @pytest.mark.parametrize("data, model_kwargs, fit_kwargs, field", [
-    (_REGRESSION, dict(num_outputs=1), dict(loss="mse", epochs=0), "epochs"),
-    (_REGRESSION, dict(num_outputs=1), dict(loss="mse", epochs=1, batch_size=0), "batch_size"),
-    (_REGRESSION, dict(num_outputs=1), dict(loss="mse", epochs=1, batch_size=21), "batch_size"),
-    (_REGRESSION, dict(num_outputs=1), dict(loss="hinge", epochs=1), "loss"),
-    (_REGRESSION, dict(num_outputs=1), dict(loss="cross_entropy", epochs=1), "loss"),
-    (_CLASSIFICATION, dict(num_outputs=3), dict(loss="mse", epochs=1), "loss"),
-    (_CLASSIFICATION, dict(num_outputs=4), dict(loss="cross_entropy", epochs=1), "num_outputs"),
-    (_REGRESSION, dict(num_outputs=2), dict(loss="mse", epochs=1), "y_train"),
+    (_REGRESSION, dict(num_outputs=1), dict(loss_name="mse", epochs=0), "epochs"),
+    (_REGRESSION, dict(num_outputs=1), dict(loss_name="mse", epochs=1, batch_size=0), "batch_size"),
+    (_REGRESSION, dict(num_outputs=1), dict(loss_name="mse", epochs=1, batch_size=21), "batch_size"),
+    (_REGRESSION, dict(num_outputs=1), dict(loss_name="hinge", epochs=1), "loss_name"),
+    (_REGRESSION, dict(num_outputs=1), dict(loss_name="cross_entropy", epochs=1), "loss_name"),
+    (_CLASSIFICATION, dict(num_outputs=3), dict(loss_name="mse", epochs=1), "loss_name"),
+    (_CLASSIFICATION, dict(num_outputs=4), dict(loss_name="cross_entropy", epochs=1), "num_outputs"),
+    (_REGRESSION, dict(num_outputs=2), dict(loss_name="mse", epochs=1), "y_train"),
 ])
 def test_bad_inputs_raise_value_error_naming_the_field(data, model_kwargs, fit_kwargs, field):
     model = get_model("linear", **model_kwargs)
@@ -319,7 +312,7 @@ def test_bad_inputs_raise_value_error_naming_the_field(data, model_kwargs, fit_k
 def test_fit_seeds_rejects_empty_seeds():
     with pytest.raises(ValueError, match="seeds"):
         train.fit_seeds(get_model("linear", num_outputs=1), _REGRESSION, optim.get_optimizer("sgd", 0.1),
-                        seeds=[], epochs=1, loss="mse", progress=False)
+                        seeds=[], epochs=1, loss_name="mse", progress=False)
 
 
 # ----------------------------------------------------------------------------- evaluate and the step
@@ -329,14 +322,15 @@ def test_evaluate_in_uneven_chunks_equals_whole_set_by_hand():
     data = _classification_set(n_train=103, n_test=1, d=4, num_classes=3)
     model = get_model("mlp", widths=(8,), num_outputs=3)
     params = model.init(jax.random.key(0), data.x_train[:1])["params"]
-    evaluate = jax.jit(lambda p, x, y: train.evaluate(model, p, {}, x, y, "cross_entropy", batch_size=10))
+    apply_fn = train.make_apply_fn(model)
+    evaluate = jax.jit(lambda p, x, y: train.evaluate(apply_fn, p, (x, y), loss_name="cross_entropy", chunk_size=10))
     metrics = evaluate(params, data.x_train, data.y_train)
     logits = np.asarray(model.apply({"params": params}, data.x_train))
     np.testing.assert_allclose(metrics["loss"], _cross_entropy_np(logits, data.y_train).mean(), rtol=1e-5)
     np.testing.assert_allclose(metrics["accuracy"], np.mean(logits.argmax(-1) == data.y_train), rtol=1e-6)
 
     targets = np.random.default_rng(0).standard_normal((103, 3)).astype(np.float32)
-    regression = jax.jit(lambda p, x, y: train.evaluate(model, p, {}, x, y, "half_mse", batch_size=10))
+    regression = jax.jit(lambda p, x, y: train.evaluate(apply_fn, p, (x, y), loss_name="half_mse", chunk_size=10))
     metrics = regression(params, data.x_train, targets)
     assert set(metrics) == {"loss"}
     np.testing.assert_allclose(metrics["loss"], 0.5 * np.mean((logits - targets) ** 2), rtol=1e-5)
@@ -374,7 +368,7 @@ def test_jitted_train_step_decreases_loss_and_reports_grad_norm():
         return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), batch[1][:, None], axis=1))
 
     loss0, grads0 = jax.jit(jax.value_and_grad(loss_by_hand))(state.params)
-    global_norm = np.sqrt(sum(np.sum(np.asarray(g, np.float64) ** 2) for g in jax.tree.leaves(grads0)))
+    global_norm = np.linalg.norm(flat(grads0))
     np.testing.assert_allclose(metrics["loss"][0], loss0, rtol=1e-5)
     np.testing.assert_allclose(metrics["grad_norm"][0], global_norm, rtol=1e-5)
     assert metrics["accuracy"].shape == (20,)
@@ -382,4 +376,5 @@ def test_jitted_train_step_decreases_loss_and_reports_grad_norm():
     assert int(final.step) == 20
 
     after_one_step = jax.tree.map(lambda p: p[0], params_by_step)
-    _assert_trees_close(after_one_step, jax.tree.map(lambda p, g: p - learning_rate * g, state.params, grads0))
+    chex.assert_trees_all_close(after_one_step, jax.tree.map(lambda p, g: p - learning_rate * g, state.params, grads0),
+                                rtol=1e-5, atol=1e-6)

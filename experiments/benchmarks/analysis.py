@@ -10,28 +10,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.benchmarks.timing import mlp_forward_flops, synthetic_data, time_interleaved
+from experiments.benchmarks.timing import generic_point, mlp_forward_flops, synthetic_data, time_interleaved
 from jaxdl import curvature, landscape, losses, optim, train, tree
 from jaxdl.models import get_model
 
 
 def _curvature_setup(config):
-    """The MLP's params, full data, and ``loss(params, batch)`` (mean cross-entropy)."""
+    """The MLP's params, full data, and ``loss_fn(params, batch)`` (mean cross-entropy)."""
     model = get_model("mlp", widths=tuple(config.curvature_widths), num_outputs=10)
     data = synthetic_data(config.curvature_examples, config.curvature_input_dim, 10, config.seed)
-    # A generic point, not a trained one: Gaussian kernels with variance 1 / fan-in and zero
-    # biases, drawn on the host from the parameter shapes (no initialiser to compile).
-    shapes = jax.eval_shape(model.init, jax.random.key(config.seed), data.x_train[:1])["params"]
-    rng = np.random.default_rng(config.seed)
-    params = jax.tree.map(
-        lambda leaf: jnp.asarray(rng.normal(size=leaf.shape) / np.sqrt(leaf.shape[0]) if leaf.ndim > 1
-                                 else np.zeros(leaf.shape), jnp.float32), shapes)
-    apply_fn = train.make_apply_fn(model)
-
-    def loss(p, batch):
-        return losses.cross_entropy(apply_fn(p, batch[0]), batch[1])
-
-    return params, (jnp.asarray(data.x_train), jnp.asarray(data.y_train)), loss
+    # A generic point, not a trained one (no initialiser to compile).
+    params = generic_point(jax.eval_shape(model.init, jax.random.key(config.seed), data.x_train[:1])["params"],
+                           config.seed)
+    loss_fn = losses.make_loss_fn(train.make_apply_fn(model), "cross_entropy")
+    return params, (jnp.asarray(data.x_train), jnp.asarray(data.y_train)), loss_fn
 
 
 def bench_curvature(config):
@@ -41,16 +33,16 @@ def bench_curvature(config):
 
     Returns a dict of the times, both eigenvalues and the parameter count P.
     """
-    params, data, loss = _curvature_setup(config)
+    params, data, loss_fn = _curvature_setup(config)
     steps = config.lanczos_steps
     params_P, unflatten = tree.flatten(params)
     start = np.random.default_rng(config.seed).normal(size=params_P.shape).astype(np.float32)
-    flat_hvp = jax.jit(lambda p, d, v: tree.flatten(curvature.hvp(loss, p, d, unflatten(v)))[0])
-    gradient = jax.jit(jax.grad(loss))
+    flat_hvp = jax.jit(lambda p, d, v: tree.flatten(curvature.hvp(loss_fn, p, d, unflatten(v)))[0])
+    gradient = jax.jit(jax.grad(loss_fn))
     eigenvalues = {}
 
     def compiled(_):
-        eigenvalues["compiled"] = curvature.hessian_top_eigenvalues(loss, params, data, num_steps=steps).eigenvalues[0]
+        eigenvalues["compiled"] = curvature.hessian_top_eigenvalues(loss_fn, params, data, num_steps=steps).eigenvalues[0]
         return eigenvalues["compiled"]
 
     def loop(_):

@@ -73,6 +73,26 @@ def compiled_flops(fn, *args) -> float:
     return flops
 
 
+def generic_point(shapes, seed: int):
+    """A pytree of arrays shaped like ``shapes`` (``jax.ShapeDtypeStruct`` leaves, e.g. from
+    ``jax.eval_shape``), drawn on the host: Gaussian kernels with variance 1 / fan-in (the
+    product of all axes but the last), ones for every 1-D or scalar float leaf (biases,
+    BatchNorm scales and statistics), zeros for integer leaves (step counts, rng words).
+
+    A generic point for timing, not a trained one, the same in every bench.
+    """
+    rng = np.random.default_rng(seed)
+
+    def draw(leaf):
+        if not jnp.issubdtype(leaf.dtype, jnp.floating):
+            return jnp.zeros(leaf.shape, leaf.dtype)
+        if leaf.ndim < 2:
+            return jnp.ones(leaf.shape, leaf.dtype)
+        return jnp.asarray(rng.normal(size=leaf.shape) / np.sqrt(np.prod(leaf.shape[:-1])), leaf.dtype)
+
+    return jax.tree.map(draw, shapes)
+
+
 def synthetic_data(num: int, input_shape, num_classes: int, seed: int):
     """A data set of ``num`` standard-normal inputs of shape ``input_shape`` (an int is a
     vector length) and uniform labels, with the fields :func:`jaxdl.train.fit` reads; the test

@@ -12,31 +12,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.benchmarks.timing import (compiled_flops, mlp_forward_flops, synthetic_data, time_call,
-                                           time_interleaved)
+from experiments.benchmarks.timing import (compiled_flops, generic_point, mlp_forward_flops, synthetic_data,
+                                           time_call, time_interleaved)
 from jaxdl import optim, train
 from jaxdl.models import get_model
 
 
 def host_state(model, tx, example_x, seed: int):
-    """A :class:`jaxdl.train.TrainState` of ``model`` drawn on the host from the state's shapes:
-    Gaussian kernels with variance 1 / fan-in, ones for every 1-D or scalar float leaf (biases,
-    BatchNorm scales and statistics), zeros for integer leaves (step, rng words).
-
-    A generic point for timing, not a trained one: the conv nets' initialisers take seconds to
-    compile on CPU (random draws), which nothing here times.
-    """
+    """A :class:`jaxdl.train.TrainState` of ``model`` at :func:`generic_point`, drawn on the host
+    from the state's shapes: the conv nets' initialisers take seconds to compile on CPU (random
+    draws), which nothing here times."""
     shapes = jax.eval_shape(lambda key: train.init_state(model, tx, example_x, key), jax.random.key(seed))
-    rng = np.random.default_rng(seed)
-
-    def draw(leaf):
-        if not jnp.issubdtype(leaf.dtype, jnp.floating):
-            return jnp.zeros(leaf.shape, leaf.dtype)
-        if leaf.ndim < 2:
-            return jnp.ones(leaf.shape, leaf.dtype)
-        return jnp.asarray(rng.normal(size=leaf.shape) / np.sqrt(np.prod(leaf.shape[:-1])), leaf.dtype)
-
-    return jax.tree.map(draw, shapes)
+    return generic_point(shapes, seed)
 
 
 def _timed_step(model, data, seed: int, repeats: int, host: bool = False) -> tuple[float, object]:
@@ -142,17 +129,29 @@ def _seed_setup(config):
 
 def bench_seed_fits(config):
     """Seconds, end to end as a user sees them: one ``fit_seeds`` call for all seeds versus one
-    ``fit`` call per seed (each call compiles its programs, then trains and evaluates)."""
+    ``fit`` call per seed, twice each: the first calls compile (the vmapped programs; the
+    single-seed programs once, the other seeds reuse them), the second calls compile nothing.
+
+    Returns ``{'vmapped_first', 'sequential_first', 'vmapped_again', 'sequential_again'}``.
+    """
     model, tx, data = _seed_setup(config)
     seeds = list(range(config.seeds))
     kwargs = dict(epochs=config.seed_epochs, batch_size=config.seed_batch_size, progress=False)
-    start = time.perf_counter()
-    jax.block_until_ready(train.fit_seeds(model, data, tx, seeds=seeds, **kwargs).state.params)
-    vmapped = time.perf_counter() - start
-    start = time.perf_counter()
-    for s in seeds:
-        jax.block_until_ready(train.fit(model, data, tx, seed=s, **kwargs).state.params)
-    return vmapped, time.perf_counter() - start
+
+    def vmapped():
+        jax.block_until_ready(train.fit_seeds(model, data, tx, seeds=seeds, **kwargs).state.params)
+
+    def sequential():
+        for s in seeds:
+            jax.block_until_ready(train.fit(model, data, tx, seed=s, **kwargs).state.params)
+
+    seconds = {}
+    for label in ("first", "again"):
+        for name, fn in (("vmapped", vmapped), ("sequential", sequential)):
+            start = time.perf_counter()
+            fn()
+            seconds[f"{name}_{label}"] = time.perf_counter() - start
+    return seconds
 
 
 def bench_seed_programs(config):

@@ -5,20 +5,21 @@ preallocated ``(steps, P)`` basis, power iteration a ``lax.while_loop`` per eige
 ``lax.scan`` over the k pairs. Vectors are flat (R^P, :func:`jaxdl.tree.flatten` order)
 inside; eigenvectors are returned as pytrees shaped like ``params`` with a leading axis K.
 
-The functions are jitted with ``loss`` as a static argument: pass the same function object on
-every call (not a fresh ``lambda``) to reuse the compiled program.
+Each is one program compiled by :func:`jaxdl.compiled.jit`: a ``loss_fn`` from
+:func:`jaxdl.losses.make_loss_fn` is keyed on the model it wraps, so a second call on the same
+model and shapes compiles nothing; a hand-written ``loss_fn`` is keyed on its identity (pass the
+same function object, not a fresh ``lambda``).
 """
 from __future__ import annotations
 
-import functools
 from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdl import tree
-from jaxdl.curvature.hvp import check_chunk_size, default_key, hessian_matvec
+from jaxdl import checks, compiled, tree
+from jaxdl.curvature.hvp import default_key, hessian_matvec
 
 PyTree = Any
 _HIGHEST = jax.lax.Precision.HIGHEST
@@ -124,32 +125,17 @@ def ritz_pairs(result: LanczosResult):
     return theta_S, jnp.matmul(s_SxS.T, result.basis, precision=_HIGHEST)
 
 
-def check_steps(num_steps, dim, name="num_steps"):
-    """``ValueError`` naming ``name`` unless 1 <= num_steps <= dim (the parameter count)."""
-    if not isinstance(num_steps, int) or num_steps <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {num_steps!r}")
-    if num_steps > dim:
-        raise ValueError(f"{name}={num_steps} exceeds the number of parameters P={dim}")
-
-
-def _check_k(k, limit, limit_name):
-    if not isinstance(k, int) or k <= 0:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
-    if k > limit:
-        raise ValueError(f"k={k} exceeds {limit_name}={limit}")
-
-
-@functools.partial(jax.jit, static_argnames=("loss", "num_steps", "chunk_size"))
-def _lanczos_eigenpairs(loss, params, data, key, order_K, *, num_steps, chunk_size):
+@compiled.jit(static_argnames=("num_steps", "chunk_size"))
+def _lanczos_eigenpairs(loss_fn, params, batch, key, order_K, *, num_steps, chunk_size):
     # order_K (indices into the ascending Ritz values) is traced: top and bottom share a program.
     params_P, unflatten = tree.flatten(params)
-    matvec = hessian_matvec(loss, params, data, chunk_size=chunk_size)
+    matvec = hessian_matvec(loss_fn, params, batch, chunk_size=chunk_size)
     start_P = jax.random.normal(key, params_P.shape, params_P.dtype)
     theta_S, vectors_SxP = ritz_pairs(lanczos(matvec, start_P, num_steps))
     return Eigenpairs(theta_S[order_K], jax.vmap(unflatten)(vectors_SxP[order_K]))
 
 
-def hessian_top_eigenvalues(loss: Callable, params: PyTree, data: PyTree, k: int = 1, *, num_steps: int = 30,
+def hessian_top_eigenvalues(loss_fn: Callable, params: PyTree, batch: PyTree, k: int = 1, *, num_steps: int = 30,
                             which: str = "top", key: jax.Array | None = None,
                             chunk_size: int | None = None) -> Eigenpairs:
     """The k largest (or smallest) Hessian eigenvalues and eigenvectors by Lanczos.
@@ -160,9 +146,9 @@ def hessian_top_eigenvalues(loss: Callable, params: PyTree, data: PyTree, k: int
     steps give 1e-4 relative error in float32 on small nets. One compiled program.
 
     Args:
-      loss: ``loss(params, batch) -> scalar`` mean.
+      loss_fn: ``loss_fn(params, batch) -> scalar`` mean (e.g. :func:`jaxdl.losses.make_loss_fn`).
       params: pytree, P parameters.
-      data: pytree batch with leading example axis N.
+      batch: pytree with leading example axis N (the data set).
       k: number of eigenpairs, ``1 <= k <= num_steps``.
       num_steps: Lanczos steps S, ``<= P``.
       which: ``'top'`` (largest first, descending) or ``'bottom'`` (smallest first, ascending).
@@ -172,20 +158,20 @@ def hessian_top_eigenvalues(loss: Callable, params: PyTree, data: PyTree, k: int
     Returns:
       :class:`Eigenpairs` with ``eigenvalues`` (k,) and ``eigenvectors`` (pytree, leaves (k, ...)).
     """
-    check_chunk_size(chunk_size)
-    check_steps(num_steps, tree.count(params))
-    _check_k(k, num_steps, "num_steps")
-    if which not in ("top", "bottom"):
-        raise ValueError(f"which must be 'top' or 'bottom', got {which!r}")
+    checks.integer("chunk_size", chunk_size, allow_none=True)
+    num_steps = checks.integer("num_steps", num_steps, maximum=tree.count(params),
+                               maximum_name="the number of parameters P")
+    k = checks.integer("k", k, maximum=num_steps, maximum_name="num_steps")
+    checks.one_of("which", which, ("top", "bottom"))
     order_K = np.arange(num_steps - 1, num_steps - 1 - k, -1) if which == "top" else np.arange(k)
-    return _lanczos_eigenpairs(loss, params, data, default_key(key), order_K, num_steps=num_steps,
+    return _lanczos_eigenpairs(loss_fn, params, batch, default_key(key), order_K, num_steps=num_steps,
                                chunk_size=chunk_size)
 
 
-@functools.partial(jax.jit, static_argnames=("loss", "k", "max_steps", "chunk_size"))
-def _power_iteration(loss, params, data, key, tol, *, k, max_steps, chunk_size):
+@compiled.jit(static_argnames=("k", "max_steps", "chunk_size"))
+def _power_iteration(loss_fn, params, batch, key, tol, *, k, max_steps, chunk_size):
     params_P, unflatten = tree.flatten(params)
-    matvec = hessian_matvec(loss, params, data, chunk_size=chunk_size)
+    matvec = hessian_matvec(loss_fn, params, batch, chunk_size=chunk_size)
 
     def find_next(carry, key_j):
         found_KxP, values_K, j = carry
@@ -217,7 +203,7 @@ def _power_iteration(loss, params, data, key, tol, *, k, max_steps, chunk_size):
     return PowerIteration(values_K, jax.vmap(unflatten)(vectors_KxP), steps_K)
 
 
-def hessian_power_iteration(loss: Callable, params: PyTree, data: PyTree, k: int = 1, *, max_steps: int = 100,
+def hessian_power_iteration(loss_fn: Callable, params: PyTree, batch: PyTree, k: int = 1, *, max_steps: int = 100,
                             tol: float = 1e-3, key: jax.Array | None = None,
                             chunk_size: int | None = None) -> PowerIteration:
     """The k Hessian eigenvalues of largest magnitude by power iteration with deflation.
@@ -229,7 +215,7 @@ def hessian_power_iteration(loss: Callable, params: PyTree, data: PyTree, k: int
     of the same order. Finds the largest MAGNITUDE, so a large negative eigenvalue comes first.
 
     Args:
-      loss, params, data, key, chunk_size: as for :func:`hessian_top_eigenvalues`.
+      loss_fn, params, batch, key, chunk_size: as for :func:`hessian_top_eigenvalues`.
       k: number of eigenpairs (1 <= k <= P).
       max_steps: products per eigenpair at most.
       tol: relative-change stop, > 0.
@@ -238,10 +224,9 @@ def hessian_power_iteration(loss: Callable, params: PyTree, data: PyTree, k: int
       :class:`PowerIteration`: ``eigenvalues`` (k,) in the order found, ``eigenvectors``
       (pytree, leaves (k, ...)), ``steps`` (k,).
     """
-    check_chunk_size(chunk_size)
-    _check_k(k, tree.count(params), "the number of parameters P")
-    check_steps(max_steps, float("inf"), "max_steps")
-    if not tol > 0:
-        raise ValueError(f"tol must be positive, got {tol!r}")
-    return _power_iteration(loss, params, data, default_key(key), tol, k=k, max_steps=max_steps,
+    checks.integer("chunk_size", chunk_size, allow_none=True)
+    k = checks.integer("k", k, maximum=tree.count(params), maximum_name="the number of parameters P")
+    max_steps = checks.integer("max_steps", max_steps)
+    tol = checks.number("tol", tol)
+    return _power_iteration(loss_fn, params, batch, default_key(key), tol, k=k, max_steps=max_steps,
                             chunk_size=chunk_size)

@@ -12,15 +12,14 @@ calls, as in Keskar et al.) or projected gradient ascent, one ``lax.fori_loop``.
 """
 from __future__ import annotations
 
-import functools
 from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdl import tree
-from jaxdl.curvature.hvp import check_chunk_size, chunked_mean, default_key
+from jaxdl import batching, checks, compiled, tree
+from jaxdl.curvature.hvp import default_key
 
 PyTree = Any
 METHODS = ("lbfgsb", "ascent")
@@ -42,21 +41,22 @@ class Sharpness(NamedTuple):
     perturbed_loss: jax.Array
 
 
-def _perturbed_loss(loss, params, data, subspace_PxQ, u, chunk_size):
+def _perturbed_loss(loss_fn, params, batch, subspace_PxQ, u, chunk_size):
     x_P, unflatten = tree.flatten(params)
     y_P = u if subspace_PxQ is None else jnp.matmul(subspace_PxQ, u, precision=jax.lax.Precision.HIGHEST)
-    return chunked_mean(lambda batch: loss(unflatten(x_P + y_P), batch), data, chunk_size)
+    return batching.dataset_mean(lambda chunk: loss_fn(unflatten(x_P + y_P), chunk), batch, chunk_size)
 
 
-@functools.partial(jax.jit, static_argnames=("loss", "chunk_size"))
-def _value_and_grad(loss, params, data, subspace_PxQ, u, *, chunk_size):
-    return jax.value_and_grad(lambda u: _perturbed_loss(loss, params, data, subspace_PxQ, u, chunk_size))(u)
+@compiled.jit(static_argnames=("chunk_size",))
+def _value_and_grad(loss_fn, params, batch, subspace_PxQ, u, *, chunk_size):
+    return jax.value_and_grad(lambda u: _perturbed_loss(loss_fn, params, batch, subspace_PxQ, u, chunk_size))(u)
 
 
-@functools.partial(jax.jit, static_argnames=("loss", "num_iterations", "chunk_size", "ball"))
-def _projected_ascent(loss, params, data, subspace_PxQ, u0, bounds, step_size, *, num_iterations, chunk_size,
+@compiled.jit(static_argnames=("num_iterations", "chunk_size", "ball"))
+def _projected_ascent(loss_fn, params, batch, subspace_PxQ, u0, bounds, step_size, *, num_iterations, chunk_size,
                       ball):
-    value_and_grad = jax.value_and_grad(lambda u: _perturbed_loss(loss, params, data, subspace_PxQ, u, chunk_size))
+    value_and_grad = jax.value_and_grad(lambda u: _perturbed_loss(loss_fn, params, batch, subspace_PxQ, u,
+                                                                  chunk_size))
 
     def body(t, carry):
         u, best_u, best_value = carry
@@ -73,14 +73,14 @@ def _projected_ascent(loss, params, data, subspace_PxQ, u0, bounds, step_size, *
             u = jnp.clip(u + step * bounds * jnp.sign(g), -bounds, bounds)
         return u, best_u, best_value
 
-    base = _perturbed_loss(loss, params, data, subspace_PxQ, jnp.zeros_like(u0), chunk_size)
+    base = _perturbed_loss(loss_fn, params, batch, subspace_PxQ, jnp.zeros_like(u0), chunk_size)
     u, best_u, best_value = jax.lax.fori_loop(0, num_iterations, body, (u0, u0, jnp.full((), -jnp.inf, base.dtype)))
-    final_value = _perturbed_loss(loss, params, data, subspace_PxQ, u, chunk_size)
+    final_value = _perturbed_loss(loss_fn, params, batch, subspace_PxQ, u, chunk_size)
     return _result(params, subspace_PxQ, jnp.where(final_value > best_value, u, best_u),
                    jnp.maximum(final_value, best_value), base, percent=not ball)
 
 
-@functools.partial(jax.jit, static_argnames=("percent",))
+@compiled.jit(static_argnames=("percent",))
 def _result(params, subspace_PxQ, u, value, base, *, percent):
     # y = 0 is feasible: the search never reports less than f(x).
     _, unflatten = tree.flatten(params)
@@ -89,7 +89,7 @@ def _result(params, subspace_PxQ, u, value, base, *, percent):
     return Sharpness((100.0 if percent else 1.0) * (value - base) / (1.0 + base), unflatten(y_P), base, value)
 
 
-@functools.partial(jax.jit, static_argnames=("subspace_dim", "ball"))
+@compiled.jit(static_argnames=("subspace_dim", "ball"))
 def _start(key, x_P, subspace_PxQ, size, *, subspace_dim, ball):
     """The subspace matrix (drawn if ``subspace_dim``), the bounds (box half-widths, or the ball
     radius) and a random start inside."""
@@ -104,13 +104,13 @@ def _start(key, x_P, subspace_PxQ, size, *, subspace_dim, ball):
     return subspace_PxQ, bounds, jax.random.uniform(start_key, bounds.shape, bounds.dtype, -1.0, 1.0) * bounds
 
 
-def _lbfgsb(loss, params, data, subspace_PxQ, u0, bounds, max_iterations, chunk_size):
+def _lbfgsb(loss_fn, params, batch, subspace_PxQ, u0, bounds, max_iterations, chunk_size):
     import scipy.optimize
 
     dtype = u0.dtype
 
     def negative(u):
-        value, g = _value_and_grad(loss, params, data, subspace_PxQ, jnp.asarray(u, dtype), chunk_size=chunk_size)
+        value, g = _value_and_grad(loss_fn, params, batch, subspace_PxQ, jnp.asarray(u, dtype), chunk_size=chunk_size)
         return -float(value), -np.asarray(g, np.float64)
 
     bounds = np.asarray(bounds, np.float64)
@@ -118,32 +118,28 @@ def _lbfgsb(loss, params, data, subspace_PxQ, u0, bounds, max_iterations, chunk_
                                     bounds=np.stack([-bounds, bounds], axis=1),
                                     options={"maxiter": max_iterations})
     u = jnp.asarray(np.clip(found.x, -bounds, bounds), dtype)
-    return u, _value_and_grad(loss, params, data, subspace_PxQ, u, chunk_size=chunk_size)[0]
+    return u, _value_and_grad(loss_fn, params, batch, subspace_PxQ, u, chunk_size=chunk_size)[0]
 
 
-def _check_common(epsilon, name, max_iterations, chunk_size):
-    check_chunk_size(chunk_size)
-    if not (np.ndim(epsilon) == 0 and float(epsilon) > 0):
-        raise ValueError(f"{name} must be positive, got {epsilon!r}")
-    if not isinstance(max_iterations, int) or max_iterations <= 0:
-        raise ValueError(f"max_iterations must be a positive integer, got {max_iterations!r}")
+def _check_common(size, name, max_iterations, chunk_size):
+    checks.integer("chunk_size", chunk_size, allow_none=True)
+    checks.number(name, size)
+    checks.integer("max_iterations", max_iterations)
 
 
 def _check_subspace(subspace, dim, dtype):
     """(matrix or None, subspace_dim or 0) from the ``subspace`` argument."""
     if subspace is None:
         return None, 0
-    if isinstance(subspace, int) and not isinstance(subspace, bool):
-        if not 1 <= subspace <= dim:
-            raise ValueError(f"subspace must be between 1 and the number of parameters P={dim}, got {subspace}")
-        return None, subspace
+    if checks.is_integer(subspace):
+        return None, checks.integer("subspace", subspace, maximum=dim, maximum_name="the number of parameters P")
     matrix = jnp.asarray(subspace, dtype)
     if matrix.ndim != 2 or matrix.shape[0] != dim:
         raise ValueError(f"subspace must be an int, None or a (P, p) matrix with P={dim}, got shape {matrix.shape}")
     return matrix, 0
 
 
-def epsilon_sharpness(loss: Callable, params: PyTree, data: PyTree, epsilon: float = 1e-3, *,
+def epsilon_sharpness(loss_fn: Callable, params: PyTree, batch: PyTree, epsilon: float = 1e-3, *,
                       subspace: int | jax.Array | None = None, method: str = "lbfgsb", max_iterations: int = 10,
                       step_size: float = 0.5, key: jax.Array | None = None,
                       chunk_size: int | None = None) -> Sharpness:
@@ -157,8 +153,8 @@ def epsilon_sharpness(loss: Callable, params: PyTree, data: PyTree, epsilon: flo
     searched from a random point of the box; since y = 0 is feasible, phi >= 0.
 
     Args:
-      loss: ``loss(params, batch) -> scalar`` mean; params: pytree x (P numbers).
-      data: pytree batch with leading example axis N.
+      loss_fn: ``loss_fn(params, batch) -> scalar`` mean; params: pytree x (P numbers).
+      batch: pytree with leading example axis N (the data set).
       epsilon: eps > 0 (Keskar et al. use 1e-3 and 5e-4).
       subspace: None (full space), an int p (A with i.i.d. N(0, 1) entries drawn from ``key``),
         or a (P, p) matrix A.
@@ -174,20 +170,19 @@ def epsilon_sharpness(loss: Callable, params: PyTree, data: PyTree, epsilon: flo
       y, ``loss`` f(x) and ``perturbed_loss`` f(x + y).
     """
     _check_common(epsilon, "epsilon", max_iterations, chunk_size)
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}")
+    checks.one_of("method", method, METHODS)
     x_P, _ = tree.flatten(params)
     matrix, subspace_dim = _check_subspace(subspace, x_P.shape[0], x_P.dtype)
     matrix, bounds, u0 = _start(default_key(key), x_P, matrix, epsilon, subspace_dim=subspace_dim, ball=False)
     if method == "ascent":
-        return _projected_ascent(loss, params, data, matrix, u0, bounds, step_size,
+        return _projected_ascent(loss_fn, params, batch, matrix, u0, bounds, step_size,
                                  num_iterations=max_iterations, chunk_size=chunk_size, ball=False)
-    base = _value_and_grad(loss, params, data, matrix, jnp.zeros_like(u0), chunk_size=chunk_size)[0]
-    u, value = _lbfgsb(loss, params, data, matrix, u0, bounds, max_iterations, chunk_size)
+    base = _value_and_grad(loss_fn, params, batch, matrix, jnp.zeros_like(u0), chunk_size=chunk_size)[0]
+    u, value = _lbfgsb(loss_fn, params, batch, matrix, u0, bounds, max_iterations, chunk_size)
     return _result(params, matrix, u, value, base, percent=True)
 
 
-def ball_sharpness(loss: Callable, params: PyTree, data: PyTree, radius: float, *, max_iterations: int = 20,
+def ball_sharpness(loss_fn: Callable, params: PyTree, batch: PyTree, radius: float, *, max_iterations: int = 20,
                    step_size: float = 0.5, key: jax.Array | None = None,
                    chunk_size: int | None = None) -> Sharpness:
     """Dinh et al.'s sharpness over a Euclidean ball:
@@ -201,7 +196,7 @@ def ball_sharpness(loss: Callable, params: PyTree, data: PyTree, radius: float, 
     For f = 0.5 y^T A y at 0 the maximum is 0.5 radius^2 lambda_max(A).
 
     Args:
-      loss, params, data, key, chunk_size: as for :func:`epsilon_sharpness`.
+      loss_fn, params, batch, key, chunk_size: as for :func:`epsilon_sharpness`.
       radius: > 0.
       max_iterations: ascent steps.
       step_size: step length as a fraction of ``radius``.
@@ -213,5 +208,5 @@ def ball_sharpness(loss: Callable, params: PyTree, data: PyTree, radius: float, 
     _check_common(radius, "radius", max_iterations, chunk_size)
     x_P, _ = tree.flatten(params)
     _, bounds, u0 = _start(default_key(key), x_P, None, jnp.asarray(radius, x_P.dtype), subspace_dim=0, ball=True)
-    return _projected_ascent(loss, params, data, None, u0, bounds, step_size,
+    return _projected_ascent(loss_fn, params, batch, None, u0, bounds, step_size,
                              num_iterations=max_iterations, chunk_size=chunk_size, ball=True)

@@ -1,19 +1,19 @@
 """Randomised spectral estimates: Hutchinson's trace and the stochastic-Lanczos density.
 
 Each is one compiled program over the flat Hessian operator (:func:`hessian_matvec`): the
-random probes (Hutchinson) or starts (SLQ) are ``vmap``ped, optionally in groups.
+random probes (Hutchinson) or starts (SLQ) are ``vmap``ped, optionally in chunks
+(:func:`jaxdl.batching.map_in_chunks`).
 """
 from __future__ import annotations
 
-import functools
 from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from jaxdl import tree
-from jaxdl.curvature.eigen import check_steps, lanczos, tridiagonal
-from jaxdl.curvature.hvp import check_chunk_size, default_key, hessian_matvec
+from jaxdl import batching, checks, compiled, tree
+from jaxdl.curvature.eigen import lanczos, tridiagonal
+from jaxdl.curvature.hvp import default_key, hessian_matvec
 
 PyTree = Any
 
@@ -43,63 +43,51 @@ class SpectralDensity(NamedTuple):
     weights: jax.Array
 
 
-def _map_vectors(fn, keys, batch_size):
-    if batch_size is None:
-        return jax.vmap(fn)(keys)
-    return jax.lax.map(fn, keys, batch_size=batch_size)
-
-
-def _check_count(value, name, minimum=1):
-    if not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
-@functools.partial(jax.jit, static_argnames=("loss", "num_probes", "chunk_size", "probe_batch_size"))
-def _hutchinson(loss, params, data, key, *, num_probes, chunk_size, probe_batch_size):
+@compiled.jit(static_argnames=("num_probes", "chunk_size", "probes_per_chunk"))
+def _hutchinson(loss_fn, params, batch, key, *, num_probes, chunk_size, probes_per_chunk):
     params_P, _ = tree.flatten(params)
-    matvec = hessian_matvec(loss, params, data, chunk_size=chunk_size)
+    matvec = hessian_matvec(loss_fn, params, batch, chunk_size=chunk_size)
 
     def quadratic_form(probe_key):
         z_P = jax.random.rademacher(probe_key, params_P.shape, params_P.dtype)
         return jnp.vdot(z_P, matvec(z_P))
 
-    samples_N = _map_vectors(quadratic_form, jax.random.split(key, num_probes), probe_batch_size)
-    standard_error = jnp.std(samples_N, ddof=1) / jnp.sqrt(num_probes)
-    return TraceEstimate(jnp.mean(samples_N), standard_error)
+    samples_R = batching.map_in_chunks(quadratic_form, jax.random.split(key, num_probes), probes_per_chunk)
+    standard_error = jnp.std(samples_R, ddof=1) / jnp.sqrt(num_probes)
+    return TraceEstimate(jnp.mean(samples_R), standard_error)
 
 
-def hessian_trace(loss: Callable, params: PyTree, data: PyTree, *, num_probes: int = 100,
+def hessian_trace(loss_fn: Callable, params: PyTree, batch: PyTree, *, num_probes: int = 100,
                   key: jax.Array | None = None, chunk_size: int | None = None,
-                  probe_batch_size: int | None = None) -> TraceEstimate:
+                  probes_per_chunk: int | None = None) -> TraceEstimate:
     """Hutchinson's estimate of tr(H) with Rademacher probes, and its standard error.
 
     tr(H) = E[z^T H z] for z with i.i.d. +-1 entries (Hutchinson 1989); the variance of one
     sample is 2 (||H||_F^2 - sum_i H_ii^2), the smallest of any i.i.d. probe distribution.
-    Probes are drawn from ``key`` one by one (never an (N, P) matrix) and ``vmap``ped, in groups
-    of ``probe_batch_size`` when memory demands.
+    Probes are drawn from ``key`` one by one (never an (R, P) matrix) and ``vmap``ped, in
+    chunks of ``probes_per_chunk`` when memory demands.
 
     Args:
-      loss, params, data, chunk_size: as for :func:`hessian_top_eigenvalues`.
-      num_probes: N >= 2.
+      loss_fn, params, batch, chunk_size: as for :func:`hessian_top_eigenvalues`.
+      num_probes: R >= 2.
       key: PRNG key (default ``jax.random.key(0)``).
-      probe_batch_size: probes per ``vmap`` group, or None for all at once.
+      probes_per_chunk: probes evaluated together (``vmap``), or None for all at once.
 
     Returns:
       :class:`TraceEstimate` (estimate, standard_error), scalars; the standard error is the
-      sample standard deviation over sqrt(N).
+      sample standard deviation over sqrt(R).
     """
-    check_chunk_size(chunk_size)
-    _check_count(num_probes, "num_probes", 2)
-    if probe_batch_size is not None:
-        _check_count(probe_batch_size, "probe_batch_size")
-    return _hutchinson(loss, params, data, default_key(key), num_probes=num_probes, chunk_size=chunk_size,
-                       probe_batch_size=probe_batch_size)
+    checks.integer("chunk_size", chunk_size, allow_none=True)
+    num_probes = checks.integer("num_probes", num_probes, minimum=2)
+    checks.integer("probes_per_chunk", probes_per_chunk, allow_none=True)
+    return _hutchinson(loss_fn, params, batch, default_key(key), num_probes=num_probes, chunk_size=chunk_size,
+                       probes_per_chunk=probes_per_chunk)
 
 
-@functools.partial(jax.jit, static_argnames=("loss", "num_steps", "num_runs", "num_points", "chunk_size"))
-def _slq(loss, params, data, key, bandwidth, *, num_steps, num_runs, num_points, chunk_size):
+@compiled.jit(static_argnames=("num_steps", "num_runs", "num_points", "chunk_size"))
+def _slq(loss_fn, params, batch, key, bandwidth, *, num_steps, num_runs, num_points, chunk_size):
     params_P, _ = tree.flatten(params)
-    matvec = hessian_matvec(loss, params, data, chunk_size=chunk_size)
+    matvec = hessian_matvec(loss_fn, params, batch, chunk_size=chunk_size)
 
     def one_run(run_key):
         start_P = jax.random.normal(run_key, params_P.shape, params_P.dtype)
@@ -118,7 +106,7 @@ def _slq(loss, params, data, key, bandwidth, *, num_steps, num_runs, num_points,
     return SpectralDensity(grid_G, density_G, nodes_RxS, weights_RxS)
 
 
-def hessian_spectral_density(loss: Callable, params: PyTree, data: PyTree, *, num_steps: int = 30,
+def hessian_spectral_density(loss_fn: Callable, params: PyTree, batch: PyTree, *, num_steps: int = 30,
                              num_runs: int = 4, num_points: int = 1000, bandwidth: float | None = None,
                              key: jax.Array | None = None, chunk_size: int | None = None) -> SpectralDensity:
     """The Hessian's eigenvalue density by stochastic Lanczos quadrature (SLQ).
@@ -132,7 +120,7 @@ def hessian_spectral_density(loss: Callable, params: PyTree, data: PyTree, *, nu
     ``vmap``ped Lanczos.
 
     Args:
-      loss, params, data, chunk_size: as for :func:`hessian_top_eigenvalues`.
+      loss_fn, params, batch, chunk_size: as for :func:`hessian_top_eigenvalues`.
       num_steps: Lanczos steps S per run (<= P).
       num_runs: R random starts.
       num_points: G grid points (keep the grid spacing well below the bandwidth).
@@ -143,11 +131,11 @@ def hessian_spectral_density(loss: Callable, params: PyTree, data: PyTree, *, nu
       :class:`SpectralDensity` (grid_G, density_G, nodes_RxS, weights_RxS); plot it with
       :func:`jaxdl.plot.spectral_density`.
     """
-    check_chunk_size(chunk_size)
-    check_steps(num_steps, tree.count(params))
-    _check_count(num_runs, "num_runs")
-    _check_count(num_points, "num_points", 2)
-    if bandwidth is not None and not bandwidth > 0:
-        raise ValueError(f"bandwidth must be positive or None, got {bandwidth!r}")
-    return _slq(loss, params, data, default_key(key), -1.0 if bandwidth is None else float(bandwidth),
+    checks.integer("chunk_size", chunk_size, allow_none=True)
+    num_steps = checks.integer("num_steps", num_steps, maximum=tree.count(params),
+                               maximum_name="the number of parameters P")
+    num_runs = checks.integer("num_runs", num_runs)
+    num_points = checks.integer("num_points", num_points, minimum=2)
+    bandwidth = checks.number("bandwidth", bandwidth, allow_none=True)
+    return _slq(loss_fn, params, batch, default_key(key), -1.0 if bandwidth is None else bandwidth,
                 num_steps=num_steps, num_runs=num_runs, num_points=num_points, chunk_size=chunk_size)

@@ -1,8 +1,10 @@
 """Loss landscapes: directions, 1-D interpolation, 2-D surfaces and mode connectivity.
 
-Every tool is a function of ``apply_fn(params, x)``, ``params`` and ``data = (x_Nx..., y_N...)``
-and returns the data-set means of the loss (and, for classification, the accuracy), accumulated
-over chunks of ``chunk_size`` examples. A grid of points is one compiled program.
+Every tool is a function of ``apply_fn(params, x)``, ``params`` and ``batch = (x_Nx..., y_N...)``
+(the data set) and returns the data-set means of the loss ``loss_name`` (and, for
+classification, the accuracy), accumulated over chunks of ``chunk_size`` examples
+(:func:`jaxdl.train.evaluate`). A grid of points is one compiled program, reused by a second
+call on the same model and shapes.
 
 - directions (Li et al. 2018, "Visualizing the loss landscape of neural nets"):
   :func:`random_direction` (filter-, layer- or model-normalised), :func:`normalize_direction`,
@@ -15,13 +17,15 @@ over chunks of ``chunk_size`` examples. A grid of points is one compiled program
   an ``.npz`` file, points sharded over all devices;
 - mode connectivity (Garipov et al. 2018): :func:`bezier_coefficients`,
   :func:`polychain_coefficients`, :func:`curve_coefficients`, :func:`curve_point`,
-  :func:`init_bend`, :func:`fit_curve`, :func:`curve_metrics`, :func:`line_metrics`.
+  :func:`init_bend`, :func:`fit_curve`, :func:`curve_metrics`, :func:`line_metrics`, and the
+  path summaries :func:`barrier` and :func:`largest_rise`.
 
 Only ``params`` are ever perturbed; model state is either closed over by ``apply_fn`` or, with
 ``BatchStats``, recomputed at each point.
 """
-from jaxdl.landscape.connectivity import (CURVES, bezier_coefficients, curve_coefficients, curve_metrics, curve_point,
-                                          fit_curve, init_bend, line_metrics, polychain_coefficients)
+from jaxdl.landscape.connectivity import (CURVES, barrier, bezier_coefficients, curve_coefficients, curve_metrics,
+                                          curve_point, fit_curve, init_bend, largest_rise, line_metrics,
+                                          polychain_coefficients)
 from jaxdl.landscape.directions import (NORMALIZATIONS, filter_norms, normalize_direction, orthogonalize,
                                         random_direction)
 from jaxdl.landscape.evaluate import (BatchStats, evaluate_params, interpolate, interpolate_direction,
@@ -32,6 +36,6 @@ __all__ = [
     "NORMALIZATIONS", "filter_norms", "normalize_direction", "orthogonalize", "random_direction",
     "BatchStats", "evaluate_params", "interpolate", "interpolate_direction", "interpolation_alphas",
     "recompute_batch_stats", "surface",
-    "CURVES", "bezier_coefficients", "curve_coefficients", "curve_metrics", "curve_point", "fit_curve",
-    "init_bend", "line_metrics", "polychain_coefficients",
+    "CURVES", "barrier", "bezier_coefficients", "curve_coefficients", "curve_metrics", "curve_point", "fit_curve",
+    "init_bend", "largest_rise", "line_metrics", "polychain_coefficients",
 ]

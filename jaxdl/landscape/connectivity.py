@@ -9,7 +9,8 @@ trainable bend theta, ``w(t) = c0(t) w1 + c1(t) theta + c2(t) w2`` for t in [0, 
   ``(0, 2 - 2t, 2t - 1)`` on [1/2, 1] (theta at t = 1/2).
 
 :func:`fit_curve` trains theta with the endpoints fixed by minimising the expectation over
-t ~ U(0, 1) of the loss at w(t); :func:`curve_metrics` measures the loss along the curve.
+t ~ U(0, 1) of the loss at w(t); :func:`curve_metrics` measures the loss along the curve, and
+:func:`barrier` and :func:`largest_rise` summarise a path's loss in one number.
 """
 from __future__ import annotations
 
@@ -22,10 +23,8 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from jaxdl import losses, train, tree
-from jaxdl.landscape.directions import _check_same_shapes
-from jaxdl.landscape.evaluate import (BatchStats, _check_evaluation, _evaluate_points, coordinate_dtype,
-                                      metric_names)
+from jaxdl import checks, compiled, losses, train, tree
+from jaxdl.landscape.evaluate import BatchStats, _check_evaluation, _evaluate_points, coordinate_dtype
 
 PyTree = Any
 
@@ -47,16 +46,11 @@ def polychain_coefficients(t) -> jax.Array:
 CURVES = {"bezier": bezier_coefficients, "polychain": polychain_coefficients}
 
 
-def _check_kind(kind) -> None:
-    if kind not in CURVES:
-        raise ValueError(f"kind must be one of {sorted(CURVES)}, got {kind!r}")
-
-
 def curve_coefficients(kind: str, t) -> jax.Array:
     """The ``(3,)`` weights of (w1, theta, w2) at t for a ``'bezier'`` or ``'polychain'``
     curve; non-negative, summing to 1, ``(1, 0, 0)`` at t = 0 and ``(0, 0, 1)`` at t = 1.
     Jit- and vmap-able in t."""
-    _check_kind(kind)
+    checks.one_of("kind", kind, sorted(CURVES))
     return CURVES[kind](t)
 
 
@@ -84,9 +78,12 @@ def _polychain_point(anchors, coord_D):
 _POINT_FNS = {"bezier": _bezier_point, "polychain": _polychain_point}
 
 
-def _make_epoch(model, tx, kind, loss, weight_decay):
-    """The jitted ``epoch(carry, endpoints, model_state, x, y, index_SxB, steps_S, keys)``."""
-    def step(carry, inputs, endpoints, model_state, x, y, t_key, dropout_key):
+@compiled.jit(static_argnames=("model", "tx", "kind", "loss_name"), donate_argnames=("carry",))
+def _curve_epoch(carry, endpoints, model_state, x, y, index_SxB, steps_S, t_key, dropout_key, weight_decay, *,
+                 model, tx, kind, loss_name):
+    """One epoch of :func:`fit_curve`: a ``lax.scan`` of Optax steps on the bend over the
+    minibatches ``index_SxB``, each at its own t ~ U(0, 1)."""
+    def step(carry, inputs):
         bend, opt_state = carry
         index_B, step_number = inputs
         x_B, y_B = x[index_B], y[index_B]
@@ -97,24 +94,20 @@ def _make_epoch(model, tx, kind, loss, weight_decay):
             w_t = curve_point(kind, endpoints[0], bend, endpoints[1], t)
             # Train mode: BatchNorm normalises by the batch; its updated statistics are dropped.
             outputs, _ = train.apply_model(model, w_t, model_state, x_B, train=True, rng=rng)
-            data_loss = losses.batch_loss(loss, outputs, y_B)
+            data_loss = losses.batch_loss(loss_name, outputs, y_B)
             return data_loss + 0.5 * weight_decay * tree.dot(w_t, w_t), data_loss
 
         (_, data_loss), grads = jax.value_and_grad(objective, has_aux=True)(bend)
         updates, opt_state = tx.update(grads, opt_state, bend)
         return (optax.apply_updates(bend, updates), opt_state), (data_loss, t)
 
-    def epoch(carry, endpoints, model_state, x, y, index_SxB, steps_S, t_key, dropout_key):
-        return jax.lax.scan(lambda c, i: step(c, i, endpoints, model_state, x, y, t_key, dropout_key),
-                            carry, (index_SxB, steps_S))
-
-    return jax.jit(epoch, donate_argnums=0)
+    return jax.lax.scan(step, carry, (index_SxB, steps_S))
 
 
 def fit_curve(model: nn.Module, model_state: PyTree, endpoint0: PyTree, endpoint1: PyTree, data,
               tx: optax.GradientTransformation, *, kind: str = "bezier", epochs: int, batch_size: int | None,
-              weight_decay: float = 0.0, key: jax.Array, loss: str = "cross_entropy", bend: PyTree | None = None,
-              progress: bool = True) -> tuple[PyTree, dict]:
+              weight_decay: float = 0.0, key: jax.Array, loss_name: str = "cross_entropy",
+              bend: PyTree | None = None, progress: bool = True) -> tuple[PyTree, dict]:
     """Train the bend theta of a curve between fixed endpoints (Garipov et al. 2018, eq. 3).
 
     Each minibatch draws one t ~ U(0, 1) and takes an Optax step on theta for
@@ -124,9 +117,10 @@ def fit_curve(model: nn.Module, model_state: PyTree, endpoint0: PyTree, endpoint
     the weight decay on the whole point w(t) (every leaf, biases included), as in the authors'
     code. The forward pass is ``train.apply_model(model, w(t), model_state, x, train=True)``:
     BatchNorm normalises by the batch and the updated statistics are discarded (recompute
-    them along the curve with :class:`BatchStats`). Each epoch is one jitted ``lax.scan`` over
+    them along the curve with :class:`BatchStats`). Each epoch is one compiled ``lax.scan`` over
     the minibatches of a permutation of the training set (:func:`jaxdl.train.epoch_order`;
-    the remainder that does not fill a batch is dropped, ``batch_size=None`` is full batch).
+    the remainder that does not fill a batch is dropped, ``batch_size=None`` is full batch),
+    and a second curve of the same model, transformation object and shapes compiles nothing.
 
     Args:
       model: the Flax module; model_state: its non-parameter collections (``{}`` if none).
@@ -137,7 +131,7 @@ def fit_curve(model: nn.Module, model_state: PyTree, endpoint0: PyTree, endpoint
       epochs, batch_size: as in :func:`jaxdl.train.fit`.
       weight_decay: the coefficient above (>= 0).
       key: PRNG key, split into the data-order, t and dropout streams.
-      loss: a name of :data:`jaxdl.losses.PER_EXAMPLE_LOSSES`.
+      loss_name: a key of :data:`jaxdl.losses.PER_EXAMPLE_LOSSES`.
       bend: the starting theta (default :func:`init_bend`, the midpoint).
       progress: a tqdm bar over epochs.
 
@@ -148,31 +142,28 @@ def fit_curve(model: nn.Module, model_state: PyTree, endpoint0: PyTree, endpoint
     Raises:
       FloatingPointError naming the step when the loss becomes non-finite.
     """
-    _check_kind(kind)
-    losses.check_loss_name(loss)
-    if not (np.ndim(weight_decay) == 0 and np.isfinite(weight_decay) and weight_decay >= 0):
-        raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
-    _check_same_shapes("endpoint1", endpoint1, endpoint0)
+    checks.one_of("kind", kind, sorted(CURVES))
+    losses.check_loss_name(loss_name)
+    weight_decay = checks.number("weight_decay", weight_decay, inclusive=True)
+    checks.same_structure("endpoint1", endpoint1, endpoint0, "endpoint0")
     bend = init_bend(endpoint0, endpoint1) if bend is None else bend
-    _check_same_shapes("bend", bend, endpoint0)
+    checks.same_structure("bend", bend, endpoint0, "endpoint0")
     single_device = jax.sharding.Mesh(np.asarray(jax.local_devices()[:1]), ("data",))
     plan = train.make_plan(data, batch_size, epochs, mesh=single_device)
 
     data_key, t_key, dropout_key = jax.random.split(key, 3)
-    epoch_fn = _make_epoch(model, tx, kind, loss, float(weight_decay))
     carry = (jax.tree.map(jnp.array, bend), tx.init(bend))  # copies: the carry is donated
     x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
     step_losses, step_ts = [], []
     for epoch in tqdm(range(epochs), desc=f"fit {kind} curve", unit="epoch", disable=not progress, leave=False):
         index_SxB = train.epoch_order(data_key, epoch, plan)
         steps_S = epoch * plan.steps_per_epoch + np.arange(len(index_SxB), dtype=np.int32)
-        carry, (loss_S, t_S) = epoch_fn(carry, (endpoint0, endpoint1), model_state, x, y, index_SxB, steps_S,
-                                        t_key, dropout_key)
+        carry, (loss_S, t_S) = _curve_epoch(carry, (endpoint0, endpoint1), model_state, x, y, index_SxB, steps_S,
+                                            t_key, dropout_key, weight_decay, model=model, tx=tx, kind=kind,
+                                            loss_name=loss_name)
         loss_S = np.asarray(loss_S)
-        bad = np.flatnonzero(~np.isfinite(loss_S))
-        if bad.size:
-            raise FloatingPointError(f"curve loss became non-finite ({loss_S[bad[0]]}) at step {steps_S[bad[0]]} "
-                                     f"(epoch {epoch}); lower the learning rate")
+        checks.raise_if_not_finite(loss_S, what="curve loss", first_step=int(steps_S[0]), epoch=epoch,
+                                   hint="lower the learning rate")
         step_losses.append(loss_S)
         step_ts.append(np.asarray(t_S))
     return carry[0], {"loss": np.concatenate(step_losses), "t": np.concatenate(step_ts)}
@@ -181,7 +172,7 @@ def fit_curve(model: nn.Module, model_state: PyTree, endpoint0: PyTree, endpoint
 def _check_ts(ts) -> np.ndarray:
     ts = np.linspace(0.0, 1.0, 61) if ts is None else np.asarray(ts, np.float64)
     if ts.ndim != 1 or ts.size < 2 or not np.all(np.isfinite(ts)) or np.any(np.diff(ts) <= 0):
-        raise ValueError(f"ts must be a strictly increasing 1-D array of at least 2 finite values, got {ts!r}")
+        checks.fail("ts", ts, "a strictly increasing 1-D array of at least 2 finite values")
     return ts
 
 
@@ -196,8 +187,8 @@ def _segment_lengths(point_fn, anchors, ts_T):
 _segment_lengths_jit = jax.jit(_segment_lengths, static_argnums=0)
 
 
-def curve_metrics(apply_fn: Callable | None, kind: str, endpoint0: PyTree, bend: PyTree, endpoint1: PyTree, data, *,
-                  ts=None, loss: str = "cross_entropy", chunk_size: int | None = None,
+def curve_metrics(apply_fn: Callable | None, kind: str, endpoint0: PyTree, bend: PyTree, endpoint1: PyTree, batch, *,
+                  ts=None, loss_name: str = "cross_entropy", chunk_size: int | None = None,
                   batch_stats: BatchStats | None = None) -> dict:
     """Metrics along a curve w(t), with their minimum, maximum, mean and length-weighted mean.
 
@@ -213,7 +204,7 @@ def curve_metrics(apply_fn: Callable | None, kind: str, endpoint0: PyTree, bend:
     and t = 1 reproduce the endpoints evaluated with their own recomputed statistics.
 
     Args:
-      apply_fn, data, loss, chunk_size, batch_stats: as in :func:`jaxdl.landscape.evaluate_params`.
+      apply_fn, batch, loss_name, chunk_size, batch_stats: as in :func:`jaxdl.landscape.evaluate_params`.
       kind: ``'bezier'`` or ``'polychain'``; endpoint0, bend, endpoint1: w1, theta, w2.
       ts: the t values.
 
@@ -222,22 +213,22 @@ def curve_metrics(apply_fn: Callable | None, kind: str, endpoint0: PyTree, bend:
       ``'arc_weights'`` (T,) (the ell_i), ``'length'`` (the polygon's length), and floats
       ``'<name>_min'``, ``'<name>_max'``, ``'<name>_mean'``, ``'<name>_integral'``.
     """
-    _check_kind(kind)
-    _check_evaluation(apply_fn, data, loss, chunk_size, batch_stats)
-    _check_same_shapes("bend", bend, endpoint0)
-    _check_same_shapes("endpoint1", endpoint1, endpoint0)
+    checks.one_of("kind", kind, sorted(CURVES))
+    _check_evaluation(apply_fn, batch, loss_name, chunk_size, batch_stats)
+    checks.same_structure("bend", bend, endpoint0, "endpoint0")
+    checks.same_structure("endpoint1", endpoint1, endpoint0, "endpoint0")
     ts = _check_ts(ts)
     anchors = (endpoint0, bend, endpoint1)
     ts_T = jnp.asarray(ts, coordinate_dtype(endpoint0))
-    values = _evaluate_points(apply_fn, _POINT_FNS[kind], anchors, ts_T[:, None, None], data, batch_stats,
-                              loss=loss, chunk_size=chunk_size)
+    values = _evaluate_points(apply_fn, _POINT_FNS[kind], anchors, ts_T[:, None], batch, batch_stats,
+                              loss_name=loss_name, chunk_size=chunk_size)
     segments = np.asarray(_segment_lengths_jit(_POINT_FNS[kind], anchors, ts_T), np.float64)
     weights = (np.concatenate([[0.0], segments]) + np.concatenate([segments, [0.0]])) / 2
     if weights.sum() <= 0:
         weights = np.ones_like(weights)
     result = {"ts": ts, "segment_lengths": segments, "arc_weights": weights, "length": float(segments.sum())}
-    for name in metric_names(loss):
-        curve = np.asarray(values[name][:, 0])
+    for name in losses.metric_names(loss_name):
+        curve = np.asarray(values[name])
         result[name] = curve
         result.update({f"{name}_min": float(curve.min()), f"{name}_max": float(curve.max()),
                        f"{name}_mean": float(curve.mean()),
@@ -245,10 +236,30 @@ def curve_metrics(apply_fn: Callable | None, kind: str, endpoint0: PyTree, bend:
     return result
 
 
-def line_metrics(apply_fn: Callable | None, endpoint0: PyTree, endpoint1: PyTree, data, *, ts=None,
-                 loss: str = "cross_entropy", chunk_size: int | None = None,
+def line_metrics(apply_fn: Callable | None, endpoint0: PyTree, endpoint1: PyTree, batch, *, ts=None,
+                 loss_name: str = "cross_entropy", chunk_size: int | None = None,
                  batch_stats: BatchStats | None = None) -> dict:
     """:func:`curve_metrics` of the straight segment from ``endpoint0`` to ``endpoint1`` (the
     Bezier curve with the midpoint bend), the baseline a trained curve is compared against."""
-    return curve_metrics(apply_fn, "bezier", endpoint0, init_bend(endpoint0, endpoint1), endpoint1, data, ts=ts,
-                         loss=loss, chunk_size=chunk_size, batch_stats=batch_stats)
+    return curve_metrics(apply_fn, "bezier", endpoint0, init_bend(endpoint0, endpoint1), endpoint1, batch, ts=ts,
+                         loss_name=loss_name, chunk_size=chunk_size, batch_stats=batch_stats)
+
+
+def barrier(values_T) -> float:
+    """The height of a path's loss barrier: the peak of ``values_T`` (the loss at T points from
+    one end of the path to the other) above the higher of its two endpoints, ``max_t L(t) -
+    max(L(0), L(1))`` (Garipov et al. 2018; Frankle et al. 2020). Negative when the path dips
+    below both ends everywhere; 0 for a monotone path."""
+    values_T = np.asarray(values_T, np.float64)
+    if values_T.ndim != 1 or values_T.size < 2:
+        checks.fail("values_T", values_T, "a 1-D array of at least 2 values")
+    return float(values_T.max() - max(values_T[0], values_T[-1]))
+
+
+def largest_rise(values_T) -> float:
+    """``max_j (L_j - min_{i <= j} L_i)``: the largest increase of the loss along a path, 0 when
+    it never rises (the "no bump on the straight path" of Goodfellow, Vinyals & Saxe 2015)."""
+    values_T = np.asarray(values_T, np.float64)
+    if values_T.ndim != 1 or values_T.size < 1:
+        checks.fail("values_T", values_T, "a non-empty 1-D array")
+    return float(np.max(values_T - np.minimum.accumulate(values_T)))

@@ -26,24 +26,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxdl import tree
+from jaxdl import checks, tree
 
 PyTree = Any
 NORMALIZATIONS = ("filter", "layer", "model", None)
-
-
-def _check_normalization(normalization) -> None:
-    if normalization not in NORMALIZATIONS:
-        raise ValueError(f"normalization must be one of {list(NORMALIZATIONS)}, got {normalization!r}")
-
-
-def _check_same_shapes(name: str, a: PyTree, params: PyTree) -> None:
-    if jax.tree.structure(a) != jax.tree.structure(params):
-        raise ValueError(f"{name} must have the structure of params: {jax.tree.structure(a)} "
-                         f"!= {jax.tree.structure(params)}")
-    for x, p in zip(jax.tree.leaves(a), jax.tree.leaves(params)):
-        if jnp.shape(x) != jnp.shape(p):
-            raise ValueError(f"{name} has a leaf of shape {jnp.shape(x)} where params has {jnp.shape(p)}")
 
 
 def _safe_ratio(numerator, denominator):
@@ -116,8 +102,8 @@ def normalize_direction(direction: PyTree, params: PyTree, normalization: str | 
     Returns:
       The normalised direction, a pytree shaped like ``params``.
     """
-    _check_normalization(normalization)
-    _check_same_shapes("direction", direction, params)
+    checks.one_of("normalization", normalization, NORMALIZATIONS)
+    checks.same_structure("direction", direction, params)
     return _normalize(direction, params, normalization=normalization, ignore_biasbn=bool(ignore_biasbn))
 
 
@@ -148,7 +134,7 @@ def random_direction(key: jax.Array, params: PyTree, *, normalization: str | Non
     Returns:
       A pytree shaped like ``params``.
     """
-    _check_normalization(normalization)
+    checks.one_of("normalization", normalization, NORMALIZATIONS)
     return _normalize(_gaussian_like(key, params), params, normalization=normalization,
                       ignore_biasbn=bool(ignore_biasbn))
 

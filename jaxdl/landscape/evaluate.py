@@ -1,7 +1,7 @@
 """Metrics of the full data set at points of parameter space, and BatchNorm statistics there.
 
-Every landscape tool evaluates the data-set means of ``losses.per_example_metrics`` (``'loss'``
-and, for classification, ``'accuracy'``) at many points theta. Two BatchNorm modes:
+Every landscape tool evaluates :func:`jaxdl.train.evaluate` -- the data-set means of the loss
+``loss_name`` and, for classification, the accuracy -- at many points theta. Two BatchNorm modes:
 
 - frozen (``batch_stats=None``): ``apply_fn(params, x)`` closes over whatever model state the
   user baked in (e.g. :func:`jaxdl.train.make_apply_fn` with the trained running statistics);
@@ -11,12 +11,13 @@ and, for classification, ``'accuracy'``) at many points theta. Two BatchNorm mod
   do along their curves) and the model is evaluated in eval mode with them.
 
 The private :func:`_evaluate_points` is the one compiled program behind interpolation,
-surfaces and curves: ``lax.map`` over chunks of points, ``vmap`` over the points of a chunk,
-and the data accumulated in chunks of ``chunk_size`` examples (:func:`chunked_mean`) inside.
+surfaces and curves: points in chunks (:func:`jaxdl.batching.map_in_chunks`: ``lax.map`` over
+chunks, ``vmap`` within one), and the data accumulated in chunks of ``chunk_size`` examples
+(:func:`jaxdl.batching.dataset_mean`) inside. Programs are compiled by
+:func:`jaxdl.compiled.jit`: a second call on the same model and shapes compiles nothing.
 """
 from __future__ import annotations
 
-import functools
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -24,12 +25,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 
-from jaxdl import losses, tree
-from jaxdl.curvature.hvp import check_chunk_size, chunked_mean, num_examples
-from jaxdl.train import apply_model
+from jaxdl import batching, checks, compiled, losses, tree
+from jaxdl.train import apply_model, evaluate, make_apply_fn
 
 PyTree = Any
 
@@ -57,16 +55,11 @@ def _check_batch_stats(batch_stats) -> None:
     if batch_stats is None:
         return
     if not isinstance(batch_stats, BatchStats):
-        raise ValueError(f"batch_stats must be None or a BatchStats, got {type(batch_stats).__name__}")
+        checks.fail("batch_stats", type(batch_stats).__name__, "None or a BatchStats")
     if "batch_stats" not in batch_stats.model_state:
         raise ValueError(f"batch_stats.model_state has no 'batch_stats' collection (it has "
                          f"{sorted(batch_stats.model_state)}); use batch_stats=None for a model without BatchNorm")
-    _check_recompute_batch_size(batch_stats.batch_size)
-
-
-def _check_recompute_batch_size(batch_size) -> None:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    checks.integer("batch_stats.batch_size", batch_stats.batch_size)
 
 
 def recompute_batch_stats(model: nn.Module, params: PyTree, model_state: PyTree, x: jax.Array, *,
@@ -86,7 +79,7 @@ def recompute_batch_stats(model: nn.Module, params: PyTree, model_state: PyTree,
 
     ``x`` is cut into ``N // batch_size`` batches and a remainder of ``N % batch_size``
     examples (weighted by its size, as in Garipov et al.); ``batch_size >= N`` is one batch.
-    Batches are ``lax.map``ped (:func:`jaxdl.curvature.chunked_mean`); later BatchNorm layers
+    Batches are ``lax.map``ped (:func:`jaxdl.batching.dataset_mean`); later BatchNorm layers
     see the earlier ones normalised by the batch, as in training. Train mode gets a fixed
     dropout key. Jit-able.
 
@@ -99,7 +92,7 @@ def recompute_batch_stats(model: nn.Module, params: PyTree, model_state: PyTree,
     Returns:
       ``model_state`` with ``'batch_stats'`` replaced by the recomputed statistics.
     """
-    _check_recompute_batch_size(batch_size)
+    checks.integer("batch_size", batch_size)
     zeros = tree.zeros_like(model_state["batch_stats"])
     rng = jax.random.key(0)
 
@@ -108,51 +101,47 @@ def recompute_batch_stats(model: nn.Module, params: PyTree, model_state: PyTree,
         return new_state["batch_stats"]
 
     _, momentum = jax.jvp(lambda s: updated(s, x[:batch_size]), (zeros,), (tree.ones_like(zeros),))
-    scaled_mean = chunked_mean(lambda x_B: updated(zeros, x_B), x, batch_size)
+    scaled_mean = batching.dataset_mean(lambda x_B: updated(zeros, x_B), x, batch_size)
     stats = jax.tree.map(lambda u, m: u / (1 - m), scaled_mean, momentum)
     return {**model_state, "batch_stats": stats}
 
 
-def _metrics_at(apply_fn, params, data, batch_stats, loss, chunk_size) -> dict:
-    """Data-set means of the per-example metrics at ``params`` (un-jitted body)."""
+def _metrics_at(apply_fn, params, batch, batch_stats, loss_name, chunk_size) -> dict:
+    """Data-set means of the metrics at ``params`` (un-jitted body)."""
     if batch_stats is not None:
         state = recompute_batch_stats(batch_stats.model, params, batch_stats.model_state, batch_stats.x,
                                       batch_size=batch_stats.batch_size)
-        apply_fn = lambda p, x: apply_model(batch_stats.model, p, state, x, train=False)
-
-    def batch_means(batch):
-        x, y = batch
-        return {name: v.mean() for name, v in losses.per_example_metrics(loss, apply_fn(params, x), y).items()}
-
-    return chunked_mean(batch_means, data, chunk_size)
+        apply_fn = make_apply_fn(batch_stats.model, state)
+    return evaluate(apply_fn, params, batch, loss_name=loss_name, chunk_size=chunk_size)
 
 
-def _check_evaluation(apply_fn, data, loss, chunk_size, batch_stats) -> None:
-    losses.check_loss_name(loss)
-    check_chunk_size(chunk_size)
+def _check_evaluation(apply_fn, batch, loss_name, chunk_size, batch_stats) -> None:
+    losses.check_loss_name(loss_name)
+    checks.integer("chunk_size", chunk_size, allow_none=True)
     _check_batch_stats(batch_stats)
     if apply_fn is None and batch_stats is None:
         raise ValueError("apply_fn is None: it is needed unless batch_stats recomputes the statistics")
-    if not isinstance(data, (tuple, list)) or len(data) != 2:
-        raise ValueError(f"data must be a pair (x_Nx..., y_N...), got {type(data).__name__}")
-    num_examples(data)
+    if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+        checks.fail("batch", type(batch).__name__, "a pair (x_Nx..., y_N...)")
+    batching.num_examples(batch)
 
 
-@functools.partial(jax.jit, static_argnames=("apply_fn", "loss", "chunk_size"))
-def _evaluate(apply_fn, params, data, batch_stats, *, loss, chunk_size):
-    return _metrics_at(apply_fn, params, data, batch_stats, loss, chunk_size)
+@compiled.jit(static_argnames=("loss_name", "chunk_size"))
+def _evaluate(apply_fn, params, batch, batch_stats, *, loss_name, chunk_size):
+    return _metrics_at(apply_fn, params, batch, batch_stats, loss_name, chunk_size)
 
 
-def evaluate_params(apply_fn: Callable | None, params: PyTree, data, *, loss: str = "cross_entropy",
+def evaluate_params(apply_fn: Callable | None, params: PyTree, batch, *, loss_name: str = "cross_entropy",
                     chunk_size: int | None = None, batch_stats: BatchStats | None = None) -> dict:
-    """Data-set means of the loss (and accuracy) at ``params``; jitted, ``params`` traced.
+    """:func:`jaxdl.train.evaluate` at ``params`` as one compiled program, with BatchNorm
+    statistics frozen or recomputed there.
 
     Args:
       apply_fn: ``apply_fn(params, x_Bx...) -> outputs_Bx...``; unused (may be None) with
         ``batch_stats``.
       params: pytree theta.
-      data: ``(x_Nx..., y_N...)``.
-      loss: a name of :data:`jaxdl.losses.PER_EXAMPLE_LOSSES`.
+      batch: ``(x_Nx..., y_N...)``.
+      loss_name: a key of :data:`jaxdl.losses.PER_EXAMPLE_LOSSES`.
       chunk_size: examples per chunk of the accumulation, or None for one pass.
       batch_stats: None (frozen: whatever ``apply_fn`` closes over) or a :class:`BatchStats`
         (statistics recomputed at ``params``, then eval mode).
@@ -160,29 +149,20 @@ def evaluate_params(apply_fn: Callable | None, params: PyTree, data, *, loss: st
     Returns:
       ``{'loss': scalar[, 'accuracy': scalar]}``.
     """
-    _check_evaluation(apply_fn, data, loss, chunk_size, batch_stats)
-    return _evaluate(apply_fn, params, data, batch_stats, loss=loss, chunk_size=chunk_size)
+    _check_evaluation(apply_fn, batch, loss_name, chunk_size, batch_stats)
+    return _evaluate(apply_fn, params, batch, batch_stats, loss_name=loss_name, chunk_size=chunk_size)
 
 
-@functools.partial(jax.jit, static_argnames=("apply_fn", "point_fn", "loss", "chunk_size", "mesh"))
-def _evaluate_points(apply_fn, point_fn, anchors, coords_CxKxD, data, batch_stats, *, loss, chunk_size,
-                     mesh=None):
-    """Metrics at ``point_fn(anchors, coord_D)`` for every coordinate of ``coords_CxKxD``:
-    ``lax.map`` over the C chunks, ``vmap`` over the K points of a chunk (sharded over the
-    ``'points'`` axis of ``mesh`` when given). Returns ``{name: values_CxK}``."""
+@compiled.jit(static_argnames=("point_fn", "loss_name", "chunk_size", "points_per_chunk", "chunk_sharding"))
+def _evaluate_points(apply_fn, point_fn, anchors, coords_PxD, batch, batch_stats, *, loss_name, chunk_size,
+                     points_per_chunk=1, chunk_sharding=None):
+    """Metrics at ``point_fn(anchors, coord_D)`` for every row of ``coords_PxD``, in chunks of
+    ``points_per_chunk`` points (each spread by ``chunk_sharding`` when given). Returns
+    ``{name: values_P}``."""
     def at(coord_D):
-        return _metrics_at(apply_fn, point_fn(anchors, coord_D), data, batch_stats, loss, chunk_size)
+        return _metrics_at(apply_fn, point_fn(anchors, coord_D), batch, batch_stats, loss_name, chunk_size)
 
-    if coords_CxKxD.shape[1] == 1:  # a plain lax.map: no batching of the model
-        return jax.tree.map(lambda v: v[:, None], jax.lax.map(at, coords_CxKxD[:, 0]))
-    if mesh is not None:
-        coords_CxKxD = jax.lax.with_sharding_constraint(coords_CxKxD, NamedSharding(mesh, P(None, "points")))
-    return jax.lax.map(jax.vmap(at), coords_CxKxD)
-
-
-def metric_names(loss: str) -> list[str]:
-    """The metrics every landscape tool returns for ``loss``: ``['loss'[, 'accuracy']]``."""
-    return ["loss"] + (["accuracy"] if losses.is_classification(loss) else [])
+    return batching.map_in_chunks(at, coords_PxD, points_per_chunk, chunk_sharding=chunk_sharding)
 
 
 def coordinate_dtype(params: PyTree):
@@ -194,7 +174,7 @@ def coordinate_dtype(params: PyTree):
 def _check_coordinates(name: str, values) -> np.ndarray:
     values = np.asarray(values, np.float64)
     if values.ndim != 1 or values.size == 0 or not np.all(np.isfinite(values)):
-        raise ValueError(f"{name} must be a non-empty 1-D array of finite numbers, got shape {values.shape}")
+        checks.fail(name, f"an array of shape {values.shape}", "a non-empty 1-D array of finite numbers")
     return values
 
 
@@ -216,8 +196,7 @@ def interpolation_alphas(start: float = -0.5, stop: float = 1.5, num: int = 101)
     ``stop >= 1`` and ``-start / step`` and ``(1 - start) / step`` are whole numbers for
     ``step = (stop - start) / (num - 1)`` (the default step is 0.02).
     """
-    if isinstance(num, bool) or not isinstance(num, (int, np.integer)) or num < 2:
-        raise ValueError(f"num must be an integer >= 2, got {num!r}")
+    num = checks.integer("num", num, minimum=2)
     alphas = np.linspace(start, stop, num)
     step = (stop - start) / (num - 1)
     for target in (0.0, 1.0):
@@ -230,17 +209,16 @@ def interpolation_alphas(start: float = -0.5, stop: float = 1.5, num: int = 101)
     return alphas
 
 
-def _interpolate(apply_fn, point_fn, anchors, data, alphas, loss, chunk_size, batch_stats):
-    _check_evaluation(apply_fn, data, loss, chunk_size, batch_stats)
+def _interpolate(apply_fn, point_fn, anchors, batch, alphas, loss_name, chunk_size, batch_stats):
+    _check_evaluation(apply_fn, batch, loss_name, chunk_size, batch_stats)
     alphas = _check_coordinates("alphas", alphas)
-    coords = jnp.asarray(alphas[:, None, None], coordinate_dtype(anchors[0]))
-    values = _evaluate_points(apply_fn, point_fn, anchors, coords, data, batch_stats, loss=loss,
-                              chunk_size=chunk_size)
-    return {name: v[:, 0] for name, v in values.items()}
+    coords = jnp.asarray(alphas[:, None], coordinate_dtype(anchors[0]))
+    return _evaluate_points(apply_fn, point_fn, anchors, coords, batch, batch_stats, loss_name=loss_name,
+                            chunk_size=chunk_size)
 
 
-def interpolate(apply_fn: Callable | None, params0: PyTree, params1: PyTree, data, alphas, *,
-                loss: str = "cross_entropy", chunk_size: int | None = None,
+def interpolate(apply_fn: Callable | None, params0: PyTree, params1: PyTree, batch, alphas, *,
+                loss_name: str = "cross_entropy", chunk_size: int | None = None,
                 batch_stats: BatchStats | None = None) -> dict:
     """Metrics along the line theta(a) = (1 - a) theta0 + a theta1 (Goodfellow, Vinyals & Saxe
     2015, "Qualitatively characterizing neural network optimization problems").
@@ -249,20 +227,22 @@ def interpolate(apply_fn: Callable | None, params0: PyTree, params1: PyTree, dat
     ``a = 0`` and ``a = 1`` give ``params0`` and ``params1`` exactly (:func:`jaxdl.tree.lerp`).
 
     Args:
-      apply_fn, data, loss, chunk_size, batch_stats: as in :func:`evaluate_params`.
+      apply_fn, batch, loss_name, chunk_size, batch_stats: as in :func:`evaluate_params`.
       params0, params1: the endpoints (pytrees of one structure).
       alphas: ``(A,)`` coefficients, e.g. :func:`interpolation_alphas`.
 
     Returns:
       ``{'loss': (A,)[, 'accuracy': (A,)]}``.
     """
-    return _interpolate(apply_fn, _line_point, (params0, params1), data, alphas, loss, chunk_size, batch_stats)
+    checks.same_structure("params1", params1, params0, "params0")
+    return _interpolate(apply_fn, _line_point, (params0, params1), batch, alphas, loss_name, chunk_size, batch_stats)
 
 
-def interpolate_direction(apply_fn: Callable | None, params: PyTree, direction: PyTree, data, alphas, *,
-                          loss: str = "cross_entropy", chunk_size: int | None = None,
+def interpolate_direction(apply_fn: Callable | None, params: PyTree, direction: PyTree, batch, alphas, *,
+                          loss_name: str = "cross_entropy", chunk_size: int | None = None,
                           batch_stats: BatchStats | None = None) -> dict:
     """Metrics along the ray theta + a d, e.g. with a filter-normalised d
     (:func:`jaxdl.landscape.random_direction`) for Li et al. 2018's 1-D plots. Same compiled
     machinery and arguments as :func:`interpolate`; returns ``{name: (A,)}``."""
-    return _interpolate(apply_fn, _ray_point, (params, direction), data, alphas, loss, chunk_size, batch_stats)
+    checks.same_structure("direction", direction, params)
+    return _interpolate(apply_fn, _ray_point, (params, direction), batch, alphas, loss_name, chunk_size, batch_stats)

@@ -16,10 +16,9 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
-from jaxdl import io, tree
-from jaxdl.landscape.directions import _check_same_shapes
+from jaxdl import checks, io, losses, tree
 from jaxdl.landscape.evaluate import (BatchStats, _check_coordinates, _check_evaluation, _evaluate_points,
-                                      coordinate_dtype, metric_names)
+                                      coordinate_dtype)
 
 PyTree = Any
 BLOCK_CHUNKS = 8
@@ -33,13 +32,6 @@ def _plane_point(anchors, coord_D):
 
 def _round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
-
-
-def _check_positive(name: str, value, allow_none: bool = False) -> None:
-    if allow_none and value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer{' or None' if allow_none else ''}, got {value!r}")
 
 
 def points_mesh() -> jax.sharding.Mesh:
@@ -65,8 +57,8 @@ def _load_partial(path, xs, ys, names):
     return values, np.array(saved["done"], bool).ravel()
 
 
-def surface(apply_fn: Callable | None, params: PyTree, direction_x: PyTree, direction_y: PyTree, data, xs, ys, *,
-            loss: str = "cross_entropy", chunk_size: int | None = None, points_per_chunk: int = 64,
+def surface(apply_fn: Callable | None, params: PyTree, direction_x: PyTree, direction_y: PyTree, batch, xs, ys, *,
+            loss_name: str = "cross_entropy", chunk_size: int | None = None, points_per_chunk: int = 64,
             batch_stats: BatchStats | None = None, path: str | os.PathLike | None = None,
             block_points: int | None = None, progress: bool = False) -> dict:
     """Metrics on the plane ``params + x * direction_x + y * direction_y`` (Li et al. 2018,
@@ -92,7 +84,7 @@ def surface(apply_fn: Callable | None, params: PyTree, direction_x: PyTree, dire
     directions, data) is checked: a path belongs to one surface.
 
     Args:
-      apply_fn, data, loss, chunk_size, batch_stats: as in :func:`jaxdl.landscape.evaluate_params`.
+      apply_fn, batch, loss_name, chunk_size, batch_stats: as in :func:`jaxdl.landscape.evaluate_params`.
       params: pytree theta, the centre ``(0, 0)``.
       direction_x, direction_y: pytrees shaped like ``params`` (e.g.
         :func:`jaxdl.landscape.random_direction`).
@@ -105,13 +97,13 @@ def surface(apply_fn: Callable | None, params: PyTree, direction_x: PyTree, dire
     Returns:
       ``{'loss': (Ny, Nx)[, 'accuracy': (Ny, Nx)]}`` NumPy float32 arrays.
     """
-    _check_evaluation(apply_fn, data, loss, chunk_size, batch_stats)
+    _check_evaluation(apply_fn, batch, loss_name, chunk_size, batch_stats)
     xs, ys = _check_coordinates("xs", xs), _check_coordinates("ys", ys)
-    _check_positive("points_per_chunk", points_per_chunk)
-    _check_positive("block_points", block_points, allow_none=True)
-    _check_same_shapes("direction_x", direction_x, params)
-    _check_same_shapes("direction_y", direction_y, params)
-    names = metric_names(loss)
+    checks.integer("points_per_chunk", points_per_chunk)
+    checks.integer("block_points", block_points, allow_none=True)
+    checks.same_structure("direction_x", direction_x, params)
+    checks.same_structure("direction_y", direction_y, params)
+    names = losses.metric_names(loss_name)
     num_points = len(xs) * len(ys)
 
     mesh = points_mesh()
@@ -125,7 +117,7 @@ def surface(apply_fn: Callable | None, params: PyTree, direction_x: PyTree, dire
     grid_y, grid_x = np.meshgrid(ys, xs, indexing="ij")
     coords = np.zeros((num_blocks * block, 2), coordinate_dtype(params))  # padding: the centre
     coords[:num_points] = np.stack([grid_x.ravel(), grid_y.ravel()], axis=-1)
-    coords = coords.reshape(num_blocks, block // chunk, chunk, 2)
+    coords = coords.reshape(num_blocks, block, 2)
 
     values = {name: np.full(num_points, np.nan, np.float32) for name in names}
     done = np.zeros(num_points, bool)
@@ -133,12 +125,13 @@ def surface(apply_fn: Callable | None, params: PyTree, direction_x: PyTree, dire
         values, done = _load_partial(path, xs, ys, names)
 
     replicated = NamedSharding(mesh, P())
-    anchors, data, batch_stats = jax.device_put(((params, direction_x, direction_y), data, batch_stats), replicated)
-    block_sharding = NamedSharding(mesh, P(None, "points"))
+    anchors, batch, batch_stats = jax.device_put(((params, direction_x, direction_y), batch, batch_stats), replicated)
+    block_sharding = NamedSharding(mesh, P("points"))
     todo = [b for b in range(num_blocks) if not done[b * block:(b + 1) * block].all()]
     for b in tqdm(todo, desc="surface", unit="block", disable=not progress, leave=False):
-        out = _evaluate_points(apply_fn, _plane_point, anchors, jax.device_put(coords[b], block_sharding), data,
-                               batch_stats, loss=loss, chunk_size=chunk_size, mesh=mesh)
+        out = _evaluate_points(apply_fn, _plane_point, anchors, jax.device_put(coords[b], block_sharding), batch,
+                               batch_stats, loss_name=loss_name, chunk_size=chunk_size, points_per_chunk=chunk,
+                               chunk_sharding=block_sharding)
         window = slice(b * block, min((b + 1) * block, num_points))
         missing = ~done[window]
         for name in names:

@@ -26,6 +26,7 @@ import dataclasses
 
 import flax.linen as nn
 
+from jaxdl import checks
 from jaxdl.models.attention import Transformer
 from jaxdl.models.cnn import CNN1D, CNN2D
 from jaxdl.models.graph import GAT, Graph, GraphNetwork, as_graph, graph_from_edges, pack_graph
@@ -50,14 +51,12 @@ MODELS: dict[str, type[nn.Module]] = {
 
 
 def get_model(name: str, **hparams) -> nn.Module:
-    """Build a registered model; unknown names or hyper-parameters raise ``ValueError``."""
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
-    cls = MODELS[name]
+    """Build a registered model: an unknown ``name`` raises ``ValueError`` listing the choices, an
+    unknown hyper-parameter ``TypeError`` listing the accepted ones (as Python does for an
+    unexpected keyword argument)."""
+    cls = MODELS[checks.one_of("name", name, sorted(MODELS))]
     fields = [f.name for f in dataclasses.fields(cls) if f.name not in ("parent", "name")]
-    unknown = sorted(set(hparams) - set(fields))
-    if unknown:
-        raise ValueError(f"model {name!r} has no hyper-parameter {unknown}; it accepts {fields}")
+    checks.known_options(f"model {name!r}", hparams, fields)
     return cls(**hparams)
 
 

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxdl import checks
 from jaxdl.models.initializers import get_initializer
 from jaxdl.models.layers import Dropout
 
@@ -145,8 +146,7 @@ class Transformer(nn.Module):
     def __call__(self, x, train: bool = False, mask=None):
         for field, value, choices in [("positional", self.positional, POSITIONALS), ("readout", self.readout, READOUTS),
                                       ("norm_position", self.norm_position, NORM_POSITIONS)]:
-            if value not in choices:
-                raise ValueError(f"{field}={value!r} is not one of {list(choices)}")
+            checks.one_of(field, value, choices)
         if x.ndim == 2:
             x = x[..., None]
         if x.ndim != 3:

@@ -17,6 +17,7 @@ from typing import ClassVar, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from jaxdl import checks
 from jaxdl.models.initializers import get_initializer
 from jaxdl.models.layers import PatchConv
 from jaxdl.models.mlp import get_activation
@@ -25,11 +26,6 @@ PADDINGS = ("SAME", "VALID", "CIRCULAR")
 CONV_IMPLEMENTATIONS = ("xla", "patches")
 POOLS = ("max", "avg", "none")
 READOUTS = ("flatten", "mean")
-
-
-def _check_choice(field: str, value, choices) -> None:
-    if value not in choices:
-        raise ValueError(f"{field}={value!r} is not one of {list(choices)}")
 
 
 class _ConvNet(nn.Module):
@@ -53,10 +49,10 @@ class _ConvNet(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        _check_choice("padding", self.padding, PADDINGS)
-        _check_choice("pool", self.pool, POOLS)
-        _check_choice("readout", self.readout, READOUTS)
-        _check_choice("conv_implementation", self.conv_implementation, CONV_IMPLEMENTATIONS)
+        checks.one_of("padding", self.padding, PADDINGS)
+        checks.one_of("pool", self.pool, POOLS)
+        checks.one_of("readout", self.readout, READOUTS)
+        checks.one_of("conv_implementation", self.conv_implementation, CONV_IMPLEMENTATIONS)
         if x.ndim == self.spatial_dims + 1:  # no channel axis: one channel
             x = x[..., None]
         if x.ndim != self.spatial_dims + 2:

@@ -28,6 +28,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxdl import checks
 from jaxdl.models.initializers import get_initializer
 from jaxdl.models.layers import Dropout
 from jaxdl.models.mlp import get_activation
@@ -87,8 +88,7 @@ def _edge_mask(graph: Graph, self_loops: bool = False):
 
 
 def _check_task(task):
-    if task not in TASKS:
-        raise ValueError(f"task={task!r} is not one of {list(TASKS)}")
+    checks.one_of("task", task, TASKS)
 
 
 class GraphNetworkBlock(nn.Module):
@@ -223,8 +223,7 @@ class GAT(nn.Module):
     @nn.compact
     def __call__(self, x, train: bool = False):
         _check_task(self.task)
-        if self.num_layers < 1:
-            raise ValueError(f"num_layers must be at least 1, got {self.num_layers!r}")
+        checks.integer("num_layers", self.num_layers)
         graph = as_graph(x)
         mask, node_weight = _edge_mask(graph, self.add_self_loops), graph.node_mask_BxN[..., None]
         h = graph.nodes_BxNxF

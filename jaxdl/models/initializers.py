@@ -13,13 +13,14 @@ import math
 import jax
 import jax.numpy as jnp
 
+from jaxdl import checks
+
 INITIALIZERS = ("glorot", "he", "lecun", "orthogonal", "normal")
 
 
 def get_initializer(name: str, gain: float = 1.0):
     """Initialiser for a kernel of shape (..., fan_in, fan_out); ``gain`` scales the std."""
-    if name not in INITIALIZERS:
-        raise ValueError(f"unknown initializer {name!r}; choose one of {list(INITIALIZERS)}")
+    checks.one_of("initializer", name, INITIALIZERS)
     variance = gain**2
     if name == "glorot":
         return variance_scaling(variance, "fan_avg", "uniform")

@@ -14,6 +14,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxdl import checks
+
 
 class Dropout(nn.Module):
     """Inverted dropout: each entry is zeroed with probability ``rate`` and the rest are scaled
@@ -63,8 +65,7 @@ class PatchConv(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        if self.padding not in PATCH_PADDINGS:
-            raise ValueError(f"padding={self.padding!r} is not one of {list(PATCH_PADDINGS)}")
+        checks.one_of("padding", self.padding, PATCH_PADDINGS)
         kernel_size = tuple(self.kernel_size)
         spatial = x.shape[1:-1]
         if len(spatial) != len(kernel_size):

@@ -11,6 +11,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxdl import checks
 from jaxdl.models.initializers import get_initializer
 
 ACTIVATIONS = {
@@ -24,8 +25,7 @@ ACTIVATIONS = {
 
 def get_activation(name: str):
     """Activation function by name; raises ``ValueError`` listing the choices."""
-    if name not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}")
+    checks.one_of("activation", name, sorted(ACTIVATIONS))
     return ACTIVATIONS[name]
 
 

@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxdl import checks
 from jaxdl.models.initializers import get_initializer
 from jaxdl.models.mlp import get_activation
 
@@ -64,10 +65,8 @@ def recurrent_initializer(kind: str = "orthogonal", radius: float = 1.0):
     ``'orthogonal'``: ``radius * Q`` with Q orthogonal, so every eigenvalue has modulus ``radius``;
     ``'gaussian'``: ``A * radius / rho(A)`` with ``A_ij ~ N(0, 1 / H)`` and ``rho`` the spectral radius.
     """
-    if kind not in RECURRENT_INITS:
-        raise ValueError(f"recurrent_init={kind!r} is not one of {list(RECURRENT_INITS)}")
-    if not radius > 0:
-        raise ValueError(f"spectral_radius must be positive, got {radius!r}")
+    checks.one_of("recurrent_init", kind, RECURRENT_INITS)
+    checks.number("spectral_radius", radius)
 
     def init(key, shape, dtype=jnp.float32):
         hidden, total = shape
@@ -179,10 +178,8 @@ class _RecurrentNet(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        if self.readout not in READOUTS:
-            raise ValueError(f"readout={self.readout!r} is not one of {list(READOUTS)}")
-        if self.num_layers < 1:
-            raise ValueError(f"num_layers must be at least 1, got {self.num_layers!r}")
+        checks.one_of("readout", self.readout, READOUTS)
+        checks.integer("num_layers", self.num_layers)
         if x.ndim == 2:
             x = x[..., None]
         if x.ndim != 3:

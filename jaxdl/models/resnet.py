@@ -19,13 +19,27 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
+from jaxdl import checks
 from jaxdl.models.initializers import get_initializer
 
 NORMS = ("batch", "none")
 SHORTCUTS = ("projection", "padding")
 
 
-class ResidualBlock(nn.Module):
+class _BlockOptions(nn.Module):
+    """The options a ResNet passes to each of its blocks (documented on :class:`ResNet`)."""
+
+    norm: str = "batch"
+    skip_init: bool = False
+    shortcut: str = "projection"
+    momentum: float = 0.9
+    initializer: str = "he"
+
+    def block_options(self) -> dict:
+        return {name: getattr(self, name) for name in ("norm", "skip_init", "shortcut", "momentum", "initializer")}
+
+
+class ResidualBlock(_BlockOptions):
     """Basic block: two 3x3 convs; ``x_BxHxWxC -> y_Bx(H/s)x(W/s)xF`` for stride ``s``.
 
     The shortcut is the identity when shapes match; otherwise a strided 1x1 conv (+ norm)
@@ -33,13 +47,8 @@ class ResidualBlock(nn.Module):
     (``'padding'``, option A, parameter-free).
     """
 
-    features: int
+    features: int = 16
     stride: int = 1
-    norm: str = "batch"
-    skip_init: bool = False
-    shortcut: str = "projection"
-    momentum: float = 0.9
-    initializer: str = "he"
 
     @nn.compact
     def __call__(self, x, train: bool = False):
@@ -73,7 +82,7 @@ class ResidualBlock(nn.Module):
         return nn.relu(x + y)
 
 
-class ResNet(nn.Module):
+class ResNet(_BlockOptions):
     """CIFAR ResNet of depth ``6n + 2``; input ``x_BxHxWxC`` (or ``x_BxHxW``), output ``logits_BxK``.
 
     Attributes:
@@ -90,22 +99,14 @@ class ResNet(nn.Module):
     depth: int = 20
     width_multiplier: float = 1.0
     num_outputs: int = 10
-    norm: str = "batch"
-    skip_init: bool = False
-    shortcut: str = "projection"
-    momentum: float = 0.9
-    initializer: str = "he"
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         if self.depth < 8 or (self.depth - 2) % 6:
             raise ValueError(f"depth={self.depth!r} must be 6n + 2 with n >= 1 (8, 14, 20, 32, ...)")
-        if self.norm not in NORMS:
-            raise ValueError(f"norm={self.norm!r} is not one of {list(NORMS)}")
-        if self.shortcut not in SHORTCUTS:
-            raise ValueError(f"shortcut={self.shortcut!r} is not one of {list(SHORTCUTS)}")
-        if self.width_multiplier <= 0:
-            raise ValueError(f"width_multiplier must be positive, got {self.width_multiplier!r}")
+        checks.one_of("norm", self.norm, NORMS)
+        checks.one_of("shortcut", self.shortcut, SHORTCUTS)
+        checks.number("width_multiplier", self.width_multiplier)
         if x.ndim == 3:
             x = x[..., None]
         if x.ndim != 4:
@@ -122,7 +123,7 @@ class ResNet(nn.Module):
         for stage, features in enumerate(widths):
             for block in range(blocks_per_stage):
                 stride = 2 if stage > 0 and block == 0 else 1
-                x = ResidualBlock(features, stride, self.norm, self.skip_init, self.shortcut, self.momentum,
-                                  self.initializer, name=f"stage_{stage}_block_{block}")(x, train=train)
+                x = ResidualBlock(features=features, stride=stride, name=f"stage_{stage}_block_{block}",
+                                  **self.block_options())(x, train=train)
         x = jnp.mean(x, axis=(1, 2))
         return nn.Dense(self.num_outputs, kernel_init=get_initializer("lecun"), name="output")(x)

@@ -1,0 +1,225 @@
+"""The command line of one experiment, and the runner that writes its run directory.
+
+    python -m experiments.<name> [--size quick|default|full] [--workdir DIR] [--config.<field>=value ...]
+
+`--size` picks the experiment's config, `--workdir` the run directory (default `runs/<NAME>`);
+each `--config.<field>=value` (or `--config.<field> value`, anywhere on the line) overrides one
+field, parsed by `ml_collections.config_flags` as the type of the field's default. `--help`
+lists every field of the chosen size's config with its default.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from types import ModuleType
+from typing import Any
+
+import ml_collections
+from absl import flags
+from ml_collections import config_flags
+
+from experiments.reporting import Claim, claims_table, flatten_config, report_sections
+from jaxdl import checks, io
+
+SIZES = ("quick", "default", "full")
+
+_OVERRIDE_PREFIX = "--config."
+
+
+def check_size(size: str) -> None:
+    """Raises `ValueError` unless `size` is one of `SIZES` (for `get_config`)."""
+    if size not in SIZES:
+        raise ValueError(f"size {size!r} is not one of {', '.join(SIZES)}")
+
+
+def require(condition: Any, field: str, expected: str, value: Any) -> None:
+    """Config validation in `run`: raises `ValueError` naming the field unless `condition`.
+
+    Example: `require(config.lr > 0, "lr", "a positive learning rate", config.lr)` raises
+    "config.lr must be a positive learning rate, got -1" when `config.lr` is -1.
+    """
+    if not condition:
+        checks.fail(f"config.{field}", value, expected)
+
+
+# ----------------------------------------------------------------------------- overrides
+
+
+def _override_fields(arguments: Sequence[str]) -> list[str]:
+    """The dotted field names of the `--config.<field>[=value]` arguments, in order."""
+    return [argument.split("=", 1)[0][len(_OVERRIDE_PREFIX):]
+            for argument in arguments if argument.startswith(_OVERRIDE_PREFIX)]
+
+
+def _field_default(config: ml_collections.ConfigDict, field: str) -> Any:
+    """The value of the dotted `field` in `config`; `LookupError` if the config has no such field."""
+    node = config
+    for name in field.split("."):
+        if not isinstance(node, ml_collections.ConfigDict) or name not in node:
+            raise LookupError(field)
+        node = node[name]
+    return node
+
+
+def _check_fields(config: ml_collections.ConfigDict, fields: Sequence[str]) -> None:
+    """Raises `ValueError` naming a field that cannot be overridden.
+
+    config_flags would reject these too, but an unknown field only as a bare `AttributeError`
+    with the last part of its name, and a None-valued one with a dump of the supported types.
+    """
+    for field in fields:
+        try:
+            default = _field_default(config, field)
+        except LookupError:
+            known = ", ".join(flatten_config(config))
+            raise ValueError(f"unknown config field {field!r}; known fields: {known}") from None
+        if default is None:
+            # config_flags takes the type to parse a value as from the field's default.
+            raise ValueError(f"--config.{field}: a field whose default is None cannot be set on "
+                             "the command line; give it a typed default in get_config")
+
+
+def apply_overrides(config: ml_collections.ConfigDict, arguments: Sequence[str],
+                    prog: str = "experiment") -> ml_collections.ConfigDict:
+    """Sets the `--config.<field>=value` / `--config.<field> value` arguments on `config`.
+
+    `config` is changed in place and returned. Each value is parsed as the type of the field's
+    default: bool takes true/false/1/0 (after '='); a tuple takes `3,4`, `(3, 4)` or the flag
+    repeated (`--config.t=a --config.t=b`), a single value `a` becoming `('a',)`. Tuple elements
+    are read as Python literals, so words joined by commas stay one string: repeat the flag.
+
+    Raises:
+      ValueError: a message naming the field, for an unknown field, a field whose default is
+        None or a value that does not parse; or an argument that is not a config override.
+    """
+    arguments = list(arguments)
+    _check_fields(config, _override_fields(arguments))
+    argv = [prog, *arguments]
+    # A fresh FlagValues rather than absl's global FLAGS, so that one process can parse twice.
+    flag_values = flags.FlagValues()
+    try:
+        config_flags.DEFINE_config_dict("config", config, flag_values=flag_values, sys_argv=argv)
+        leftover = flag_values(argv)[1:]
+    except flags.IllegalFlagValueError as error:
+        # absl words it "flag --config.<field>=<value>: <reason>".
+        raise ValueError(f"bad config value {str(error).removeprefix('flag ')}") from None
+    except flags.Error as error:
+        raise ValueError(str(error)) from None
+    if leftover:
+        raise ValueError(f"unrecognized arguments: {' '.join(leftover)}"
+                         + _bare_bool_hint(config, arguments))
+    return flag_values.config
+
+
+def _bare_bool_hint(config: ml_collections.ConfigDict, arguments: Sequence[str]) -> str:
+    """A hint for `--config.<bool field> false`: absl reads a bare bool flag as true."""
+    bare = [argument[len(_OVERRIDE_PREFIX):] for argument in arguments
+            if argument.startswith(_OVERRIDE_PREFIX) and "=" not in argument]
+    bools = [field for field in bare if isinstance(_field_default(config, field), bool)]
+    if not bools:
+        return ""
+    return f" (a bool field takes its value after '=', as in --config.{bools[0]}=false)"
+
+
+def _config_listing(config: ml_collections.ConfigDict, size: str) -> str:
+    lines = [f"config fields (size {size!r}; override with --config.<field>=value):"]
+    lines += [f"  {name} = {value!r}" for name, value in flatten_config(config).items()]
+    return "\n".join(lines)
+
+
+def _parser(module: ModuleType, config: ml_collections.ConfigDict, size: str,
+            prog: str) -> argparse.ArgumentParser:
+    """The full parser, whose --help lists `config`'s fields."""
+    default_workdir = os.path.join("runs", module.NAME)
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=module.DESCRIPTION,
+        epilog=_config_listing(config, size),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--size", choices=SIZES, default="default",
+                        help="config size: quick (seconds), default (minutes on a CPU), "
+                             "full (the papers' scale)")
+    parser.add_argument("--workdir", default=default_workdir,
+                        help=f"run directory (default: {default_workdir})")
+    return parser
+
+
+def parse_args(module: ModuleType, argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parses an experiment's command line.
+
+    Returns:
+      A namespace with `size`, `workdir` and `config` (the ConfigDict for the size, with the
+      `--config.<field>` overrides applied). Bad input exits through `argparse` with a message.
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    prog = f"python -m experiments.{module.NAME}"
+
+    # The size must be known before the full parser, whose --help lists that size's config.
+    size_parser = argparse.ArgumentParser(prog=prog, add_help=False)
+    size_parser.add_argument("--size", choices=SIZES, default="default")
+    size = size_parser.parse_known_args(argv)[0].size
+    config = module.get_config(size)
+
+    parser = _parser(module, config, size, prog)
+    args, overrides = parser.parse_known_args(argv)
+    try:
+        args.config = apply_overrides(config, overrides, prog)
+    except ValueError as error:
+        parser.error(str(error))
+    return args
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def _check_result(module: ModuleType, result: Any) -> None:
+    if not isinstance(result, Mapping):
+        raise TypeError(f"{module.NAME}.run must return a dict, got {type(result).__name__}")
+    if not isinstance(result.get("tables"), Mapping):
+        raise TypeError(f"{module.NAME}.run result needs 'tables': a dict of name -> table text")
+    if not isinstance(result.get("figures"), (list, tuple)):
+        raise TypeError(f"{module.NAME}.run result needs 'figures': a list of figure paths")
+
+
+def run_experiment(module: ModuleType, config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """Runs one experiment into the run directory `workdir` (an `io.RunDir` passed to `run`).
+
+    Writes config.json (before running, so that an interrupted run records what it ran),
+    report.md and claims.json; prints the tables, the claim table and the wall time.
+
+    Returns:
+      `module.run`'s result plus "claims" (list of Claim), "wall_time_s" and "report".
+    """
+    run_dir = io.RunDir(workdir)
+    run_dir.save_config(config)
+    start = time.perf_counter()
+    result = module.run(config, run_dir)
+    _check_result(module, result)
+    claims = list(module.claims(result))
+    if not all(isinstance(claim, Claim) for claim in claims):
+        raise TypeError(f"{module.NAME}.claims must return Claim objects, got {claims!r}")
+    wall_time_s = time.perf_counter() - start
+
+    for name, table in result["tables"].items():
+        print(f"\n{name}\n{table}")
+    print(f"\nClaims\n{claims_table(claims) if claims else '(no claims)'}")
+    sections = report_sections(module, config, result, claims, run_dir.root, run_dir.root,
+                               wall_time_s)
+    io.write_report(run_dir.report_path, module.NAME, sections)
+    io.save_json(os.path.join(run_dir.root, "claims.json"), [c.to_dict() for c in claims])
+    held = sum(c.held for c in claims)
+    print(f"\n{module.NAME}: {held}/{len(claims)} claims held; wall time {wall_time_s:.1f} s; "
+          f"report {run_dir.report_path}")
+    return {**result, "claims": claims, "wall_time_s": wall_time_s,
+            "report": run_dir.report_path}
+
+
+def experiment_main(module: ModuleType, argv: Sequence[str] | None = None) -> dict:
+    """The command line of one experiment: parse arguments, run, report."""
+    args = parse_args(module, argv)
+    print(f"{module.NAME} ({args.size}): {module.DESCRIPTION}\nworkdir {args.workdir}")
+    return run_experiment(module, args.config, args.workdir)

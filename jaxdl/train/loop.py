@@ -1,0 +1,287 @@
+"""The fit loop: whole epochs as one ``lax.scan``, seeds as one ``vmap``, compiled once.
+
+- :func:`fit` -- epochs of shuffled minibatches, each epoch one compiled ``lax.scan`` over a
+  permutation of the training set kept on the device, batches sharded over all local devices
+  (one device is the same code path), progress bar, metrics log, Orbax checkpoints and resume,
+  and a loud stop on a non-finite loss;
+- :func:`fit_seeds` -- the same program ``vmap``ped over seeds (init and data order differ);
+- :func:`build_epoch_programs`, :func:`make_plan`, :func:`epoch_order` -- the pieces, for
+  callers that drive epochs themselves.
+
+The epoch and evaluation programs are module-level functions compiled by :func:`jaxdl.compiled.jit`
+with the model, the Optax transformation and the options as static values: a second ``fit`` of
+the same model with the same transformation object (``jaxdl.optim.get_optimizer`` returns the
+same object for the same arguments), shapes and options compiles nothing.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, NamedTuple, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+from tqdm.auto import tqdm
+
+from jaxdl import checks, compiled, losses
+from jaxdl.train.evaluation import evaluate
+from jaxdl.train.state import TrainState, init_state, init_states, make_apply_fn, make_train_step, seed_streams
+
+PyTree = Any
+
+
+class FitResult(NamedTuple):
+    """What :func:`fit` returns. For :func:`fit_seeds` every leaf has a leading seed axis K.
+
+    ``history`` maps ``train_loss, test_loss[, train_accuracy, test_accuracy]`` to arrays of
+    shape (epochs,) (after each epoch) and ``batch_loss`` to shape (epochs * steps_per_epoch,).
+    ``initial_state`` is the state training started from (drawn from the seed's ``init``
+    stream), e.g. the theta_0 of an initialisation-to-solution line.
+    """
+
+    state: TrainState
+    history: dict
+    initial_state: TrainState
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """Validated sizes and placements of one training run."""
+
+    num_train: int
+    batch_size: int
+    steps_per_epoch: int
+    full_batch: bool
+    mesh: jax.sharding.Mesh
+
+
+def make_plan(data, batch_size, epochs, mesh=None) -> _Plan:
+    """Validate ``epochs``/``batch_size`` against ``data`` and the mesh (default: all devices)."""
+    num_train = int(data.x_train.shape[0])
+    checks.integer("epochs", epochs)
+    full_batch = batch_size is None
+    batch_size = checks.integer("batch_size", num_train if full_batch else batch_size, maximum=num_train,
+                                maximum_name="the number of training examples")
+    mesh = data_mesh() if mesh is None else mesh
+    num_devices = mesh.devices.size
+    if batch_size % num_devices:
+        raise ValueError(f"batch_size={batch_size} must be divisible by the {num_devices} devices of the data mesh")
+    return _Plan(num_train, batch_size, num_train // batch_size, full_batch, mesh)
+
+
+def data_mesh(devices: Sequence[jax.Device] | None = None) -> jax.sharding.Mesh:
+    """A 1-D mesh with axis ``'data'`` over ``devices`` (default: all local devices)."""
+    devices = jax.local_devices() if devices is None else list(devices)
+    return jax.make_mesh((len(devices),), ("data",), devices=devices, axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def _single_device_mesh() -> jax.sharding.Mesh:
+    return jax.sharding.Mesh(np.asarray(jax.local_devices()[:1]), ("data",))
+
+
+def _check_data(model, data, loss_name):
+    losses.check_loss_name(loss_name)
+    if losses.is_classification(loss_name) and data.num_classes is None:
+        raise ValueError(f"loss_name {loss_name!r} needs class labels but data set {data.name!r} is a regression set")
+    if not losses.is_classification(loss_name) and data.num_classes is not None:
+        raise ValueError(f"loss_name {loss_name!r} is a regression loss but data set {data.name!r} has class labels")
+    out = jax.eval_shape(lambda x: model.init_with_output(jax.random.key(0), x)[0], data.x_train[:2])
+    if losses.is_classification(loss_name):
+        if out.ndim != 2 or out.shape[-1] != data.num_classes:
+            raise ValueError(
+                f"model outputs have shape {out.shape[1:]} per example but data set {data.name!r} "
+                f"has {data.num_classes} classes: set the model's num_outputs={data.num_classes}")
+    elif out.shape[1:] != data.y_train.shape[1:]:
+        raise ValueError(f"model outputs have shape {out.shape[1:]} per example but y_train has {data.y_train.shape[1:]}")
+
+
+def epoch_order(data_key, epoch: int, plan: _Plan) -> np.ndarray:
+    """Example indices ``index_SxB`` for one epoch: a fresh permutation (the remainder that does
+    not fill a batch is dropped), or data order for full-batch training.
+
+    Drawn on the host with NumPy, seeded by the ``data`` key's words and the epoch, so it is a
+    pure function of (seed, epoch): a resumed run sees the same order. A permutation on the
+    host costs microseconds; the same with ``jax.random.permutation`` on a CPU costs more than
+    the steps of a small model's epoch.
+    """
+    if plan.full_batch:
+        return np.arange(plan.num_train, dtype=np.int32)[None]
+    words = [int(w) for w in np.asarray(jax.random.key_data(data_key)).ravel()]
+    perm = np.random.default_rng(words + [int(epoch)]).permutation(plan.num_train).astype(np.int32)
+    return perm[: plan.steps_per_epoch * plan.batch_size].reshape(plan.steps_per_epoch, plan.batch_size)
+
+
+def _epoch(state, x, y, index_SxB, model, tx, loss_name, sharding):
+    # One gather for the whole epoch, then a scan over ready batches: cheaper than a gather
+    # inside every step.
+    batches = (x[index_SxB], y[index_SxB])
+    if sharding is not None:
+        batches = jax.lax.with_sharding_constraint(batches, sharding)
+    return jax.lax.scan(make_train_step(model, tx, loss_name), state, batches)
+
+
+@functools.partial(compiled.jit, donate_argnames=("state",))
+def _train_epoch(state, x, y, index_SxB, *, model, tx, loss_name, sharding):
+    return _epoch(state, x, y, index_SxB, model, tx, loss_name, sharding)
+
+
+@functools.partial(compiled.jit, donate_argnames=("state",))
+def _train_epoch_seeds(state, x, y, index_KxSxB, *, model, tx, loss_name):
+    return jax.vmap(lambda s, i: _epoch(s, x, y, i, model, tx, loss_name, None))(state, index_KxSxB)
+
+
+def _metrics_of_splits(state, x_train, y_train, x_test, y_test, model, loss_name, chunk_size):
+    apply_fn = make_apply_fn(model, state.model_state)
+    metrics = {}
+    for split, batch in {"train": (x_train, y_train), "test": (x_test, y_test)}.items():
+        for name, value in evaluate(apply_fn, state.params, batch, loss_name=loss_name, chunk_size=chunk_size).items():
+            metrics[f"{split}_{name}"] = value
+    return metrics
+
+
+@compiled.jit
+def _evaluate_splits(state, x_train, y_train, x_test, y_test, *, model, loss_name, chunk_size):
+    return _metrics_of_splits(state, x_train, y_train, x_test, y_test, model, loss_name, chunk_size)
+
+
+@compiled.jit
+def _evaluate_splits_seeds(state, x_train, y_train, x_test, y_test, *, model, loss_name, chunk_size):
+    return jax.vmap(lambda s: _metrics_of_splits(s, x_train, y_train, x_test, y_test, model, loss_name,
+                                                 chunk_size))(state)
+
+
+def build_epoch_programs(model, tx, loss_name, plan: _Plan, chunk_size: int = 2048, vmapped: bool = False):
+    """The two compiled phases of :func:`fit`, for callers that drive epochs themselves.
+
+    Returns ``train_epoch(state, x, y, index_SxB) -> (state, step_metrics)`` (``state`` is
+    donated; ``index_SxB`` from :func:`epoch_order`) and
+    ``eval_both(state, x_train, y_train, x_test, y_test) -> metrics`` (data-set means in chunks
+    of ``chunk_size`` examples); with ``vmapped`` both map over a leading seed axis of ``state``
+    and ``index_SxB``. ``plan`` comes from :func:`make_plan`. Both are module-level compiled
+    programs: building them again for the same model, transformation and options compiles nothing.
+    """
+    losses.check_loss_name(loss_name)
+    checks.integer("chunk_size", chunk_size)
+    options = dict(model=model, loss_name=loss_name)
+    if vmapped:
+        return (functools.partial(_train_epoch_seeds, tx=tx, **options),
+                functools.partial(_evaluate_splits_seeds, chunk_size=int(chunk_size), **options))
+    # Steps on axis 0, the batch split over the mesh's 'data' axis.
+    sharding = NamedSharding(plan.mesh, P(None, "data"))
+    return (functools.partial(_train_epoch, tx=tx, sharding=sharding, **options),
+            functools.partial(_evaluate_splits, chunk_size=int(chunk_size), **options))
+
+
+def _resume(checkpoint_dir, epochs, state, history, replicated):
+    """``(checkpointer, state, history, start_epoch)``: the latest checkpoint in
+    ``checkpoint_dir`` restored into ``state`` and ``history`` (epoch 0 if there is none)."""
+    from jaxdl.checkpoint import Checkpointer
+
+    checkpointer = Checkpointer(checkpoint_dir)
+    latest = checkpointer.latest_step()
+    if latest is None:
+        return checkpointer, state, history, 0
+    if latest > epochs:
+        raise ValueError(f"checkpoint_dir {checkpoint_dir} holds epoch {latest}, past the requested "
+                         f"epochs={epochs}; use a new checkpoint_dir or more epochs")
+    restored = checkpointer.restore({"state": state, "history": history})
+    # The saved history may be shorter than this run's (resuming with more epochs).
+    for name, saved in restored["history"].items():
+        saved = np.asarray(saved)
+        kept = min(saved.shape[-1], history[name].shape[-1])
+        history[name][..., :kept] = saved[..., :kept]
+    return checkpointer, jax.device_put(restored["state"], replicated), history, latest
+
+
+def _fit(model, data, tx, *, seeds, vmapped, epochs, batch_size, loss_name, chunk_size, eval_every,
+         progress, logger, checkpoint_dir, mesh, desc):
+    _check_data(model, data, loss_name)
+    plan = make_plan(data, batch_size, epochs, mesh)
+    checks.integer("eval_every", eval_every)
+    train_epoch, eval_both = build_epoch_programs(model, tx, loss_name, plan, chunk_size, vmapped)
+    replicated = NamedSharding(plan.mesh, P())
+    x_train, y_train, x_test, y_test = jax.device_put(
+        (data.x_train, data.y_train, data.x_test, data.y_test), replicated)
+
+    init_keys, data_keys = seed_streams(np.asarray(seeds, np.uint32))
+    example = x_train[:1]
+    initial = init_states(model, tx, example, init_keys) if vmapped else init_state(model, tx, example, init_keys[0])
+    # Committed to the mesh up front, so the first epoch compiles the same program as the rest;
+    # a copy, because the epoch program donates (overwrites) the state it is given.
+    state = jax.device_put(jax.tree.map(jnp.array, initial), replicated)
+
+    lead = (len(seeds),) if vmapped else ()
+    metric_names = [f"{split}_{name}" for name in losses.metric_names(loss_name) for split in ("train", "test")]
+    history = {name: np.full(lead + (epochs,), np.nan, np.float32) for name in metric_names}
+    history["batch_loss"] = np.full(lead + (epochs * plan.steps_per_epoch,), np.nan, np.float32)
+    checkpointer, start_epoch = None, 0
+    if checkpoint_dir is not None:
+        checkpointer, state, history, start_epoch = _resume(checkpoint_dir, epochs, state, history, replicated)
+
+    bar = tqdm(range(start_epoch, epochs), desc=desc, disable=not progress, leave=False, unit="epoch")
+    for epoch in bar:
+        order = np.stack([epoch_order(k, epoch, plan) for k in data_keys])
+        state, step_metrics = train_epoch(state, x_train, y_train, order if vmapped else order[0])
+        batch_loss = np.asarray(step_metrics["loss"])
+        first_step = epoch * plan.steps_per_epoch
+        checks.raise_if_not_finite(batch_loss, what="training loss", first_step=first_step, epoch=epoch,
+                                   seeds=seeds if vmapped else None,
+                                   hint="lower the learning rate or enable gradient clipping")
+        history["batch_loss"][..., first_step:first_step + plan.steps_per_epoch] = batch_loss
+        if (epoch + 1) % eval_every == 0 or epoch + 1 == epochs:
+            eval_metrics = eval_both(state, x_train, y_train, x_test, y_test)
+            for name in metric_names:
+                history[name][..., epoch] = np.asarray(eval_metrics[name])
+            latest = {name: float(np.mean(history[name][..., epoch])) for name in metric_names}
+            bar.set_postfix({k: f"{v:.4g}" for k, v in latest.items()}, refresh=False)
+            if logger is not None:
+                logger.log(int((epoch + 1) * plan.steps_per_epoch), epoch=epoch + 1, **latest)
+        if checkpointer is not None:
+            checkpointer.save(epoch + 1, {"state": state, "history": history})
+    bar.close()
+    if checkpointer is not None:
+        checkpointer.close()
+    return FitResult(state, history, initial)
+
+
+def fit(model: nn.Module, data, tx: optax.GradientTransformation, *, epochs: int, batch_size: int | None = None,
+        loss_name: str = "cross_entropy", seed: int = 0, chunk_size: int = 2048, eval_every: int = 1,
+        progress: bool = True, logger=None, checkpoint_dir=None, mesh=None) -> FitResult:
+    """Train ``model`` on ``data`` (a :class:`jaxdl.data.Dataset`) with the Optax ``tx``.
+
+    Each epoch is one compiled call: a ``lax.scan`` over ``num_train // batch_size``
+    minibatches of a fresh permutation (the remainder is dropped); ``batch_size=None`` is
+    full-batch gradient descent in data order. Batches are sharded over ``mesh`` (default
+    all local devices on a ``'data'`` axis). After each epoch train and test metrics are
+    evaluated on the device in chunks of ``chunk_size`` examples (every ``eval_every`` epochs
+    and after the last; the history holds NaN for the epochs in between) and logged
+    (``logger.log(step, **metrics)``); with ``checkpoint_dir`` every epoch is checkpointed; a
+    later call with the same arguments resumes there and produces the same numbers as an
+    uninterrupted run. A second call with the same model, transformation object, data shapes
+    and options compiles nothing.
+
+    Raises ``FloatingPointError`` naming the step when the loss becomes non-finite.
+    """
+    return _fit(model, data, tx, seeds=[seed], vmapped=False, epochs=epochs, batch_size=batch_size,
+                loss_name=loss_name, chunk_size=chunk_size, eval_every=eval_every, progress=progress, logger=logger,
+                checkpoint_dir=checkpoint_dir, mesh=mesh, desc=f"fit {type(model).__name__}")
+
+
+def fit_seeds(model: nn.Module, data, tx: optax.GradientTransformation, *, seeds: Sequence[int], epochs: int,
+              batch_size: int | None = None, loss_name: str = "cross_entropy", chunk_size: int = 2048,
+              eval_every: int = 1, progress: bool = True, logger=None, checkpoint_dir=None) -> FitResult:
+    """:func:`fit` for several seeds as ONE ``vmap``ped program; every leaf of the result has a
+    leading axis of ``len(seeds)``. Seed ``s`` gives the same numbers as ``fit(..., seed=s)``
+    up to floating-point reassociation."""
+    seeds = list(seeds)
+    if not seeds:
+        raise ValueError("seeds must name at least one seed, got []")
+    return _fit(model, data, tx, seeds=seeds, vmapped=True, epochs=epochs, batch_size=batch_size,
+                loss_name=loss_name, chunk_size=chunk_size, eval_every=eval_every, progress=progress, logger=logger,
+                checkpoint_dir=checkpoint_dir, mesh=_single_device_mesh(),
+                desc=f"fit {type(model).__name__} x{len(seeds)} seeds")

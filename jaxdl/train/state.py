@@ -1,0 +1,165 @@
+"""The training state, the pure ``apply_fn`` of a model, and one pure train step.
+
+- :class:`TrainState` -- a plain pytree (step, params, model state, optimizer state, rng);
+- :func:`init_state`, :func:`init_states` -- parameters drawn from a key (or a stack of keys);
+- :func:`apply_model`, :class:`ApplyFn`, :func:`make_apply_fn` -- the model as the pure
+  ``apply_fn(params, x)`` the analysis tools take;
+- :func:`make_train_step` -- ``train_step(state, (x_B, y_B)) -> (state, metrics)``.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from jaxdl import losses, tree
+
+PyTree = Any
+
+
+class TrainState(struct.PyTreeNode):
+    """Everything that changes during training, as one pytree.
+
+    Attributes:
+      step: int32 scalar, optimizer steps taken.
+      params: the trainable parameters theta.
+      model_state: non-trainable collections (e.g. ``{'batch_stats': ...}``); ``{}`` if none.
+      opt_state: the Optax state.
+      rng: raw uint32 key data (``jax.random.key_data``), folded with ``step`` in each step.
+    """
+
+    step: jax.Array
+    params: PyTree
+    model_state: PyTree
+    opt_state: PyTree
+    rng: jax.Array
+
+
+def init_state(model: nn.Module, tx: optax.GradientTransformation, example_x, key) -> TrainState:
+    """Initialise parameters from ``key`` on one example batch ``example_x`` (shape (B, ...))."""
+    variables, dropout_key = _init_variables(model, example_x, key)
+    return _assemble_state(variables, tx, dropout_key)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _init_variables(model, example_x, key):
+    # Jitted with the model as a static argument: Flax modules hash by value, so repeated fits
+    # of the same architecture reuse one compiled initialiser (random draws compile slowly on CPU).
+    init_key, dropout_key = jax.random.split(key)
+    return model.init(init_key, example_x, train=False), dropout_key
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _init_variables_seeds(model, example_x, keys_K):
+    # lax.map, not vmap: the body compiles like one seed, and each seed draws exactly what
+    # a single-seed fit draws.
+    return jax.lax.map(lambda key: _init_variables(model, example_x, key), keys_K)
+
+
+def _assemble_state(variables, tx, dropout_key) -> TrainState:
+    params = variables["params"]
+    model_state = {name: value for name, value in variables.items() if name != "params"}
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        model_state=model_state,
+        opt_state=tx.init(params),
+        rng=jax.random.key_data(dropout_key),
+    )
+
+
+def init_states(model: nn.Module, tx: optax.GradientTransformation, example_x, keys_K) -> TrainState:
+    """:func:`init_state` for a stack of keys: every leaf gains a leading seed axis K."""
+    variables, dropout_keys = _init_variables_seeds(model, example_x, keys_K)
+    return jax.vmap(lambda v, k: _assemble_state(v, tx, k))(variables, dropout_keys)
+
+
+@jax.jit
+def seed_streams(seeds_K):
+    """Named random streams per seed: ``(init_keys_K, data_keys_K)``, split from ``key(seed)``."""
+    streams = jax.vmap(lambda s: jax.random.split(jax.random.key(s)))(seeds_K)
+    return streams[:, 0], streams[:, 1]
+
+
+def apply_model(model: nn.Module, params, model_state, x, *, train: bool = False, rng=None):
+    """Run the model; in training mode also return the updated model state."""
+    variables = {"params": params, **model_state}
+    rngs = {"dropout": rng} if rng is not None else {}
+    if train and model_state:
+        return model.apply(variables, x, train=True, mutable=list(model_state), rngs=rngs)
+    outputs = model.apply(variables, x, train=train, rngs=rngs)
+    return (outputs, model_state) if train else outputs
+
+
+class ApplyFn(struct.PyTreeNode):
+    """The pure ``apply_fn(params, x) -> outputs`` of a Flax model in evaluation mode, with its
+    model state (BatchNorm statistics) closed over and never perturbed.
+
+    A pytree whose ``model`` is static (Flax modules compare by value) and whose
+    ``model_state`` arrays are children: a tool compiled for one ``ApplyFn`` is reused for
+    another of the same model, whatever its statistics (:mod:`jaxdl.compiled`).
+    """
+
+    model: nn.Module = struct.field(pytree_node=False)
+    model_state: PyTree
+
+    # Compared and hashed by identity, as a function is: the fields hold arrays, which have no
+    # truth value, and jax.jit hashes the callables it is given.
+    __eq__ = object.__eq__
+    __hash__ = object.__hash__
+
+    def __call__(self, params, x):
+        return apply_model(self.model, params, self.model_state, x, train=False)
+
+
+def make_apply_fn(model: nn.Module, model_state: PyTree | None = None) -> ApplyFn:
+    """The pure ``apply_fn(params, x) -> outputs`` that analysis tools take (an :class:`ApplyFn`)."""
+    return ApplyFn(model, {} if model_state is None else model_state)
+
+
+def make_train_step(model: nn.Module, tx: optax.GradientTransformation, loss_name: str = "cross_entropy") -> Callable:
+    """Build the pure ``train_step(state, batch) -> (state, metrics)``.
+
+    ``batch = (x_Bx..., y_B...)``; ``metrics`` holds the batch ``loss`` (before the update),
+    ``grad_norm`` and, for classification, ``accuracy``. Jit it once (``fit`` does).
+    Transformations that take extra arguments get ``grad_fn(params) -> grads`` on the same batch
+    (what :func:`jaxdl.sam.sam` needs).
+    """
+    losses.check_loss_name(loss_name)
+
+    def train_step(state: TrainState, batch):
+        x, y = batch
+        rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+
+        def objective(params):
+            outputs, model_state = apply_model(model, params, state.model_state, x, train=True, rng=rng)
+            per_example = losses.per_example_metrics(loss_name, outputs, y)
+            return per_example["loss"].mean(), (per_example, model_state)
+
+        (_, (per_example, model_state)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+        if isinstance(tx, optax.GradientTransformationExtraArgs):
+            # The batch gradient at other params (SAM's ascent point), same batch and rng;
+            # traced only if a transformation calls it.
+            def grad_fn(params):
+                return jax.grad(lambda p: objective(p)[0])(params)
+
+            updates, opt_state = tx.update(grads, state.opt_state, state.params, grad_fn=grad_fn)
+        else:
+            updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = {name: v.mean() for name, v in per_example.items()}
+        metrics["grad_norm"] = tree.norm(grads)
+        new_state = state.replace(step=state.step + 1, params=params, model_state=model_state, opt_state=opt_state)
+        return new_state, metrics
+
+    return train_step
+
+
+def unstack(stacked: PyTree, index: int) -> PyTree:
+    """Seed ``index`` of a stacked result from :func:`jaxdl.train.fit_seeds`."""
+    return jax.tree.map(lambda leaf: leaf[index], stacked)
