@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-EXPERIMENTS: tuple[str, ...] = ("parametrization", "optimizers", "architectures", "loss_landscape")
+EXPERIMENTS: tuple[str, ...] = ("parametrization", "optimizers", "architectures", "loss_landscape", "sharp_flat")
 
 
 def get_experiment(name: str) -> ModuleType:

@@ -15,7 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdl import landscape, tree
+from jaxdl import landscape, train, tree
+from jaxdl.models import get_model
 from jaxdl.landscape import surfaces
 from helpers import flat, json_result, run_on_devices
 
@@ -334,3 +335,29 @@ def test_recompute_batch_stats_matches_hand_computation(num_examples, batch_size
     if batch_size >= num_examples:  # one batch: that batch's own statistics
         z = np.asarray(x, np.float64) @ np.asarray(params["dense_0"]["kernel"]) + np.asarray(params["dense_0"]["bias"])
         np.testing.assert_allclose(np.asarray(recomputed["norm_0"]["var"]), z.var(0), rtol=2e-5)
+
+
+def test_filter_normalized_sharpness_is_the_largest_rise_along_its_directions():
+    model = get_model("mlp", widths=(6,), num_outputs=3)
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(size=(30, 4)).astype(np.float32), (np.arange(30) % 3).astype(np.int32)
+    params = model.init(jax.random.key(0), x[:1])["params"]
+    apply_fn = train.make_apply_fn(model)
+    key = jax.random.key(7)
+    result = landscape.filter_normalized_sharpness(apply_fn, params, (x, y), key, radius=0.5, num_directions=2,
+                                                   num_points=5)
+    np.testing.assert_allclose(result["alphas"], [-0.5, -0.25, 0.0, 0.25, 0.5])
+    for r in range(2):
+        direction = landscape.random_direction(jax.random.fold_in(key, r), params)
+        by_hand = []
+        for a in result["alphas"]:
+            logits = np.asarray(apply_fn(jax.tree.map(lambda p, d: p + a * d, params, direction), x), np.float64)
+            shifted = logits - logits.max(-1, keepdims=True)
+            by_hand.append(-np.mean(shifted[np.arange(30), y] - np.log(np.exp(shifted).sum(-1))))
+        np.testing.assert_allclose(result["losses"][r], by_hand, rtol=1e-5)
+        assert result["rises"][r] == pytest.approx(max(by_hand) - by_hand[2], rel=1e-4, abs=1e-7)
+    assert result["value"] == pytest.approx(np.mean(result["rises"]))
+    with pytest.raises(ValueError, match="num_points must be an odd integer"):
+        landscape.filter_normalized_sharpness(apply_fn, params, (x, y), key, num_points=4)
+    with pytest.raises(ValueError, match="radius must be a positive number"):
+        landscape.filter_normalized_sharpness(apply_fn, params, (x, y), key, radius=0.0)

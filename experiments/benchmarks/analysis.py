@@ -138,3 +138,54 @@ def bench_landscape(config, rate):
         "loop_centre_loss": float(point_loss(anchors, batch, coords[centre], coords[centre])),
         "num_points": num_points,
     }
+
+
+def bench_sharpness_tracking(config, widths, num_examples, every):
+    """Full-batch gradient descent for ``config.tracking_steps`` steps of a tanh MLP of hidden
+    ``widths`` on ``num_examples`` examples (MSE on one-hot targets, Cohen et al. 2021's
+    setting), with the top Hessian eigenvalue measured every ``every`` steps by
+    ``config.tracking_lanczos_steps`` Lanczos steps:
+
+    - inside the compiled training program (:class:`jaxdl.curvature.SharpnessProbe`, warm-started
+      from the last eigenvector), one call for all the steps;
+    - by separate host calls: the compiled program runs ``tracking_every`` steps, then
+      :func:`jaxdl.curvature.hessian_top_eigenvalues` measures, and its value is fetched.
+
+    Returns ``{'in_program', 'host_calls'}`` seconds (compilation excluded) and both final
+    eigenvalues (which agree).
+    """
+    model = get_model("mlp", widths=tuple(widths), activation="tanh", num_outputs=10)
+    data = synthetic_data(num_examples, config.tracking_input_dim, 10, config.seed)
+    data.y_train = np.eye(10, dtype=np.float32)[data.y_train]
+    data.num_classes = None
+    tx = optim.get_optimizer("gd", config.tracking_learning_rate)
+    plan = train.make_plan(data, None, 1)
+    every, steps = int(every), int(config.tracking_steps)
+    probe = curvature.SharpnessProbe(num_steps=int(config.tracking_lanczos_steps))
+    tracked, _ = train.build_block_programs(model, tx, "mse", plan, probes={"sharpness": probe}, probe_every=every)
+    plain, _ = train.build_block_programs(model, tx, "mse", plan)
+    x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
+    state = train.init_state(model, tx, data.x_train[:1], jax.random.key(config.seed))
+    copy = jax.jit(lambda tree: jax.tree.map(jnp.copy, tree))
+    order = np.tile(train.epoch_order(jax.random.key(0), 0, plan), (steps, 1))
+    loss_fn = losses.make_loss_fn(train.make_apply_fn(model), "mse")
+    values = {}
+
+    def in_program(_):
+        states = (copy(state), {"sharpness": probe.init(state.params)})
+        _, _, metrics = tracked(*states, x, y, order, np.arange(steps, dtype=np.int32), (x, y))
+        values["in_program"] = float(metrics["probe/sharpness"][(steps - 1) // every * every])
+        return metrics["loss"]
+
+    def host_calls(_):
+        current = copy(state)
+        for first in range(0, steps, every):
+            top = curvature.hessian_top_eigenvalues(loss_fn, current.params, (x, y), num_steps=probe.num_steps)
+            values["host_calls"] = float(top.eigenvalues[0])  # fetched: the host round trip
+            current, _, _ = plain(current, {}, x, y, order[:every], np.arange(first, first + every, dtype=np.int32), None)
+        return current.params
+
+    in_program_seconds, host_seconds = time_interleaved([(in_program, (None,)), (host_calls, (None,))],
+                                                        repeats=config.curvature_repeats)
+    return {"in_program": in_program_seconds, "host_calls": host_seconds, "measurements": -(-steps // every),
+            "in_program_eigenvalue": values["in_program"], "host_eigenvalue": values["host_calls"]}

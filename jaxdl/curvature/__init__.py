@@ -11,22 +11,30 @@ second call on the same model and shapes (:mod:`jaxdl.compiled`).
   their flat operators :func:`hessian_matvec`, :func:`gauss_newton_matvec`;
 - eigenpairs: :func:`hessian_top_eigenvalues` (Lanczos with full reorthogonalisation, top or
   bottom k), :func:`hessian_power_iteration` (with deflation, for comparison), the generic
-  :func:`lanczos`;
+  :func:`lanczos`, and :class:`SharpnessProbe`, the top eigenvalue tracked inside a compiled
+  training loop (warm-started Lanczos);
 - :func:`hessian_trace` (Hutchinson 1989) and :func:`hessian_spectral_density` (stochastic
   Lanczos quadrature, Ghorbani et al. 2019);
 - sharpness: :func:`epsilon_sharpness` (Keskar et al. 2017) and :func:`ball_sharpness`
-  (Dinh et al. 2017).
+  (Dinh et al. 2017);
+- reparametrisation (Dinh et al. 2017): :func:`alpha_scale` (T_a, the same function with
+  another Hessian), :func:`alpha_scaling_blocks` and :func:`alpha_scaled_trace` (the trace
+  it predicts from per-block traces, ``hessian_trace(..., where=mask)``).
 """
 from jaxdl.curvature.hvp import gauss_newton_matvec, gauss_newton_vp, hessian_matvec, hvp
-from jaxdl.curvature.eigen import (Eigenpairs, LanczosResult, PowerIteration, hessian_power_iteration,
+from jaxdl.curvature.eigen import (Eigenpairs, LanczosResult, PowerIteration, SharpnessProbe, hessian_power_iteration,
                                      hessian_top_eigenvalues, lanczos, ritz_pairs, tridiagonal)
+from jaxdl.curvature.reparametrization import (alpha_scale, alpha_scaled_trace, alpha_scaling, alpha_scaling_blocks,
+                                               layer_paths)
 from jaxdl.curvature.sharpness import Sharpness, ball_sharpness, epsilon_sharpness
 from jaxdl.curvature.stochastic import SpectralDensity, TraceEstimate, hessian_spectral_density, hessian_trace
 
 __all__ = [
     "gauss_newton_matvec", "gauss_newton_vp", "hessian_matvec", "hvp",
-    "Eigenpairs", "LanczosResult", "PowerIteration", "hessian_power_iteration", "hessian_top_eigenvalues",
+    "Eigenpairs", "LanczosResult", "PowerIteration", "SharpnessProbe", "hessian_power_iteration",
+    "hessian_top_eigenvalues",
     "lanczos", "ritz_pairs", "tridiagonal",
     "Sharpness", "ball_sharpness", "epsilon_sharpness",
+    "alpha_scale", "alpha_scaled_trace", "alpha_scaling", "alpha_scaling_blocks", "layer_paths",
     "SpectralDensity", "TraceEstimate", "hessian_spectral_density", "hessian_trace",
 ]

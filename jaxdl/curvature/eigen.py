@@ -12,6 +12,7 @@ same function object, not a fresh ``lambda``).
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -230,3 +231,34 @@ def hessian_power_iteration(loss_fn: Callable, params: PyTree, batch: PyTree, k:
     tol = checks.number("tol", tol)
     return _power_iteration(loss_fn, params, batch, default_key(key), tol, k=k, max_steps=max_steps,
                             chunk_size=chunk_size)
+
+
+@dataclasses.dataclass(frozen=True)
+class SharpnessProbe:
+    """The top Hessian eigenvalue of the loss on the probe batch, tracked during training
+    (Cohen et al. 2021, "Gradient descent on neural networks typically occurs at the edge of
+    stability"): a probe for ``jaxdl.train.fit(..., probes={'sharpness': SharpnessProbe()})``.
+
+    Each measurement runs ``num_steps`` steps of :func:`lanczos` (full reorthogonalisation)
+    started from the previous measurement's top Ritz vector, so a few steps suffice while the
+    top eigenvector moves slowly; the first starts from a Gaussian vector drawn from
+    ``jax.random.key(seed)``. ``chunk_size`` as for :func:`hessian_matvec`.
+    """
+
+    num_steps: int = 20
+    seed: int = 0
+    chunk_size: int | None = None
+
+    def __post_init__(self):
+        checks.integer("num_steps", self.num_steps)
+        checks.integer("chunk_size", self.chunk_size, allow_none=True)
+
+    def init(self, params: PyTree) -> jax.Array:
+        params_P, _ = tree.flatten(params)
+        start_P = jax.random.normal(jax.random.key(self.seed), params_P.shape, params_P.dtype)
+        return start_P / jnp.linalg.norm(start_P)
+
+    def measure(self, start_P, loss_fn, params, batch):
+        matvec = hessian_matvec(loss_fn, params, batch, chunk_size=self.chunk_size)
+        theta_S, vectors_SxP = ritz_pairs(lanczos(matvec, start_P, self.num_steps))
+        return vectors_SxP[-1], theta_S[-1]

@@ -44,12 +44,13 @@ class SpectralDensity(NamedTuple):
 
 
 @compiled.jit(static_argnames=("num_probes", "chunk_size", "probes_per_chunk"))
-def _hutchinson(loss_fn, params, batch, key, *, num_probes, chunk_size, probes_per_chunk):
+def _hutchinson(loss_fn, params, batch, key, where, *, num_probes, chunk_size, probes_per_chunk):
     params_P, _ = tree.flatten(params)
+    mask_P = jnp.ones_like(params_P) if where is None else tree.flatten(where)[0].astype(params_P.dtype)
     matvec = hessian_matvec(loss_fn, params, batch, chunk_size=chunk_size)
 
     def quadratic_form(probe_key):
-        z_P = jax.random.rademacher(probe_key, params_P.shape, params_P.dtype)
+        z_P = jax.random.rademacher(probe_key, params_P.shape, params_P.dtype) * mask_P
         return jnp.vdot(z_P, matvec(z_P))
 
     samples_R = batching.map_in_chunks(quadratic_form, jax.random.split(key, num_probes), probes_per_chunk)
@@ -59,19 +60,23 @@ def _hutchinson(loss_fn, params, batch, key, *, num_probes, chunk_size, probes_p
 
 def hessian_trace(loss_fn: Callable, params: PyTree, batch: PyTree, *, num_probes: int = 100,
                   key: jax.Array | None = None, chunk_size: int | None = None,
-                  probes_per_chunk: int | None = None) -> TraceEstimate:
+                  probes_per_chunk: int | None = None, where: PyTree | None = None) -> TraceEstimate:
     """Hutchinson's estimate of tr(H) with Rademacher probes, and its standard error.
 
     tr(H) = E[z^T H z] for z with i.i.d. +-1 entries (Hutchinson 1989); the variance of one
     sample is 2 (||H||_F^2 - sum_i H_ii^2), the smallest of any i.i.d. probe distribution.
     Probes are drawn from ``key`` one by one (never an (R, P) matrix) and ``vmap``ped, in
-    chunks of ``probes_per_chunk`` when memory demands.
+    chunks of ``probes_per_chunk`` when memory demands. With ``where`` (a pytree like ``params``
+    of 0/1 masks) the probes vanish outside the mask, which estimates the trace of the Hessian
+    block of the selected parameters, sum_{i in mask} H_ii (e.g. one layer's); the same
+    ``key`` draws the same probes whatever the mask.
 
     Args:
       loss_fn, params, batch, chunk_size: as for :func:`hessian_top_eigenvalues`.
       num_probes: R >= 2.
       key: PRNG key (default ``jax.random.key(0)``).
       probes_per_chunk: probes evaluated together (``vmap``), or None for all at once.
+      where: None (the whole Hessian) or a 0/1 mask pytree shaped like ``params``.
 
     Returns:
       :class:`TraceEstimate` (estimate, standard_error), scalars; the standard error is the
@@ -80,7 +85,9 @@ def hessian_trace(loss_fn: Callable, params: PyTree, batch: PyTree, *, num_probe
     checks.integer("chunk_size", chunk_size, allow_none=True)
     num_probes = checks.integer("num_probes", num_probes, minimum=2)
     checks.integer("probes_per_chunk", probes_per_chunk, allow_none=True)
-    return _hutchinson(loss_fn, params, batch, default_key(key), num_probes=num_probes, chunk_size=chunk_size,
+    if where is not None:
+        checks.same_structure("where", where, params)
+    return _hutchinson(loss_fn, params, batch, default_key(key), where, num_probes=num_probes, chunk_size=chunk_size,
                        probes_per_chunk=probes_per_chunk)
 
 

@@ -15,6 +15,8 @@ call on the same model and shapes.
   :func:`interpolation_alphas`;
 - 2-D (Li et al. 2018): :func:`surface`, values of shape ``(len(ys), len(xs))``, resumable from
   an ``.npz`` file, points sharded over all devices;
+- :func:`filter_normalized_sharpness`: the rise of the loss along filter-normalised random
+  directions (Li et al. 2018), blind to the rescalings of Dinh et al. 2017;
 - mode connectivity (Garipov et al. 2018): :func:`bezier_coefficients`,
   :func:`polychain_coefficients`, :func:`curve_coefficients`, :func:`curve_point`,
   :func:`init_bend`, :func:`fit_curve`, :func:`curve_metrics`, :func:`line_metrics`, and the
@@ -30,12 +32,13 @@ from jaxdl.landscape.directions import (NORMALIZATIONS, filter_norms, normalize_
                                         random_direction)
 from jaxdl.landscape.evaluate import (BatchStats, evaluate_params, interpolate, interpolate_direction,
                                       interpolation_alphas, recompute_batch_stats)
+from jaxdl.landscape.sharpness import filter_normalized_sharpness
 from jaxdl.landscape.surfaces import surface
 
 __all__ = [
     "NORMALIZATIONS", "filter_norms", "normalize_direction", "orthogonalize", "random_direction",
     "BatchStats", "evaluate_params", "interpolate", "interpolate_direction", "interpolation_alphas",
-    "recompute_batch_stats", "surface",
+    "recompute_batch_stats", "surface", "filter_normalized_sharpness",
     "CURVES", "barrier", "bezier_coefficients", "curve_coefficients", "curve_metrics", "curve_point", "fit_curve",
     "init_bend", "largest_rise", "line_metrics", "polychain_coefficients",
 ]

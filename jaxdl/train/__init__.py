@@ -13,17 +13,21 @@ The pieces, from small to large:
   bar, metrics log, Orbax checkpoints and resume, and a loud stop on a non-finite loss;
   :func:`fit_seeds` -- the same program ``vmap``ped over seeds (init and data order differ).
   Both return the state they started from beside the trained one, and compile once per model,
-  transformation, shapes and options.
+  transformation, shapes and options;
+- probes (:mod:`jaxdl.train.probes`): scalars of (params, data) -- a loss, the top Hessian
+  eigenvalue (:class:`jaxdl.curvature.SharpnessProbe`) -- measured every k steps inside the
+  compiled training program (``fit(..., probes=..., probe_every=k)``).
 """
 from jaxdl.train.evaluation import evaluate
-from jaxdl.train.loop import (FitResult, build_epoch_programs, data_mesh, epoch_order, fit, fit_seeds,
-                              make_plan)
+from jaxdl.train.loop import (FitResult, build_block_programs, build_epoch_programs, data_mesh, epoch_order, fit,
+                              fit_seeds, make_plan)
+from jaxdl.train.probes import LossProbe
 from jaxdl.train.state import (ApplyFn, TrainState, apply_model, init_state, init_states, make_apply_fn,
                                make_train_step, seed_streams, unstack)
 
 __all__ = [
     "evaluate",
-    "FitResult", "build_epoch_programs", "data_mesh", "epoch_order", "fit", "fit_seeds", "make_plan",
+    "FitResult", "build_block_programs", "build_epoch_programs", "LossProbe", "data_mesh", "epoch_order", "fit", "fit_seeds", "make_plan",
     "ApplyFn", "TrainState", "apply_model", "init_state", "init_states", "make_apply_fn", "make_train_step",
     "seed_streams", "unstack",
 ]

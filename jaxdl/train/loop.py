@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import flax.linen as nn
 import jax
@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from jaxdl import checks, compiled, losses
 from jaxdl.train.evaluation import evaluate
+from jaxdl.train.probes import PREFIX, check_probes, init_probes, measure_probes
 from jaxdl.train.state import TrainState, init_state, init_states, make_apply_fn, make_train_step, seed_streams
 
 PyTree = Any
@@ -116,23 +117,60 @@ def epoch_order(data_key, epoch: int, plan: _Plan) -> np.ndarray:
     return perm[: plan.steps_per_epoch * plan.batch_size].reshape(plan.steps_per_epoch, plan.batch_size)
 
 
-def _epoch(state, x, y, index_SxB, model, tx, loss_name, sharding):
-    # One gather for the whole epoch, then a scan over ready batches: cheaper than a gather
-    # inside every step.
-    batches = (x[index_SxB], y[index_SxB])
-    if sharding is not None:
-        batches = jax.lax.with_sharding_constraint(batches, sharding)
-    return jax.lax.scan(make_train_step(model, tx, loss_name), state, batches)
+def _block(state, probe_states, x, y, index_SxB, steps_S, probe_batch, model, tx, loss_name, sharding, probes,
+           probe_every):
+    """S training steps as one ``lax.scan`` (one or several epochs), with the probes measured
+    before every step whose number in ``steps_S`` is a multiple of ``probe_every``."""
+    train_step = make_train_step(model, tx, loss_name)
+    if index_SxB.size <= x.shape[0]:
+        # At most an epoch's worth of examples: one gather for the whole block, then a scan
+        # over ready batches, cheaper than a gather inside every step.
+        batches = (x[index_SxB], y[index_SxB])
+        if sharding is not None:
+            batches = jax.lax.with_sharding_constraint(batches, sharding)
+        get_batch = lambda batch: batch
+    else:
+        # Several epochs (full-batch descent: many steps on the same examples): one batch at a
+        # time, so memory stays that of one batch, not of S batches.
+        batches = index_SxB
+
+        def get_batch(index_B):
+            batch = (x[index_B], y[index_B])
+            if sharding is not None:
+                batch = jax.lax.with_sharding_constraint(batch, NamedSharding(sharding.mesh, P("data")))
+            return batch
+
+    if not probes:
+        state, metrics = jax.lax.scan(lambda state, batch: train_step(state, get_batch(batch)), state, batches)
+        return state, probe_states, metrics
+
+    def step(carry, inputs):
+        state, probe_states = carry
+        batch, step_number = inputs
+        batch = get_batch(batch)
+        # The step numbers come from the host, unbatched, so that under vmap over seeds the
+        # condition stays a branch (a batched one would run every probe at every step).
+        probe_states, values = measure_probes(probes, probe_states, model, loss_name, state, probe_batch,
+                                              step_number % probe_every == 0)
+        state, metrics = train_step(state, batch)
+        return (state, probe_states), {**metrics, **values}
+
+    (state, probe_states), metrics = jax.lax.scan(step, (state, probe_states), (batches, steps_S))
+    return state, probe_states, metrics
 
 
-@functools.partial(compiled.jit, donate_argnames=("state",))
-def _train_epoch(state, x, y, index_SxB, *, model, tx, loss_name, sharding):
-    return _epoch(state, x, y, index_SxB, model, tx, loss_name, sharding)
+@functools.partial(compiled.jit, donate_argnames=("state", "probe_states"))
+def _train_block(state, probe_states, x, y, index_SxB, steps_S, probe_batch, *, model, tx, loss_name, sharding,
+                 probes, probe_every):
+    return _block(state, probe_states, x, y, index_SxB, steps_S, probe_batch, model, tx, loss_name, sharding, probes,
+                  probe_every)
 
 
-@functools.partial(compiled.jit, donate_argnames=("state",))
-def _train_epoch_seeds(state, x, y, index_KxSxB, *, model, tx, loss_name):
-    return jax.vmap(lambda s, i: _epoch(s, x, y, i, model, tx, loss_name, None))(state, index_KxSxB)
+@functools.partial(compiled.jit, donate_argnames=("state", "probe_states"))
+def _train_block_seeds(state, probe_states, x, y, index_KxSxB, steps_S, probe_batch, *, model, tx, loss_name, probes,
+                       probe_every):
+    return jax.vmap(lambda s, p, i: _block(s, p, x, y, i, steps_S, probe_batch, model, tx, loss_name, None, probes,
+                                           probe_every))(state, probe_states, index_KxSxB)
 
 
 def _metrics_of_splits(state, x_train, y_train, x_test, y_test, model, loss_name, chunk_size):
@@ -155,133 +193,191 @@ def _evaluate_splits_seeds(state, x_train, y_train, x_test, y_test, *, model, lo
                                                  chunk_size))(state)
 
 
-def build_epoch_programs(model, tx, loss_name, plan: _Plan, chunk_size: int = 2048, vmapped: bool = False):
-    """The two compiled phases of :func:`fit`, for callers that drive epochs themselves.
+def build_block_programs(model, tx, loss_name, plan: _Plan, chunk_size: int = 2048, vmapped: bool = False,
+                         probes: Mapping[str, Any] | None = None, probe_every: int = 1):
+    """The two compiled phases of :func:`fit`, for callers that drive training themselves.
 
-    Returns ``train_epoch(state, x, y, index_SxB) -> (state, step_metrics)`` (``state`` is
-    donated; ``index_SxB`` from :func:`epoch_order`) and
-    ``eval_both(state, x_train, y_train, x_test, y_test) -> metrics`` (data-set means in chunks
-    of ``chunk_size`` examples); with ``vmapped`` both map over a leading seed axis of ``state``
-    and ``index_SxB``. ``plan`` comes from :func:`make_plan`. Both are module-level compiled
+    Returns ``train_block(state, probe_states, x, y, index_SxB, steps_S, probe_batch) -> (state,
+    probe_states, step_metrics)`` -- S steps on the minibatches ``x[index_SxB]`` (rows from
+    :func:`epoch_order`, one or several epochs), the probes measured before each step whose
+    number in ``steps_S`` is a multiple of ``probe_every``; ``state`` and ``probe_states`` are
+    donated -- and ``eval_both(state, x_train, y_train, x_test, y_test) -> metrics`` (data-set
+    means in chunks of ``chunk_size`` examples). With ``vmapped`` both map over a leading seed
+    axis of ``state``, ``probe_states`` and ``index_SxB``. Both are module-level compiled
     programs: building them again for the same model, transformation and options compiles nothing.
     """
     losses.check_loss_name(loss_name)
     checks.integer("chunk_size", chunk_size)
-    options = dict(model=model, loss_name=loss_name)
+    probes = check_probes(probes)
+    probe_every = checks.integer("probe_every", probe_every)
+    options = dict(model=model, tx=tx, loss_name=loss_name, probes=probes, probe_every=probe_every)
+    evaluation = dict(model=model, loss_name=loss_name, chunk_size=int(chunk_size))
     if vmapped:
-        return (functools.partial(_train_epoch_seeds, tx=tx, **options),
-                functools.partial(_evaluate_splits_seeds, chunk_size=int(chunk_size), **options))
+        return (functools.partial(_train_block_seeds, **options),
+                functools.partial(_evaluate_splits_seeds, **evaluation))
     # Steps on axis 0, the batch split over the mesh's 'data' axis.
     sharding = NamedSharding(plan.mesh, P(None, "data"))
-    return (functools.partial(_train_epoch, tx=tx, sharding=sharding, **options),
-            functools.partial(_evaluate_splits, chunk_size=int(chunk_size), **options))
+    return (functools.partial(_train_block, sharding=sharding, **options),
+            functools.partial(_evaluate_splits, **evaluation))
 
 
-def _resume(checkpoint_dir, epochs, state, history, replicated):
-    """``(checkpointer, state, history, start_epoch)``: the latest checkpoint in
-    ``checkpoint_dir`` restored into ``state`` and ``history`` (epoch 0 if there is none)."""
+def build_epoch_programs(model, tx, loss_name, plan: _Plan, chunk_size: int = 2048, vmapped: bool = False):
+    """:func:`build_block_programs` without probes, the training program as
+    ``train_epoch(state, x, y, index_SxB) -> (state, step_metrics)``."""
+    train_block, eval_both = build_block_programs(model, tx, loss_name, plan, chunk_size, vmapped)
+
+    def train_epoch(state, x, y, index_SxB):
+        steps_S = np.arange(index_SxB.shape[-2], dtype=np.int32)
+        state, _, metrics = train_block(state, {}, x, y, index_SxB, steps_S, None)
+        return state, metrics
+
+    return train_epoch, eval_both
+
+
+def _resume(checkpoint_dir, epochs, carried, history, replicated):
+    """``(checkpointer, carried, history, start_epoch)``: the latest checkpoint in
+    ``checkpoint_dir`` restored into ``carried`` (the train and probe states) and ``history``
+    (epoch 0 if there is none)."""
     from jaxdl.checkpoint import Checkpointer
 
     checkpointer = Checkpointer(checkpoint_dir)
     latest = checkpointer.latest_step()
     if latest is None:
-        return checkpointer, state, history, 0
+        return checkpointer, carried, history, 0
     if latest > epochs:
         raise ValueError(f"checkpoint_dir {checkpoint_dir} holds epoch {latest}, past the requested "
                          f"epochs={epochs}; use a new checkpoint_dir or more epochs")
-    restored = checkpointer.restore({"state": state, "history": history})
+    restored = checkpointer.restore({"carried": carried, "history": history})
     # The saved history may be shorter than this run's (resuming with more epochs).
     for name, saved in restored["history"].items():
         saved = np.asarray(saved)
         kept = min(saved.shape[-1], history[name].shape[-1])
         history[name][..., :kept] = saved[..., :kept]
-    return checkpointer, jax.device_put(restored["state"], replicated), history, latest
+    return checkpointer, jax.device_put(restored["carried"], replicated), history, latest
 
 
-def _fit(model, data, tx, *, seeds, vmapped, epochs, batch_size, loss_name, chunk_size, eval_every,
-         progress, logger, checkpoint_dir, mesh, desc):
+def _check_blocks(epochs, eval_every, epochs_per_call):
+    checks.integer("eval_every", eval_every)
+    epochs_per_call = checks.integer("epochs_per_call", epochs_per_call)
+    if epochs % epochs_per_call or eval_every % epochs_per_call:
+        raise ValueError(f"epochs_per_call={epochs_per_call} must divide epochs={epochs} and "
+                         f"eval_every={eval_every}: programs run whole blocks of epochs")
+    return epochs_per_call
+
+
+def _fit(model, data, tx, *, seeds, vmapped, epochs, batch_size, loss_name, chunk_size, eval_every, epochs_per_call,
+         probes, probe_every, probe_batch, progress, logger, checkpoint_dir, mesh, desc):
     _check_data(model, data, loss_name)
     plan = make_plan(data, batch_size, epochs, mesh)
-    checks.integer("eval_every", eval_every)
-    train_epoch, eval_both = build_epoch_programs(model, tx, loss_name, plan, chunk_size, vmapped)
+    epochs_per_call = _check_blocks(epochs, eval_every, epochs_per_call)
+    train_block, eval_both = build_block_programs(model, tx, loss_name, plan, chunk_size, vmapped, probes, probe_every)
+    probes = check_probes(probes)
     replicated = NamedSharding(plan.mesh, P())
     x_train, y_train, x_test, y_test = jax.device_put(
         (data.x_train, data.y_train, data.x_test, data.y_test), replicated)
+    probe_batch = (x_train, y_train) if probe_batch is None else jax.device_put(probe_batch, replicated)
 
     init_keys, data_keys = seed_streams(np.asarray(seeds, np.uint32))
     example = x_train[:1]
     initial = init_states(model, tx, example, init_keys) if vmapped else init_state(model, tx, example, init_keys[0])
-    # Committed to the mesh up front, so the first epoch compiles the same program as the rest;
-    # a copy, because the epoch program donates (overwrites) the state it is given.
-    state = jax.device_put(jax.tree.map(jnp.array, initial), replicated)
+    init_fn = jax.vmap(lambda p: init_probes(probes, p)) if vmapped else lambda p: init_probes(probes, p)
+    # Committed to the mesh up front, so the first call compiles the same program as the rest;
+    # a copy, because the training program donates (overwrites) the state it is given.
+    carried = jax.device_put((jax.tree.map(jnp.array, initial), init_fn(initial.params)), replicated)
 
-    lead = (len(seeds),) if vmapped else ()
+    lead, total_steps = ((len(seeds),) if vmapped else ()), epochs * plan.steps_per_epoch
     metric_names = [f"{split}_{name}" for name in losses.metric_names(loss_name) for split in ("train", "test")]
     history = {name: np.full(lead + (epochs,), np.nan, np.float32) for name in metric_names}
-    history["batch_loss"] = np.full(lead + (epochs * plan.steps_per_epoch,), np.nan, np.float32)
+    for name in ["batch_loss"] + [PREFIX + name for name in probes]:
+        history[name] = np.full(lead + (total_steps,), np.nan, np.float32)
     checkpointer, start_epoch = None, 0
     if checkpoint_dir is not None:
-        checkpointer, state, history, start_epoch = _resume(checkpoint_dir, epochs, state, history, replicated)
+        checkpointer, carried, history, start_epoch = _resume(checkpoint_dir, epochs, carried, history, replicated)
+        if start_epoch % epochs_per_call:
+            raise ValueError(f"checkpoint_dir {checkpoint_dir} holds epoch {start_epoch}, not a multiple of "
+                             f"epochs_per_call={epochs_per_call}")
 
-    bar = tqdm(range(start_epoch, epochs), desc=desc, disable=not progress, leave=False, unit="epoch")
-    for epoch in bar:
-        order = np.stack([epoch_order(k, epoch, plan) for k in data_keys])
-        state, step_metrics = train_epoch(state, x_train, y_train, order if vmapped else order[0])
+    bar = tqdm(total=epochs, initial=start_epoch, desc=desc, disable=not progress, leave=False, unit="epoch")
+    for first_epoch in range(start_epoch, epochs, epochs_per_call):
+        block = range(first_epoch, first_epoch + epochs_per_call)
+        order = np.stack([np.concatenate([epoch_order(k, e, plan) for e in block]) for k in data_keys])
+        first_step, last_epoch = first_epoch * plan.steps_per_epoch, block[-1]
+        steps_S = np.arange(first_step, first_step + order.shape[1], dtype=np.int32)
+        state, probe_states = carried
+        state, probe_states, step_metrics = train_block(state, probe_states, x_train, y_train,
+                                                        order if vmapped else order[0], steps_S, probe_batch)
+        carried = (state, probe_states)
         batch_loss = np.asarray(step_metrics["loss"])
-        first_step = epoch * plan.steps_per_epoch
-        checks.raise_if_not_finite(batch_loss, what="training loss", first_step=first_step, epoch=epoch,
+        checks.raise_if_not_finite(batch_loss, what="training loss", first_step=first_step, epoch=first_epoch,
                                    seeds=seeds if vmapped else None,
                                    hint="lower the learning rate or enable gradient clipping")
-        history["batch_loss"][..., first_step:first_step + plan.steps_per_epoch] = batch_loss
-        if (epoch + 1) % eval_every == 0 or epoch + 1 == epochs:
+        for name in ["batch_loss"] + [PREFIX + name for name in probes]:
+            history[name][..., steps_S] = np.asarray(step_metrics["loss" if name == "batch_loss" else name])
+        if (last_epoch + 1) % eval_every == 0 or last_epoch + 1 == epochs:
             eval_metrics = eval_both(state, x_train, y_train, x_test, y_test)
             for name in metric_names:
-                history[name][..., epoch] = np.asarray(eval_metrics[name])
-            latest = {name: float(np.mean(history[name][..., epoch])) for name in metric_names}
+                history[name][..., last_epoch] = np.asarray(eval_metrics[name])
+            latest = {name: float(np.mean(history[name][..., last_epoch])) for name in metric_names}
             bar.set_postfix({k: f"{v:.4g}" for k, v in latest.items()}, refresh=False)
             if logger is not None:
-                logger.log(int((epoch + 1) * plan.steps_per_epoch), epoch=epoch + 1, **latest)
+                logger.log(int((last_epoch + 1) * plan.steps_per_epoch), epoch=last_epoch + 1, **latest)
         if checkpointer is not None:
-            checkpointer.save(epoch + 1, {"state": state, "history": history})
+            checkpointer.save(last_epoch + 1, {"carried": carried, "history": history})
+        bar.update(epochs_per_call)
     bar.close()
     if checkpointer is not None:
         checkpointer.close()
-    return FitResult(state, history, initial)
+    return FitResult(carried[0], history, initial)
+
+
+_FIT_DOC = """Train ``model`` on ``data`` (a :class:`jaxdl.data.Dataset`) with the Optax ``tx``.
+
+    Each epoch is a ``lax.scan`` over ``num_train // batch_size`` minibatches of a fresh
+    permutation (the remainder is dropped); ``batch_size=None`` is full-batch gradient descent
+    in data order. One compiled call runs ``epochs_per_call`` epochs (for full-batch descent,
+    that many steps). Batches are sharded over ``mesh`` (default all local devices on a
+    ``'data'`` axis). Train and test metrics are evaluated on the device in chunks of
+    ``chunk_size`` examples every ``eval_every`` epochs and after the last (the history holds
+    NaN for the epochs in between) and logged (``logger.log(step, **metrics)``). With
+    ``checkpoint_dir`` every call is checkpointed; a later call with the same arguments resumes
+    there and produces the same numbers as an uninterrupted run. A second call with the same
+    model, transformation object, data shapes and options compiles nothing.
+
+    ``probes`` (``{name: probe}``, see :mod:`jaxdl.train.probes`) are measured inside the
+    compiled program before every step whose number is a multiple of ``probe_every``, on
+    ``probe_batch`` (default the whole training set ``(x_train, y_train)``); their values are
+    ``history['probe/<name>']``, one entry per step, NaN where not measured.
+
+    Raises ``FloatingPointError`` naming the step when the loss becomes non-finite.
+    """
 
 
 def fit(model: nn.Module, data, tx: optax.GradientTransformation, *, epochs: int, batch_size: int | None = None,
         loss_name: str = "cross_entropy", seed: int = 0, chunk_size: int = 2048, eval_every: int = 1,
+        epochs_per_call: int = 1, probes: Mapping[str, Any] | None = None, probe_every: int = 1, probe_batch=None,
         progress: bool = True, logger=None, checkpoint_dir=None, mesh=None) -> FitResult:
-    """Train ``model`` on ``data`` (a :class:`jaxdl.data.Dataset`) with the Optax ``tx``.
-
-    Each epoch is one compiled call: a ``lax.scan`` over ``num_train // batch_size``
-    minibatches of a fresh permutation (the remainder is dropped); ``batch_size=None`` is
-    full-batch gradient descent in data order. Batches are sharded over ``mesh`` (default
-    all local devices on a ``'data'`` axis). After each epoch train and test metrics are
-    evaluated on the device in chunks of ``chunk_size`` examples (every ``eval_every`` epochs
-    and after the last; the history holds NaN for the epochs in between) and logged
-    (``logger.log(step, **metrics)``); with ``checkpoint_dir`` every epoch is checkpointed; a
-    later call with the same arguments resumes there and produces the same numbers as an
-    uninterrupted run. A second call with the same model, transformation object, data shapes
-    and options compiles nothing.
-
-    Raises ``FloatingPointError`` naming the step when the loss becomes non-finite.
-    """
     return _fit(model, data, tx, seeds=[seed], vmapped=False, epochs=epochs, batch_size=batch_size,
-                loss_name=loss_name, chunk_size=chunk_size, eval_every=eval_every, progress=progress, logger=logger,
+                loss_name=loss_name, chunk_size=chunk_size, eval_every=eval_every, epochs_per_call=epochs_per_call,
+                probes=probes, probe_every=probe_every, probe_batch=probe_batch, progress=progress, logger=logger,
                 checkpoint_dir=checkpoint_dir, mesh=mesh, desc=f"fit {type(model).__name__}")
+
+
+fit.__doc__ = _FIT_DOC
 
 
 def fit_seeds(model: nn.Module, data, tx: optax.GradientTransformation, *, seeds: Sequence[int], epochs: int,
               batch_size: int | None = None, loss_name: str = "cross_entropy", chunk_size: int = 2048,
-              eval_every: int = 1, progress: bool = True, logger=None, checkpoint_dir=None) -> FitResult:
-    """:func:`fit` for several seeds as ONE ``vmap``ped program; every leaf of the result has a
-    leading axis of ``len(seeds)``. Seed ``s`` gives the same numbers as ``fit(..., seed=s)``
-    up to floating-point reassociation."""
+              eval_every: int = 1, epochs_per_call: int = 1, probes: Mapping[str, Any] | None = None,
+              probe_every: int = 1, probe_batch=None, progress: bool = True, logger=None,
+              checkpoint_dir=None) -> FitResult:
+    """:func:`fit` for several seeds as ONE ``vmap``ped program; every leaf of the result (and
+    of the history) has a leading axis of ``len(seeds)``. Seed ``s`` gives the same numbers as
+    ``fit(..., seed=s)`` up to floating-point reassociation."""
     seeds = list(seeds)
     if not seeds:
         raise ValueError("seeds must name at least one seed, got []")
     return _fit(model, data, tx, seeds=seeds, vmapped=True, epochs=epochs, batch_size=batch_size,
-                loss_name=loss_name, chunk_size=chunk_size, eval_every=eval_every, progress=progress, logger=logger,
+                loss_name=loss_name, chunk_size=chunk_size, eval_every=eval_every, epochs_per_call=epochs_per_call,
+                probes=probes, probe_every=probe_every, probe_batch=probe_batch, progress=progress, logger=logger,
                 checkpoint_dir=checkpoint_dir, mesh=_single_device_mesh(),
                 desc=f"fit {type(model).__name__} x{len(seeds)} seeds")
