@@ -8,7 +8,8 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-EXPERIMENTS: tuple[str, ...] = ("parametrization", "optimizers", "architectures", "loss_landscape", "sharp_flat")
+EXPERIMENTS: tuple[str, ...] = ("parametrization", "optimizers", "architectures", "loss_landscape", "sharp_flat",
+                                  "implicit_regularization")
 
 
 def get_experiment(name: str) -> ModuleType:

@@ -21,11 +21,12 @@ from __future__ import annotations
 
 from experiments.cli import (SIZES, apply_overrides, check_size, experiment_main, parse_args, require,
                              run_experiment)
-from experiments.reporting import Claim, claims_table, flatten_config, format_table, report_sections
+from experiments.reporting import Claim, PhaseTimer, claims_table, flatten_config, format_table, report_sections
 
 __all__ = [
     "SIZES",
     "Claim",
+    "PhaseTimer",
     "apply_overrides",
     "check_size",
     "claims_table",

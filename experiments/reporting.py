@@ -10,6 +10,7 @@ import dataclasses
 import math
 import numbers
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
 from typing import Any
@@ -180,3 +181,22 @@ def report_sections(
     if wall_time_s is not None:
         sections.append(("Timing", f"wall time {wall_time_s:.1f} s"))
     return sections
+
+
+class PhaseTimer:
+    """Runs an experiment's named phases, printing and recording the seconds of each:
+    ``timer("sweep", sweep_phase, config)`` returns ``sweep_phase(config)``; ``timer.table()``
+    is the markdown table of every phase's seconds."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    def __call__(self, name: str, fn: Callable, *args, **kwargs):
+        start = time.perf_counter()
+        result = fn(*args, **kwargs)
+        self.seconds[name] = time.perf_counter() - start
+        print(f"{name}: {self.seconds[name]:.1f} s", flush=True)
+        return result
+
+    def table(self) -> str:
+        return format_table(["phase", "seconds"], list(self.seconds.items()), float_format="{:.1f}")

@@ -26,7 +26,6 @@ beside them (both regimes reach the same test accuracy there within seed noise).
 from __future__ import annotations
 
 import sys
-import time
 
 import jax
 import ml_collections
@@ -287,15 +286,7 @@ def edge_of_stability_phase(config, run_dir, logger) -> dict:
 
 def run(config, run_dir: io.RunDir) -> dict:
     _validate(config)
-    seconds = {}
-
-    def timed(name, fn, *args):
-        start = time.perf_counter()
-        out = fn(*args)
-        seconds[name] = time.perf_counter() - start
-        print(f"{name}: {seconds[name]:.1f} s", flush=True)
-        return out
-
+    timed = common.PhaseTimer()
     with run_dir.logger() as logger:
         batch_sizes = timed("small vs large batch", batch_size_phase, config, run_dir, logger)
         model, data, regimes = batch_sizes["states"][config.reparam_task]
@@ -304,8 +295,7 @@ def run(config, run_dir: io.RunDir) -> dict:
         sam = timed("SAM", sam_phase, config, logger)
         eos = timed("edge of stability", edge_of_stability_phase, config, run_dir, logger)
     summary = summarize(config, batch_sizes["solutions"], reparam, sam, eos["runs"])
-    summary["tables"]["seconds per phase"] = common.format_table(["phase", "seconds"], list(seconds.items()),
-                                                                 float_format="{:.1f}")
+    summary["tables"]["seconds per phase"] = timed.table()
     arrays = dict(batch_sizes["arrays"])
     for eta, r in eos["runs"].items():
         arrays.update({f"eos/{eta:g}/{k}": np.asarray(v) for k, v in r.items()})

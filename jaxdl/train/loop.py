@@ -118,10 +118,10 @@ def epoch_order(data_key, epoch: int, plan: _Plan) -> np.ndarray:
 
 
 def _block(state, probe_states, x, y, index_SxB, steps_S, probe_batch, model, tx, loss_name, sharding, probes,
-           probe_every):
+           probe_every, regularizer):
     """S training steps as one ``lax.scan`` (one or several epochs), with the probes measured
     before every step whose number in ``steps_S`` is a multiple of ``probe_every``."""
-    train_step = make_train_step(model, tx, loss_name)
+    train_step = make_train_step(model, tx, loss_name, regularizer)
     if index_SxB.size <= x.shape[0]:
         # At most an epoch's worth of examples: one gather for the whole block, then a scan
         # over ready batches, cheaper than a gather inside every step.
@@ -161,16 +161,16 @@ def _block(state, probe_states, x, y, index_SxB, steps_S, probe_batch, model, tx
 
 @functools.partial(compiled.jit, donate_argnames=("state", "probe_states"))
 def _train_block(state, probe_states, x, y, index_SxB, steps_S, probe_batch, *, model, tx, loss_name, sharding,
-                 probes, probe_every):
+                 probes, probe_every, regularizer):
     return _block(state, probe_states, x, y, index_SxB, steps_S, probe_batch, model, tx, loss_name, sharding, probes,
-                  probe_every)
+                  probe_every, regularizer)
 
 
 @functools.partial(compiled.jit, donate_argnames=("state", "probe_states"))
 def _train_block_seeds(state, probe_states, x, y, index_KxSxB, steps_S, probe_batch, *, model, tx, loss_name, probes,
-                       probe_every):
+                       probe_every, regularizer):
     return jax.vmap(lambda s, p, i: _block(s, p, x, y, i, steps_S, probe_batch, model, tx, loss_name, None, probes,
-                                           probe_every))(state, probe_states, index_KxSxB)
+                                           probe_every, regularizer))(state, probe_states, index_KxSxB)
 
 
 def _metrics_of_splits(state, x_train, y_train, x_test, y_test, model, loss_name, chunk_size):
@@ -194,7 +194,7 @@ def _evaluate_splits_seeds(state, x_train, y_train, x_test, y_test, *, model, lo
 
 
 def build_block_programs(model, tx, loss_name, plan: _Plan, chunk_size: int = 2048, vmapped: bool = False,
-                         probes: Mapping[str, Any] | None = None, probe_every: int = 1):
+                         probes: Mapping[str, Any] | None = None, probe_every: int = 1, regularizer=None):
     """The two compiled phases of :func:`fit`, for callers that drive training themselves.
 
     Returns ``train_block(state, probe_states, x, y, index_SxB, steps_S, probe_batch) -> (state,
@@ -205,12 +205,16 @@ def build_block_programs(model, tx, loss_name, plan: _Plan, chunk_size: int = 20
     means in chunks of ``chunk_size`` examples). With ``vmapped`` both map over a leading seed
     axis of ``state``, ``probe_states`` and ``index_SxB``. Both are module-level compiled
     programs: building them again for the same model, transformation and options compiles nothing.
+    ``regularizer`` is added to the training loss (see :func:`make_train_step`).
     """
     losses.check_loss_name(loss_name)
     checks.integer("chunk_size", chunk_size)
     probes = check_probes(probes)
     probe_every = checks.integer("probe_every", probe_every)
-    options = dict(model=model, tx=tx, loss_name=loss_name, probes=probes, probe_every=probe_every)
+    if regularizer is not None and not callable(regularizer):
+        checks.fail("regularizer", regularizer, "None or a callable regularizer(loss_fn, params, batch)")
+    options = dict(model=model, tx=tx, loss_name=loss_name, probes=probes, probe_every=probe_every,
+                   regularizer=regularizer)
     evaluation = dict(model=model, loss_name=loss_name, chunk_size=int(chunk_size))
     if vmapped:
         return (functools.partial(_train_block_seeds, **options),
@@ -266,11 +270,12 @@ def _check_blocks(epochs, eval_every, epochs_per_call):
 
 
 def _fit(model, data, tx, *, seeds, vmapped, epochs, batch_size, loss_name, chunk_size, eval_every, epochs_per_call,
-         probes, probe_every, probe_batch, progress, logger, checkpoint_dir, mesh, desc):
+         probes, probe_every, probe_batch, regularizer, progress, logger, checkpoint_dir, mesh, desc):
     _check_data(model, data, loss_name)
     plan = make_plan(data, batch_size, epochs, mesh)
     epochs_per_call = _check_blocks(epochs, eval_every, epochs_per_call)
-    train_block, eval_both = build_block_programs(model, tx, loss_name, plan, chunk_size, vmapped, probes, probe_every)
+    train_block, eval_both = build_block_programs(model, tx, loss_name, plan, chunk_size, vmapped, probes, probe_every,
+                                                  regularizer)
     probes = check_probes(probes)
     replicated = NamedSharding(plan.mesh, P())
     x_train, y_train, x_test, y_test = jax.device_put(
@@ -346,7 +351,9 @@ _FIT_DOC = """Train ``model`` on ``data`` (a :class:`jaxdl.data.Dataset`) with t
     ``probes`` (``{name: probe}``, see :mod:`jaxdl.train.probes`) are measured inside the
     compiled program before every step whose number is a multiple of ``probe_every``, on
     ``probe_batch`` (default the whole training set ``(x_train, y_train)``); their values are
-    ``history['probe/<name>']``, one entry per step, NaN where not measured.
+    ``history['probe/<name>']``, one entry per step, NaN where not measured. ``regularizer``
+    (e.g. :class:`jaxdl.implicit.SGDRegularizer`) is added to the training loss of every step;
+    ``history['batch_loss']`` stays the data loss.
 
     Raises ``FloatingPointError`` naming the step when the loss becomes non-finite.
     """
@@ -355,11 +362,12 @@ _FIT_DOC = """Train ``model`` on ``data`` (a :class:`jaxdl.data.Dataset`) with t
 def fit(model: nn.Module, data, tx: optax.GradientTransformation, *, epochs: int, batch_size: int | None = None,
         loss_name: str = "cross_entropy", seed: int = 0, chunk_size: int = 2048, eval_every: int = 1,
         epochs_per_call: int = 1, probes: Mapping[str, Any] | None = None, probe_every: int = 1, probe_batch=None,
-        progress: bool = True, logger=None, checkpoint_dir=None, mesh=None) -> FitResult:
+        regularizer=None, progress: bool = True, logger=None, checkpoint_dir=None, mesh=None) -> FitResult:
     return _fit(model, data, tx, seeds=[seed], vmapped=False, epochs=epochs, batch_size=batch_size,
                 loss_name=loss_name, chunk_size=chunk_size, eval_every=eval_every, epochs_per_call=epochs_per_call,
-                probes=probes, probe_every=probe_every, probe_batch=probe_batch, progress=progress, logger=logger,
-                checkpoint_dir=checkpoint_dir, mesh=mesh, desc=f"fit {type(model).__name__}")
+                probes=probes, probe_every=probe_every, probe_batch=probe_batch, regularizer=regularizer,
+                progress=progress, logger=logger, checkpoint_dir=checkpoint_dir, mesh=mesh,
+                desc=f"fit {type(model).__name__}")
 
 
 fit.__doc__ = _FIT_DOC
@@ -368,7 +376,7 @@ fit.__doc__ = _FIT_DOC
 def fit_seeds(model: nn.Module, data, tx: optax.GradientTransformation, *, seeds: Sequence[int], epochs: int,
               batch_size: int | None = None, loss_name: str = "cross_entropy", chunk_size: int = 2048,
               eval_every: int = 1, epochs_per_call: int = 1, probes: Mapping[str, Any] | None = None,
-              probe_every: int = 1, probe_batch=None, progress: bool = True, logger=None,
+              probe_every: int = 1, probe_batch=None, regularizer=None, progress: bool = True, logger=None,
               checkpoint_dir=None) -> FitResult:
     """:func:`fit` for several seeds as ONE ``vmap``ped program; every leaf of the result (and
     of the history) has a leading axis of ``len(seeds)``. Seed ``s`` gives the same numbers as
@@ -378,6 +386,6 @@ def fit_seeds(model: nn.Module, data, tx: optax.GradientTransformation, *, seeds
         raise ValueError("seeds must name at least one seed, got []")
     return _fit(model, data, tx, seeds=seeds, vmapped=True, epochs=epochs, batch_size=batch_size,
                 loss_name=loss_name, chunk_size=chunk_size, eval_every=eval_every, epochs_per_call=epochs_per_call,
-                probes=probes, probe_every=probe_every, probe_batch=probe_batch, progress=progress, logger=logger,
-                checkpoint_dir=checkpoint_dir, mesh=_single_device_mesh(),
+                probes=probes, probe_every=probe_every, probe_batch=probe_batch, regularizer=regularizer,
+                progress=progress, logger=logger, checkpoint_dir=checkpoint_dir, mesh=_single_device_mesh(),
                 desc=f"fit {type(model).__name__} x{len(seeds)} seeds")

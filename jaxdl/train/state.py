@@ -122,11 +122,15 @@ def make_apply_fn(model: nn.Module, model_state: PyTree | None = None) -> ApplyF
     return ApplyFn(model, {} if model_state is None else model_state)
 
 
-def make_train_step(model: nn.Module, tx: optax.GradientTransformation, loss_name: str = "cross_entropy") -> Callable:
+def make_train_step(model: nn.Module, tx: optax.GradientTransformation, loss_name: str = "cross_entropy",
+                    regularizer: Callable | None = None) -> Callable:
     """Build the pure ``train_step(state, batch) -> (state, metrics)``.
 
-    ``batch = (x_Bx..., y_B...)``; ``metrics`` holds the batch ``loss`` (before the update),
-    ``grad_norm`` and, for classification, ``accuracy``. Jit it once (``fit`` does).
+    ``batch = (x_Bx..., y_B...)``; ``metrics`` holds the batch ``loss`` (before the update, the
+    data loss without any regulariser), ``grad_norm`` and, for classification, ``accuracy``.
+    Jit it once (``fit`` does). With ``regularizer`` (e.g. :class:`jaxdl.implicit.SGDRegularizer`)
+    the step descends ``loss + regularizer(loss_fn, params, batch)``, ``loss_fn`` the model's
+    loss in evaluation mode, and ``metrics`` holds its value as ``regularizer``.
     Transformations that take extra arguments get ``grad_fn(params) -> grads`` on the same batch
     (what :func:`jaxdl.sam.sam` needs).
     """
@@ -139,7 +143,12 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, loss_nam
         def objective(params):
             outputs, model_state = apply_model(model, params, state.model_state, x, train=True, rng=rng)
             per_example = losses.per_example_metrics(loss_name, outputs, y)
-            return per_example["loss"].mean(), (per_example, model_state)
+            value = per_example["loss"].mean()
+            if regularizer is not None:
+                loss_fn = losses.make_loss_fn(ApplyFn(model, state.model_state), loss_name)
+                per_example = {**per_example, "regularizer": regularizer(loss_fn, params, batch)}
+                value = value + per_example["regularizer"]
+            return value, (per_example, model_state)
 
         (_, (per_example, model_state)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
         if isinstance(tx, optax.GradientTransformationExtraArgs):

@@ -1,0 +1,141 @@
+"""Saving figures, and the generic kinds: lines, bars, log-log panels with fitted slopes."""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # Headless: experiments run on servers, CI and TPU hosts.
+
+import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
+import numpy as np  # noqa: E402
+
+from jaxdl import io  # noqa: E402
+
+
+def save_figure(fig: matplotlib.figure.Figure, path: str | os.PathLike, dpi: int = 120) -> str:
+    """Saves `fig` to `path` atomically and closes it; returns the path.
+
+    The format follows the extension of `path` (.png when it has none); the temporary file
+    keeps that extension so that Matplotlib picks the same format.
+    """
+    path = os.fspath(path)
+    extension = os.path.splitext(path)[1] or ".png"
+    if not os.path.splitext(path)[1]:
+        path += extension
+    with io.atomic_path(path, suffix=extension) as tmp:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _finish(fig, path):
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
+def line_plot(
+    curves: Mapping[str, tuple],
+    xlabel: str = "",
+    ylabel: str = "",
+    title: str = "",
+    logy: bool = False,
+    logx: bool = False,
+    path: str | os.PathLike | None = None,
+) -> matplotlib.figure.Figure:
+    """One line per curve, with an optional shaded band.
+
+    Args:
+      curves: label -> `(x, y)`, or `(x, mean, std)` to shade `mean +- std`.
+      logy, logx: logarithmic axes.
+    """
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, curve in curves.items():
+        if len(curve) not in (2, 3):
+            raise ValueError(
+                f"line_plot: curve {label!r} must be (x, y) or (x, mean, std), "
+                f"got {len(curve)} arrays")
+        x = np.asarray(curve[0])
+        y = np.asarray(curve[1])
+        (line,) = ax.plot(x, y, label=str(label))
+        if len(curve) == 3:
+            std = np.asarray(curve[2])
+            ax.fill_between(x, y - std, y + std, color=line.get_color(), alpha=0.2, linewidth=0)
+    if logy:
+        ax.set_yscale("log")
+    if logx:
+        ax.set_xscale("log")
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.grid(alpha=0.3)
+    if curves:
+        ax.legend()
+    return _finish(fig, path)
+
+
+def bar_chart(
+    labels: Sequence[str],
+    values: Sequence[float],
+    errors: Sequence[float] | None = None,
+    reference: Sequence[float | None] | None = None,
+    ylabel: str = "",
+    title: str = "",
+    path: str | os.PathLike | None = None,
+    reference_label: str = "published",
+) -> matplotlib.figure.Figure:
+    """Bars of measured values, optional error bars, and published numbers as markers.
+
+    Args:
+      labels, values: one bar per label.
+      errors: half-heights of error bars (e.g. std over seeds), one per bar.
+      reference: published values drawn as red diamonds; `None` entries are skipped.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if len(labels) != len(values):
+        raise ValueError(f"bar_chart: {len(labels)} labels but {len(values)} values")
+    positions = np.arange(len(values))
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.8 * len(values) + 2), 4))
+    ax.bar(positions, values, yerr=None if errors is None else np.asarray(errors),
+           capsize=4, color="tab:blue", alpha=0.8, label="measured")
+    if reference is not None:
+        if len(reference) != len(values):
+            raise ValueError(f"bar_chart: {len(reference)} reference values for {len(values)} bars")
+        shown = [(p, r) for p, r in zip(positions, reference) if r is not None]
+        if shown:
+            ax.plot(*zip(*shown), "D", color="tab:red", ms=8, label=reference_label)
+    ax.set_xticks(positions, [str(label) for label in labels],
+                  rotation=30 if len(values) > 5 else 0, ha="right" if len(values) > 5 else "center")
+    ax.set(ylabel=ylabel, title=title)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend()
+    return _finish(fig, path)
+
+
+def loglog_panels(
+    panels: Mapping[str, Mapping[str, tuple]],
+    xlabel: str = "",
+    ylabel: str = "",
+    title: str = "",
+    path: str | os.PathLike | None = None,
+) -> matplotlib.figure.Figure:
+    """Side-by-side log-log panels, each line labelled with its fitted slope (an error against
+    a step size, e.g. a backward-error analysis).
+
+    Args:
+      panels: panel title -> {label -> (x, y)}.
+    """
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.2), squeeze=False)
+    for ax, (panel, curves) in zip(axes[0], panels.items()):
+        for label, (x, y) in curves.items():
+            x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+            fitted = np.polyfit(np.log(x), np.log(y), 1)[0]
+            ax.loglog(x, y, "o-", label=f"{label} (slope {fitted:.2f})")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # decades only: no crowded labels
+        ax.set(xlabel=xlabel, ylabel=ylabel, title=panel)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _finish(fig, path)

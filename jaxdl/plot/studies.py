@@ -1,0 +1,113 @@
+"""Figures of particular studies: spectral densities, Keskar et al.'s parametric plot, the edge
+of stability."""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # Headless: experiments run on servers, CI and TPU hosts.
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from jaxdl.plot.base import _finish  # noqa: E402
+
+
+def spectral_density(
+    grid: Sequence[float],
+    density: Sequence[float],
+    eigenvalues: Sequence[float] | None = None,
+    log: bool = True,
+    xlabel: str = "eigenvalue",
+    title: str = "",
+    path: str | os.PathLike | None = None,
+) -> matplotlib.figure.Figure:
+    """An eigenvalue density (e.g. :func:`jaxdl.curvature.hessian_spectral_density`).
+
+    Args:
+      grid, density: the density on its grid, shape (G,) each.
+      eigenvalues: exact eigenvalues, if known, drawn as a rug along the axis.
+      log: logarithmic density axis (floored at 1e-12 of the peak), where the outliers of a
+        Hessian spectrum show.
+    """
+    grid = np.asarray(grid, dtype=np.float64)
+    density = np.asarray(density, dtype=np.float64)
+    if grid.shape != density.shape or grid.ndim != 1:
+        raise ValueError(f"spectral_density: grid {grid.shape} and density {density.shape} must be equal 1-D shapes")
+    fig, ax = plt.subplots(figsize=(6, 4))
+    shown = np.maximum(density, 1e-12 * max(density.max(), 1e-300)) if log else density
+    ax.plot(grid, shown, color="tab:blue", label="density")
+    if eigenvalues is not None:
+        ax.plot(np.asarray(eigenvalues), np.full(len(eigenvalues), shown.min()), "|", color="tab:red",
+                ms=12, label="eigenvalues")
+        ax.legend()
+    if log:
+        ax.set_yscale("log")
+    ax.set(xlabel=xlabel, ylabel="density", title=title)
+    ax.grid(alpha=0.3)
+    return _finish(fig, path)
+
+
+def parametric_plot(
+    alphas: Sequence[float],
+    losses: Mapping[str, Sequence[float]],
+    accuracies: Mapping[str, Sequence[float]],
+    sharpness: Mapping[str, tuple[float, float]] | None = None,
+    xlabel: str = "a",
+    sharpness_label: str = "sharpness",
+    title: str = "",
+    path: str | os.PathLike | None = None,
+) -> matplotlib.figure.Figure:
+    """Two panels along a 1-D path (Keskar et al. 2017, figure 3): the loss curves on the left
+    (with the sharpness of named points as markers on a second y axis) and the accuracies on the
+    right. Curve labels containing "test" are dashed.
+
+    Args:
+      alphas: (A,) path coordinates.
+      losses, accuracies: label -> values (A,).
+      sharpness: label -> (a, value), e.g. the top eigenvalue of each solution at a = 0 and 1.
+    """
+    alphas = np.asarray(alphas, np.float64)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"wspace": 0.45})
+    for ax, curves, ylabel, corner in ((left, losses, "loss", "upper left"), (right, accuracies, "accuracy", "best")):
+        for label, values in curves.items():
+            ax.plot(alphas, np.asarray(values), "--" if "test" in label else "-", label=label)
+        ax.set(xlabel=xlabel, ylabel=ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(loc=corner, fontsize=8)
+    if sharpness:
+        twin = left.twinx()
+        for (label, (a, value)), colour in zip(sharpness.items(), ("tab:green", "tab:red", "tab:purple")):
+            twin.plot([a], [value], "D", ms=8, color=colour, label=label)
+        twin.set_ylabel(sharpness_label)
+        twin.set_ylim(0, 1.35 * max(value for _, value in sharpness.values()))  # room for the legend
+        twin.legend(loc="upper right", fontsize=8)
+    fig.suptitle(title)
+    return _finish(fig, path)
+
+
+def edge_of_stability(
+    runs: Mapping[str, tuple],
+    title: str = "",
+    path: str | os.PathLike | None = None,
+) -> matplotlib.figure.Figure:
+    """Sharpness against step with its stability threshold, and the training loss beneath
+    (Cohen et al. 2021, figure 1).
+
+    Args:
+      runs: label -> ``(steps_S, sharpness_S, threshold, loss_steps_T, loss_T)``: the measured
+        sharpness at its steps, the line 2/eta drawn dashed in the same colour, and the loss.
+    """
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
+    for label, (steps, sharpness, threshold, loss_steps, loss) in runs.items():
+        (line,) = top.plot(np.asarray(steps), np.asarray(sharpness), label=label)
+        top.axhline(threshold, color=line.get_color(), linestyle="--", linewidth=1)
+        bottom.plot(np.asarray(loss_steps), np.asarray(loss), color=line.get_color(), label=label)
+    top.set(ylabel="top Hessian eigenvalue (dashed: 2 / eta)", title=title)
+    bottom.set(xlabel="step", ylabel="training loss", yscale="log")
+    for ax in (top, bottom):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return _finish(fig, path)
