@@ -13,6 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from jaxdl import checks
+
 PyTree = Any
 
 
@@ -75,7 +77,7 @@ def random_like(key: jax.Array, a: PyTree, distribution: str = "normal") -> PyTr
     elif distribution == "rademacher":
         sample = lambda k, x: jax.random.rademacher(k, x.shape, x.dtype)
     else:
-        raise ValueError(f"distribution must be 'normal' or 'rademacher', got {distribution!r}")
+        checks.one_of("distribution", distribution, ("normal", "rademacher"))
     return jax.tree.unflatten(treedef, [sample(k, x) for k, x in zip(keys, leaves)])
 
 
