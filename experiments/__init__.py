@@ -9,7 +9,7 @@ import importlib
 from types import ModuleType
 
 EXPERIMENTS: tuple[str, ...] = ("parametrization", "optimizers", "architectures", "loss_landscape", "sharp_flat",
-                                  "implicit_regularization")
+                                  "implicit_regularization", "ntk")
 
 
 def get_experiment(name: str) -> ModuleType:

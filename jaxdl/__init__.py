@@ -28,7 +28,7 @@ Layers (imports point downwards only)
 
     experiments/   one module per experiment (never imported by jaxdl)
         |
-    analysis       landscape/, curvature/, implicit -- functions of apply_fn or loss_fn, params, batch;
+    analysis       landscape/, curvature/, implicit, ntk/ -- functions of apply_fn or loss_fn, params, batch;
         |                                     never import a model family (jaxdl.models)
     training       train/, optim, sam, losses
         |

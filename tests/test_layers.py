@@ -12,7 +12,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 LIBRARY = sorted((ROOT / "jaxdl").rglob("*.py"))
-ANALYSIS = ("jaxdl.landscape", "jaxdl.curvature", "jaxdl.implicit")
+ANALYSIS = ("jaxdl.landscape", "jaxdl.curvature", "jaxdl.implicit", "jaxdl.ntk")
 FOUNDATIONS = ("jaxdl.checks", "jaxdl.batching", "jaxdl.compiled", "jaxdl.tree", "jaxdl.io")
 
 
@@ -55,5 +55,6 @@ def test_analysis_never_imports_a_model_family(path):
 
 @pytest.mark.parametrize("path", [p for p in LIBRARY if _starts(_module_name(p), FOUNDATIONS)], ids=_module_name)
 def test_foundations_import_no_higher_layer(path):
-    higher = ("jaxdl.train", "jaxdl.optim", "jaxdl.losses", "jaxdl.landscape", "jaxdl.curvature", "jaxdl.implicit")
+    higher = ("jaxdl.train", "jaxdl.optim", "jaxdl.losses", "jaxdl.landscape", "jaxdl.curvature", "jaxdl.implicit",
+              "jaxdl.ntk")
     assert not [n for n in imports_of(path) if _starts(n, higher)]

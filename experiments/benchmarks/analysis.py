@@ -1,6 +1,8 @@
 """Analysis benches: a full-data Hessian-vector product against a gradient, Lanczos as one
-compiled program against a Python loop of jitted HVPs, and a 2-D loss surface (Li et al. 2018)
-against its FLOP floor and against a Python loop over grid points.
+compiled program against a Python loop of jitted HVPs, a 2-D loss surface (Li et al. 2018)
+against its FLOP floor and against a Python loop over grid points, sharpness tracked inside the
+training loop against host calls, and the empirical NTK by each method against its FLOP floor
+and against the Jacobian contraction.
 
 Every bench returns a dict of seconds and the numbers its rows need.
 """
@@ -10,8 +12,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.benchmarks.timing import generic_point, mlp_forward_flops, synthetic_data, time_interleaved
-from jaxdl import curvature, landscape, losses, optim, train, tree
+from experiments.benchmarks.timing import (compiled_flops, generic_point, mlp_forward_flops, synthetic_data,
+                                           time_call, time_interleaved)
+from jaxdl import curvature, landscape, losses, ntk, optim, train, tree
 from jaxdl.models import get_model
 
 
@@ -189,3 +192,52 @@ def bench_sharpness_tracking(config, widths, num_examples, every):
                                                         repeats=config.curvature_repeats)
     return {"in_program": in_program_seconds, "host_calls": host_seconds, "measurements": -(-steps // every),
             "in_program_eigenvalue": values["in_program"], "host_eigenvalue": values["host_calls"]}
+
+
+def _ntk_flop_floor(forward_flops: float, num_outputs: int) -> float:
+    """FLOPs every method of the empirical NTK spends at least: the forward pass, and one
+    backward pass to the activations per output (about a forward pass each)."""
+    return (1 + num_outputs) * forward_flops
+
+
+def bench_ntk(config, rate):
+    """The empirical NTK ``(N, N)`` (mean over the O outputs) of an MLP and of a small CNN on N
+    inputs, by every method of :func:`jaxdl.ntk.empirical_ntk`, against the FLOP floor
+    (:func:`_ntk_flop_floor`) and against the Jacobian contraction, each timed warm.
+
+    Returns ``{'mlp': ..., 'cnn': ...}``, each a dict of seconds per method, the floor in
+    seconds, the parameter count and the largest difference of a method from the Jacobian
+    contraction relative to the kernel's largest entry.
+    """
+    n, outputs = int(config.ntk_examples), int(config.ntk_outputs)
+    mlp = get_model("mlp", widths=tuple(config.ntk_mlp_widths), num_outputs=outputs)
+    cnn = get_model("cnn2d", channels=tuple(config.ntk_cnn_channels), kernel_size=3, num_outputs=outputs)
+    setups = {"mlp": (mlp, (config.ntk_input_dim,)), "cnn": (cnn, tuple(config.ntk_image_shape))}
+    results = {}
+    for name, (model, input_shape) in setups.items():
+        x = jnp.asarray(synthetic_data(n, input_shape, outputs, config.seed).x_train)
+        params = generic_point(jax.eval_shape(model.init, jax.random.key(config.seed), x[:1])["params"], config.seed)
+        apply_fn = train.make_apply_fn(model)
+        if name == "mlp":
+            forward = mlp_forward_flops(config.ntk_input_dim, config.ntk_mlp_widths, outputs, n)
+        else:
+            forward = compiled_flops(apply_fn, params, x)
+        kernels, seconds = {}, []
+
+        def kernel(method, apply_fn=apply_fn, params=params, x=x, kernels=kernels):
+            kernels[method] = ntk.empirical_ntk(apply_fn, params, x, method=method)
+            return kernels[method]
+
+        methods = ("structured", "ntvp", "jacobian")
+        # One method after another, not interleaved: the first call after the contraction's
+        # gigabytes are freed pays for the allocator (10x on a CPU), which no user sees twice.
+        seconds = [time_call(kernel, method, repeats=config.ntk_repeats) for method in methods]
+        reference = np.asarray(kernels["jacobian"], np.float64)
+        scale = np.abs(reference).max()
+        results[name] = {
+            **dict(zip(methods, seconds)), "floor": _ntk_flop_floor(forward, outputs) / rate,
+            "num_params": tree.count(params),
+            "agreement": max(float(np.abs(np.asarray(kernels[m], np.float64) - reference).max() / scale)
+                             for m in methods),
+        }
+    return results

@@ -2,7 +2,9 @@
 
 - :class:`Dropout`: inverted dropout (Srivastava et al. 2014), ``x_... -> x_...``;
 - :class:`PatchConv`: a convolution computed as one matmul over extracted patches (im2col),
-  ``x_BxS...xC -> y_BxS'...xF``, with the parameters of ``flax.linen.Conv``.
+  ``x_BxS...xC -> y_BxS'...xF``, with the parameters of ``flax.linen.Conv``;
+- :class:`NTKDense`: a dense layer in the NTK parameterisation (Jacot et al. 2018),
+  ``x_BxD -> y_BxF``.
 """
 from __future__ import annotations
 
@@ -94,3 +96,24 @@ class PatchConv(nn.Module):
         if self.use_bias:
             y = y + self.param("bias", nn.initializers.zeros, (self.features,))
         return y
+
+
+class NTKDense(nn.Module):
+    """``y = (weight_std / sqrt(fan_in)) x W + bias_std b`` with W and b standard normal: the NTK
+    parameterisation of Jacot et al. 2018 (neural-tangents' ``stax.Dense``), under which the
+    network's tangent kernel converges to a fixed kernel as the width grows.
+
+    The product is a ``flax.linen.Dense`` named ``'dense'`` (kernel N(0, 1), no bias) applied to
+    the scaled input, so tools that recognise Dense layers (the structured NTK of
+    :mod:`jaxdl.ntk`) see it; the bias is the parameter ``'bias'``.
+    """
+
+    features: int
+    weight_std: float = 1.0
+    bias_std: float = 0.0
+
+    @nn.compact
+    def __call__(self, x):
+        scale = self.weight_std / math.sqrt(x.shape[-1])
+        y = nn.Dense(self.features, use_bias=False, kernel_init=nn.initializers.normal(1.0), name="dense")(scale * x)
+        return y + self.bias_std * self.param("bias", nn.initializers.normal(1.0), (self.features,))

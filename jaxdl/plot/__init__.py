@@ -5,7 +5,8 @@ and closes it, so that long experiments do not accumulate open figures.
 """
 from jaxdl.plot.base import bar_chart, line_plot, loglog_panels, save_figure
 from jaxdl.plot.planes import contour_surface, decision_boundaries, decision_boundary, trajectories_2d
-from jaxdl.plot.studies import edge_of_stability, parametric_plot, spectral_density
+from jaxdl.plot.studies import edge_of_stability, function_ensembles, parametric_plot, spectral_density
 
 __all__ = ["bar_chart", "contour_surface", "decision_boundaries", "decision_boundary", "edge_of_stability",
-           "line_plot", "loglog_panels", "parametric_plot", "save_figure", "spectral_density", "trajectories_2d"]
+           "function_ensembles", "line_plot", "loglog_panels", "parametric_plot", "save_figure", "spectral_density",
+           "trajectories_2d"]

@@ -1,5 +1,5 @@
 """Figures of particular studies: spectral densities, Keskar et al.'s parametric plot, the edge
-of stability."""
+of stability, ensembles of functions beside a prediction."""
 from __future__ import annotations
 
 import os
@@ -110,4 +110,46 @@ def edge_of_stability(
     for ax in (top, bottom):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    return _finish(fig, path)
+
+
+def function_ensembles(
+    x: Sequence[float],
+    panels: Mapping[str, Mapping[str, np.ndarray]],
+    reference: tuple[str, Sequence[float]] | None = None,
+    points: tuple[Sequence[float], Sequence[float]] | None = None,
+    xlabel: str = "",
+    ylabel: str = "",
+    title: str = "",
+    path: str | os.PathLike | None = None,
+) -> matplotlib.figure.Figure:
+    """Ensembles of functions of one variable side by side (e.g. networks of one width over
+    seeds, at initialisation and after training, as in Jacot et al. 2018's figure).
+
+    Args:
+      x: the inputs, shape (T,).
+      panels: panel title -> {label -> curves (K, T)}: each label one colour, each of its K
+        members a thin line.
+      reference: ``(label, values (T,))`` drawn thick and black in every panel (e.g. an
+        infinite-width prediction).
+      points: ``(x_points, y_points)`` drawn as markers in every panel (training data).
+    """
+    x = np.asarray(x, np.float64)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False, sharey=True)
+    colours = ("tab:gray", "tab:blue", "tab:orange", "tab:green")
+    for ax, (panel, ensembles) in zip(axes[0], panels.items()):
+        for colour, (label, curves) in zip(colours[-len(ensembles):], ensembles.items()):
+            curves = np.asarray(curves, np.float64).reshape(-1, x.size)
+            for i, curve in enumerate(curves):
+                ax.plot(x, curve, color=colour, lw=1.0, alpha=0.7, label=label if i == 0 else None)
+        if reference is not None:
+            ax.plot(x, np.asarray(reference[1]), color="black", lw=2.2, label=reference[0])
+        if points is not None:
+            ax.plot(*points, "o", color="tab:red", ms=7, zorder=5, label="training points")
+        ax.set(xlabel=xlabel, title=panel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0][0].set_ylabel(ylabel)
+    fig.suptitle(title)
+    fig.tight_layout()
     return _finish(fig, path)
