@@ -84,6 +84,18 @@ def test_hvp_equals_dense_hessian_times_v_float64():
             np.testing.assert_allclose(got, expected, rtol=0, atol=1e-10 * scale)
 
 
+def test_hessian_quadratic_form_equals_v_dense_hessian_v_float64():
+    _, _, hessian, _, _ = _numpy_problem()
+    with jax.enable_x64(True):
+        params, data = _problem(jnp.float64)
+        v = _random_direction(params, 3)
+        expected = flat(v) @ hessian @ flat(v)
+        for chunk_size in (None, 7):  # 5 chunks of 7 and a remainder of 5
+            got = jax.jit(lambda p, d, v, c=chunk_size: curvature.hessian_quadratic_form(loss, p, d, v, chunk_size=c))(
+                params, data, v)
+            np.testing.assert_allclose(float(got), expected, rtol=1e-10)
+
+
 def test_gauss_newton_vp_equals_dense_jacobian_product_float64():
     with jax.enable_x64(True):
         params, (x, y) = _problem(jnp.float64)
@@ -117,8 +129,8 @@ def test_lanczos_top_and_bottom_eigenpairs_match_eigvalsh_float64():
     norm = np.abs(eigenvalues).max()
     with jax.enable_x64(True):
         params, data = _problem(jnp.float64)
-        top = curvature.hessian_top_eigenvalues(loss, params, data, k=3, num_steps=30)
-        bottom = curvature.hessian_top_eigenvalues(loss, params, data, k=3, num_steps=30, which="bottom")
+        top = curvature.hessian_top_eigenvalues(loss, params, data, k=3, num_steps=30, tol=None)
+        bottom = curvature.hessian_top_eigenvalues(loss, params, data, k=3, num_steps=30, which="bottom", tol=None)
         vectors_KxP = np.asarray(jax.vmap(lambda t: tree.flatten(t)[0])(top.eigenvectors))
         top, bottom = jax.tree.map(np.asarray, (top, bottom))
         np.testing.assert_allclose(top.eigenvalues[0], eigenvalues[-1], rtol=1e-8)
@@ -155,6 +167,42 @@ def test_lanczos_on_a_matrix_with_repeated_eigenvalues_restarts_cleanly():
     np.testing.assert_allclose(np.asarray(vectors @ vectors.T), np.eye(8), atol=1e-5)
 
 
+@pytest.mark.parametrize("tol", [1e-3, 1e-6])
+def test_lanczos_to_a_tolerance_stops_early_within_it_float64(tol):
+    _, _, hessian, eigenvalues, _ = _numpy_problem()
+    with jax.enable_x64(True):
+        params, data = _problem(jnp.float64)
+        top = curvature.hessian_top_eigenvalues(loss, params, data, k=3, num_steps=100, tol=tol)
+        vectors_KxP = np.asarray(jax.vmap(lambda t: tree.flatten(t)[0])(top.eigenvectors))
+        top = jax.tree.map(np.asarray, top)
+    steps = int(top.steps)
+    assert 3 <= steps < 100
+    # The stopping rule: each wanted Ritz pair's residual ||H y - theta y|| (measured here on
+    # the dense Hessian) is within tol * |theta|, and an eigenvalue lies within the residual.
+    for value, vector in zip(top.eigenvalues, vectors_KxP):
+        residual = np.linalg.norm(hessian @ vector - value * vector)
+        assert residual <= tol * abs(value) * (1 + 1e-6)
+        assert np.min(np.abs(eigenvalues - value)) <= residual + 1e-12
+    np.testing.assert_allclose(top.eigenvalues, eigenvalues[::-1][:3], rtol=tol)
+    # The fixed-step run reports its steps too.
+    assert int(curvature.hessian_top_eigenvalues(loss, *_problem(jnp.float32), num_steps=30, tol=None).steps) == 30
+
+
+def test_lanczos_to_a_tolerance_on_a_known_spectrum_top_and_bottom():
+    rng = np.random.default_rng(3)
+    basis, _ = np.linalg.qr(rng.normal(size=(120, 120)))
+    spectrum = np.concatenate([[12.0, 9.0, 8.0], rng.uniform(1.0, 4.0, 114), [-6.0, -7.0, -9.0]])
+    matrix = jnp.asarray((basis * spectrum) @ basis.T, jnp.float32)
+    quadratic_loss = lambda p, _: 0.5 * p @ matrix @ p
+    params, batch = jnp.zeros(120), jnp.zeros((1,))
+    top = curvature.hessian_top_eigenvalues(quadratic_loss, params, batch, k=2, num_steps=60, tol=1e-4)
+    bottom = curvature.hessian_top_eigenvalues(quadratic_loss, params, batch, k=2, num_steps=60, tol=1e-4,
+                                               which="bottom")
+    np.testing.assert_allclose(top.eigenvalues, [12.0, 9.0], rtol=1e-4)
+    np.testing.assert_allclose(bottom.eigenvalues, [-9.0, -7.0], rtol=1e-4)
+    assert int(top.steps) < 60 and int(bottom.steps) < 60
+
+
 def test_power_iteration_with_deflation_finds_the_two_largest():
     _, _, _, eigenvalues, _ = _numpy_problem()
     by_magnitude = eigenvalues[np.argsort(-np.abs(eigenvalues))]
@@ -171,6 +219,9 @@ def test_power_iteration_with_deflation_finds_the_two_largest():
     (lambda p, d: curvature.hessian_top_eigenvalues(loss, p, d, num_steps=452), "num_steps"),
     (lambda p, d: curvature.hessian_top_eigenvalues(loss, p, d, which="middle"), "which"),
     (lambda p, d: curvature.hessian_top_eigenvalues(loss, p, d, chunk_size=0), "chunk_size"),
+    (lambda p, d: curvature.hessian_top_eigenvalues(loss, p, d, tol=0.0), "tol"),
+    (lambda p, d: curvature.hessian_trace(loss, p, d, probes_per_chunk="all"), "probes_per_chunk"),
+    (lambda p, d: curvature.hessian_spectral_density(loss, p, d, runs_per_chunk=0), "runs_per_chunk"),
     (lambda p, d: curvature.hessian_power_iteration(loss, p, d, tol=0.0), "tol"),
     (lambda p, d: curvature.hessian_trace(loss, p, d, num_probes=1), "num_probes"),
     (lambda p, d: curvature.hessian_spectral_density(loss, p, d, bandwidth=-1.0), "bandwidth"),
@@ -199,6 +250,8 @@ def test_hutchinson_error_matches_its_predicted_standard_error():
                 for seed in range(repeats)]
         grouped = curvature.hessian_trace(loss, params, data, num_probes=num_probes, key=jax.random.key(0),
                                           probes_per_chunk=8)
+        together = curvature.hessian_trace(loss, params, data, num_probes=num_probes, key=jax.random.key(0),
+                                           probes_per_chunk=None)
     estimates = np.array([float(r.estimate) for r in runs])
     errors = estimates - np.trace(hessian)
     rms_error = np.sqrt(np.mean(errors**2))
@@ -206,8 +259,11 @@ def test_hutchinson_error_matches_its_predicted_standard_error():
     assert 1 / 1.5 < rms_error / predicted < 1.5, (rms_error, predicted)
     assert 1 / 1.5 < reported / predicted < 1.5, (reported, predicted)
     assert abs(errors.mean()) < 4 * predicted / np.sqrt(repeats)
-    # Probes in vmapped groups of 8 are the same probes.
+    # Probes in vmapped groups of 8, or all at once, are the same probes; 'auto' (the default)
+    # is the backend's measured choice.
     np.testing.assert_allclose(float(grouped.estimate), estimates[0], rtol=1e-10)
+    np.testing.assert_allclose(float(together.estimate), estimates[0], rtol=1e-10)
+    assert curvature.default_probes_per_chunk("cpu") == 1 and curvature.default_probes_per_chunk("tpu") is None
 
 
 def test_spectral_density_integrates_to_one_and_covers_the_spectrum(tmp_path):

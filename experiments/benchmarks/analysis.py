@@ -30,9 +30,11 @@ def _curvature_setup(config):
 
 
 def bench_curvature(config):
-    """Seconds for one full-data HVP and one full-data gradient (each jitted), and for the top
+    """Seconds for one full-data HVP and one full-data gradient (each jitted), for the top
     eigenvalue by Lanczos: the compiled program versus a Python loop of the jitted HVP with full
-    reorthogonalisation in NumPy (what a user would write first).
+    reorthogonalisation in NumPy (what a user would write first), and for Hutchinson's trace
+    with ``config.trace_probes`` probes evaluated one at a time (``'auto'`` on a CPU), all at
+    once, and 8 at a time, beside its floor (that many HVPs one after another).
 
     Returns a dict of the times, both eigenvalues and the parameter count P.
     """
@@ -45,7 +47,8 @@ def bench_curvature(config):
     eigenvalues = {}
 
     def compiled(_):
-        eigenvalues["compiled"] = curvature.hessian_top_eigenvalues(loss_fn, params, data, num_steps=steps).eigenvalues[0]
+        eigenvalues["compiled"] = curvature.hessian_top_eigenvalues(loss_fn, params, data, num_steps=steps,
+                                                                    tol=None).eigenvalues[0]
         return eigenvalues["compiled"]
 
     def loop(_):
@@ -67,7 +70,14 @@ def bench_curvature(config):
                                                      repeats=config.repeats)
     lanczos_seconds, loop_seconds = time_interleaved([(compiled, (None,)), (loop, (None,))],
                                                      repeats=config.curvature_repeats)
+    probes = int(config.trace_probes)
+    trace = {f"trace_{name}": seconds for name, seconds in zip(("auto", "all", "chunk8"), time_interleaved(
+        [(lambda _, c=chunk: curvature.hessian_trace(loss_fn, params, data, num_probes=probes,
+                                                     probes_per_chunk=c).estimate, (None,))
+         for chunk in ("auto", None, 8)], repeats=config.curvature_repeats))}
     return {
+        **trace,
+        "trace_floor": probes * hvp_seconds,
         "hvp": hvp_seconds,
         "gradient": gradient_seconds,
         "lanczos": lanczos_seconds,
@@ -183,7 +193,8 @@ def bench_sharpness_tracking(config, widths, num_examples, every):
     def host_calls(_):
         current = copy(state)
         for first in range(0, steps, every):
-            top = curvature.hessian_top_eigenvalues(loss_fn, current.params, (x, y), num_steps=probe.num_steps)
+            top = curvature.hessian_top_eigenvalues(loss_fn, current.params, (x, y), num_steps=probe.num_steps,
+                                                    tol=None)
             values["host_calls"] = float(top.eigenvalues[0])  # fetched: the host round trip
             current, _, _ = plain(current, {}, x, y, order[:every], np.arange(first, first + every, dtype=np.int32), None)
         return current.params

@@ -61,12 +61,13 @@ def bench_conv_step(config, model, rate):
     return seconds, 3 * flops / rate, flops
 
 
-def _epoch_calls(model, data, batch_size: int, seed: int, host: bool = False):
-    """``(scanned, loop)``: one call each (of an ignored argument) that runs one SGD epoch of
-    ``model`` on ``data`` from the same initial state (:func:`jaxdl.train.init_state`, or
-    :func:`host_state` if ``host``), as one scanned program and as a Python loop of jitted steps
-    over batches sliced on the host."""
-    tx = optim.get_optimizer("sgd", 0.01)
+def epoch_calls(model, data, batch_size: int, seed: int, host: bool = False, tx=None):
+    """``(scanned, loop, order)``: one call each (of an ignored argument) that runs one epoch of
+    ``model`` on ``data`` with ``tx`` (default SGD at 0.01) from the same initial state
+    (:func:`jaxdl.train.init_state`, or :func:`host_state` if ``host``), as one scanned program
+    and as a Python loop of jitted steps over batches sliced on the host; and the epoch's
+    batches of example indices."""
+    tx = optim.get_optimizer("sgd", 0.01) if tx is None else tx
     plan = train.make_plan(data, batch_size, 1)
     train_epoch, _ = train.build_epoch_programs(model, tx, "cross_entropy", plan)
     key = jax.random.key(seed)
@@ -91,14 +92,14 @@ def _epoch_calls(model, data, batch_size: int, seed: int, host: bool = False):
             current, _ = step(current, (data.x_train[index], data.y_train[index]))
         return current.params
 
-    return scanned, loop
+    return scanned, loop, np.asarray(order)
 
 
 def bench_epoch(config, widths, input_dim, batch_size):
     """Per-step seconds of an MLP's epoch of ``config.epoch_steps`` steps: ``(scanned, loop)``."""
     model = get_model("mlp", widths=tuple(widths), num_outputs=10)
     data = synthetic_data(config.epoch_steps * batch_size, input_dim, 10, config.seed)
-    scanned, loop = _epoch_calls(model, data, batch_size, config.seed)
+    scanned, loop, _ = epoch_calls(model, data, batch_size, config.seed)
     return (time_call(scanned, None, repeats=config.repeats) / config.epoch_steps,
             time_call(loop, None, repeats=config.repeats) / config.epoch_steps)
 
@@ -115,7 +116,7 @@ def bench_conv_implementations(config):
     for implementation in ("patches", "xla"):
         model = get_model("cnn1d", channels=tuple(config.cnn1d_channels), kernel_size=5, strides=2, pool="none",
                           dense_widths=(), num_outputs=10, conv_implementation=implementation)
-        calls.append((_epoch_calls(model, data, config.cnn1d_batch_size, config.seed, host=True)[0], (None,)))
+        calls.append((epoch_calls(model, data, config.cnn1d_batch_size, config.seed, host=True)[0], (None,)))
     patches_seconds, xla_seconds = time_interleaved(calls, repeats=config.repeats)
     return patches_seconds, xla_seconds
 

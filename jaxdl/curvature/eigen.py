@@ -29,10 +29,12 @@ _HIGHEST = jax.lax.Precision.HIGHEST
 class Eigenpairs(NamedTuple):
     """``eigenvalues_K`` and ``eigenvectors``: a pytree like ``params`` whose leaves have a
     leading axis K (unit norm over the whole pytree); pair i is ``eigenvalues[i]`` with
-    ``jax.tree.map(lambda a: a[i], eigenvectors)``."""
+    ``jax.tree.map(lambda a: a[i], eigenvectors)``. ``steps``: the Lanczos steps taken (one
+    Hessian-vector product each), when known."""
 
     eigenvalues: jax.Array
     eigenvectors: PyTree
+    steps: jax.Array | None = None
 
 
 class PowerIteration(NamedTuple):
@@ -68,6 +70,34 @@ def _orthogonalise(w_P, basis_SxP):
     return w_P
 
 
+def _lanczos_step(matvec, start_P, i, basis, alphas, betas, scale):
+    """Step i of :func:`lanczos`: row i + 1 of the basis, alpha_i and beta_i."""
+    tiny = 100 * jnp.finfo(start_P.dtype).eps
+    v = basis[i]
+    w = matvec(v)
+    alpha = jnp.vdot(v, w)
+    w = _orthogonalise(w, basis)
+    beta = jnp.linalg.norm(w)
+    scale = jnp.maximum(scale, jnp.abs(alpha) + beta)
+    alive = beta > tiny * scale
+
+    def restart():
+        fresh = _orthogonalise(jnp.roll(start_P, i + 1), basis)
+        return fresh / jnp.linalg.norm(fresh)
+
+    next_v = jax.lax.cond(alive, lambda: w / beta, restart)
+    # The write past the last row (i + 1 == S) is dropped by the scatter.
+    basis = basis.at[i + 1].set(next_v, mode="drop")
+    return basis, alphas.at[i].set(alpha), betas.at[i].set(jnp.where(alive, beta, 0)), scale
+
+
+def _lanczos_init(start_P, num_steps):
+    dtype = start_P.dtype
+    basis = jnp.zeros((num_steps, start_P.shape[0]), dtype).at[0].set(start_P / jnp.linalg.norm(start_P))
+    zeros = jnp.zeros((num_steps,), dtype)
+    return basis, zeros, zeros, jnp.zeros((), dtype)
+
+
 def lanczos(matvec: Callable[[jax.Array], jax.Array], start_P: jax.Array, num_steps: int) -> LanczosResult:
     """``num_steps`` steps of Lanczos with full reorthogonalisation on a symmetric operator.
 
@@ -86,32 +116,67 @@ def lanczos(matvec: Callable[[jax.Array], jax.Array], start_P: jax.Array, num_st
     Returns:
       :class:`LanczosResult` with T's diagonal, couplings and the (S, P) basis.
     """
-    dim, dtype = start_P.shape[0], start_P.dtype
-    tiny = 100 * jnp.finfo(dtype).eps
-
-    def body(i, carry):
-        basis, alphas, betas, scale = carry
-        v = basis[i]
-        w = matvec(v)
-        alpha = jnp.vdot(v, w)
-        w = _orthogonalise(w, basis)
-        beta = jnp.linalg.norm(w)
-        scale = jnp.maximum(scale, jnp.abs(alpha) + beta)
-        alive = beta > tiny * scale
-
-        def restart():
-            fresh = _orthogonalise(jnp.roll(start_P, i + 1), basis)
-            return fresh / jnp.linalg.norm(fresh)
-
-        next_v = jax.lax.cond(alive, lambda: w / beta, restart)
-        # The write past the last row (i + 1 == S) is dropped by the scatter.
-        basis = basis.at[i + 1].set(next_v, mode="drop")
-        return basis, alphas.at[i].set(alpha), betas.at[i].set(jnp.where(alive, beta, 0)), scale
-
-    basis = jnp.zeros((num_steps, dim), dtype).at[0].set(start_P / jnp.linalg.norm(start_P))
-    zeros = jnp.zeros((num_steps,), dtype)
-    basis, alphas, betas, _ = jax.lax.fori_loop(0, num_steps, body, (basis, zeros, zeros, jnp.zeros((), dtype)))
+    body = lambda i, carry: _lanczos_step(matvec, start_P, i, *carry)
+    basis, alphas, betas, _ = jax.lax.fori_loop(0, num_steps, body, _lanczos_init(start_P, num_steps))
     return LanczosResult(alphas, betas, basis)
+
+
+def _leading_tridiagonal(alphas_S, betas_S, steps, which):
+    """The (S, S) tridiagonal of the first ``steps`` rows of a run, the other rows decoupled
+    with their diagonal set past the filled block's Gershgorin interval on the side away from
+    ``which``: the wanted extreme eigenvalues of the result are the filled block's Ritz values,
+    and the rest of the basis (zero rows) adds nothing to Ritz vectors."""
+    rows = jnp.arange(alphas_S.shape[0])
+    filled = rows < steps
+    couplings_S = jnp.where(rows < steps - 1, betas_S, 0)
+    low = jnp.min(jnp.where(filled, alphas_S, jnp.inf))
+    high = jnp.max(jnp.where(filled, alphas_S, -jnp.inf))
+    rounding = jnp.finfo(alphas_S.dtype).eps * (1 + jnp.abs(low) + jnp.abs(high))
+    margin = 2 * jnp.max(couplings_S) + (high - low) + rounding
+    fill = low - margin if which == "top" else high + margin
+    return tridiagonal(jnp.where(filled, alphas_S, fill), couplings_S)
+
+
+def _wanted(num_steps, k, which):
+    """Indices of the k wanted Ritz values among the S ascending ones."""
+    return np.arange(num_steps - 1, num_steps - 1 - k, -1) if which == "top" else np.arange(k)
+
+
+def lanczos_to_tolerance(matvec: Callable[[jax.Array], jax.Array], start_P: jax.Array, max_steps: int, *, k: int,
+                         tol: float, which: str = "top") -> tuple[LanczosResult, jax.Array]:
+    """:func:`lanczos` until the ``k`` wanted Ritz values have converged, or ``max_steps``.
+
+    After step j the Ritz pair (theta, y = Q^T s) of T_j satisfies ||A y - theta y|| =
+    beta_j |s_j| (the last component of T_j's eigenvector s; Golub & Van Loan 10.1.4), and an
+    eigenvalue of A lies within that residual of theta (within residual^2 / gap once separated).
+    The run stops when the residual of each of the k extreme Ritz pairs (``which``: ``'top'``
+    or ``'bottom'``) is at most ``tol * |theta|``. A ``lax.while_loop`` over a preallocated
+    ``(max_steps, P)`` basis; jit-able.
+
+    Returns:
+      ``(result, steps)``: the run (alphas and betas past ``steps`` are zero, basis rows past
+      ``steps + 1`` too; pass both to :func:`ritz_pairs`) and the number of steps taken, each
+      one product of ``matvec``.
+    """
+    wanted = _wanted(max_steps, k, which)
+
+    def converged(steps, alphas, betas):
+        theta_S, s_SxS = jnp.linalg.eigh(_leading_tridiagonal(alphas, betas, steps, which))
+        residuals = jnp.abs(betas[steps - 1] * s_SxS[steps - 1, wanted])
+        return (steps >= k) & jnp.all(residuals <= tol * jnp.abs(theta_S[wanted]))
+
+    def keep_going(carry):
+        steps, done = carry[0], carry[1]
+        return (steps < max_steps) & ~done
+
+    def body(carry):
+        steps, _, *state = carry
+        basis, alphas, betas, scale = _lanczos_step(matvec, start_P, steps, *state)
+        return steps + 1, converged(steps + 1, alphas, betas), basis, alphas, betas, scale
+
+    init = (jnp.asarray(0), jnp.asarray(False), *_lanczos_init(start_P, max_steps))
+    steps, _, basis, alphas, betas, _ = jax.lax.while_loop(keep_going, body, init)
+    return LanczosResult(alphas, betas, basis), steps
 
 
 def tridiagonal(alphas_S: jax.Array, betas_S: jax.Array) -> jax.Array:
@@ -120,53 +185,71 @@ def tridiagonal(alphas_S: jax.Array, betas_S: jax.Array) -> jax.Array:
     return jnp.diag(alphas_S) + jnp.diag(off, 1) + jnp.diag(off, -1)
 
 
-def ritz_pairs(result: LanczosResult):
-    """Ritz values ``theta_S`` (ascending) and Ritz vectors ``(S, P)`` (rows) of a run."""
-    theta_S, s_SxS = jnp.linalg.eigh(tridiagonal(result.alphas, result.betas))
+def ritz_pairs(result: LanczosResult, steps: jax.Array | None = None, which: str = "top"):
+    """Ritz values ``theta_S`` (ascending) and Ritz vectors ``(S, P)`` (rows) of a run; of its
+    first ``steps`` rows for a run of :func:`lanczos_to_tolerance` (whose extreme ``which``
+    values are then the filled block's)."""
+    t_SxS = (tridiagonal(result.alphas, result.betas) if steps is None
+             else _leading_tridiagonal(result.alphas, result.betas, steps, which))
+    theta_S, s_SxS = jnp.linalg.eigh(t_SxS)
     return theta_S, jnp.matmul(s_SxS.T, result.basis, precision=_HIGHEST)
 
 
-@compiled.jit(static_argnames=("num_steps", "chunk_size"))
-def _lanczos_eigenpairs(loss_fn, params, batch, key, order_K, *, num_steps, chunk_size):
-    # order_K (indices into the ascending Ritz values) is traced: top and bottom share a program.
+@compiled.jit(static_argnames=("num_steps", "chunk_size", "k", "which"))
+def _lanczos_eigenpairs(loss_fn, params, batch, key, tol, *, num_steps, chunk_size, k, which):
     params_P, unflatten = tree.flatten(params)
     matvec = hessian_matvec(loss_fn, params, batch, chunk_size=chunk_size)
     start_P = jax.random.normal(key, params_P.shape, params_P.dtype)
-    theta_S, vectors_SxP = ritz_pairs(lanczos(matvec, start_P, num_steps))
-    return Eigenpairs(theta_S[order_K], jax.vmap(unflatten)(vectors_SxP[order_K]))
+    if tol is None:
+        result, steps = lanczos(matvec, start_P, num_steps), jnp.asarray(num_steps)
+        theta_S, vectors_SxP = ritz_pairs(result)
+    else:
+        result, steps = lanczos_to_tolerance(matvec, start_P, num_steps, k=k, tol=tol, which=which)
+        theta_S, vectors_SxP = ritz_pairs(result, steps, which)
+    order_K = _wanted(num_steps, k, which)
+    return Eigenpairs(theta_S[order_K], jax.vmap(unflatten)(vectors_SxP[order_K]), steps)
 
 
 def hessian_top_eigenvalues(loss_fn: Callable, params: PyTree, batch: PyTree, k: int = 1, *, num_steps: int = 30,
-                            which: str = "top", key: jax.Array | None = None,
+                            tol: float | None = 1e-3, which: str = "top", key: jax.Array | None = None,
                             chunk_size: int | None = None) -> Eigenpairs:
     """The k largest (or smallest) Hessian eigenvalues and eigenvectors by Lanczos.
 
-    Runs ``num_steps`` steps of :func:`lanczos` with full reorthogonalisation on the data-set
-    Hessian (:func:`hessian_matvec`) from a Gaussian start, and returns the k extreme Ritz
-    pairs (Lanczos 1950; Golub & Van Loan 10.1). Extreme eigenvalues converge first: about 30
-    steps give 1e-4 relative error in float32 on small nets. One compiled program.
+    Runs :func:`lanczos` with full reorthogonalisation on the data-set Hessian
+    (:func:`hessian_matvec`) from a Gaussian start, and returns the k extreme Ritz pairs
+    (Lanczos 1950; Golub & Van Loan 10.1): until each of the k Ritz residuals is at most
+    ``tol`` times its Ritz value (:func:`lanczos_to_tolerance`), at most ``num_steps`` steps, or
+    exactly ``num_steps`` steps with ``tol=None``. The eigenvalue error is about the residual
+    squared over the gap to the next eigenvalue, far below ``tol`` once separated: on the
+    benchmark's MLP (78,858 parameters) the default stops after 6 steps for the top eigenvalue
+    and 13 for the top 3, all within 2e-7 of a float64 reference. Extreme eigenvalues converge
+    first; eigenvalues near zero (a ``'bottom'`` end, often) rarely meet a relative tolerance
+    and take all ``num_steps``. One compiled program.
 
     Args:
       loss_fn: ``loss_fn(params, batch) -> scalar`` mean (e.g. :func:`jaxdl.losses.make_loss_fn`).
       params: pytree, P parameters.
       batch: pytree with leading example axis N (the data set).
       k: number of eigenpairs, ``1 <= k <= num_steps``.
-      num_steps: Lanczos steps S, ``<= P``.
+      num_steps: Lanczos steps S (the most, with ``tol``), ``<= P``.
+      tol: relative Ritz-residual tolerance > 0 (default 1e-3), or None for exactly
+        ``num_steps`` steps.
       which: ``'top'`` (largest first, descending) or ``'bottom'`` (smallest first, ascending).
       key: PRNG key for the start vector (default ``jax.random.key(0)``).
       chunk_size: examples per chunk of the full-data HVP, or None.
 
     Returns:
-      :class:`Eigenpairs` with ``eigenvalues`` (k,) and ``eigenvectors`` (pytree, leaves (k, ...)).
+      :class:`Eigenpairs` with ``eigenvalues`` (k,), ``eigenvectors`` (pytree, leaves (k, ...))
+      and ``steps``, the Hessian-vector products spent.
     """
     checks.integer("chunk_size", chunk_size, allow_none=True)
     num_steps = checks.integer("num_steps", num_steps, maximum=tree.count(params),
                                maximum_name="the number of parameters P")
     k = checks.integer("k", k, maximum=num_steps, maximum_name="num_steps")
+    tol = checks.number("tol", tol, allow_none=True)
     checks.one_of("which", which, ("top", "bottom"))
-    order_K = np.arange(num_steps - 1, num_steps - 1 - k, -1) if which == "top" else np.arange(k)
-    return _lanczos_eigenpairs(loss_fn, params, batch, default_key(key), order_K, num_steps=num_steps,
-                               chunk_size=chunk_size)
+    return _lanczos_eigenpairs(loss_fn, params, batch, default_key(key), tol, num_steps=num_steps,
+                               chunk_size=chunk_size, k=k, which=which)
 
 
 @compiled.jit(static_argnames=("k", "max_steps", "chunk_size"))

@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
 
 from jaxdl import batching, checks, tree
 
@@ -52,6 +53,31 @@ def hvp(loss_fn: Callable, params: PyTree, batch: PyTree, v: PyTree, *, chunk_si
         return jax.jvp(jax.grad(lambda p: loss_fn(p, chunk)), (params,), (v,))[1]
 
     return batching.dataset_mean(chunk_hvp, batch, chunk_size)
+
+
+def hessian_quadratic_form(loss_fn: Callable, params: PyTree, batch: PyTree, v: PyTree, *,
+                           chunk_size: int | None = None) -> jax.Array:
+    """v^T H v of the data-set mean loss, as the second derivative of t -> loss(params + t v) at 0.
+
+    Forward-over-forward (``jax.jvp`` of ``jax.jvp`` in the scalar t): no backward pass and no
+    P-vector H v, about four forward passes against an HVP's five or six, so Hutchinson's
+    estimator (which needs only z^T H z) is cheaper through it than through :func:`hvp`. The
+    same number as ``vdot(v, hvp(...))`` up to rounding; size-weighted over chunks. Jit-able.
+
+    Args:
+      loss_fn, params, batch, chunk_size: as for :func:`hvp`.
+      v: pytree shaped like ``params``.
+
+    Returns:
+      The scalar v^T H v.
+    """
+    def chunk_form(chunk):
+        along = lambda t: loss_fn(tree.axpy(t, v, params), chunk)
+        slope = lambda t: jax.jvp(along, (t,), (jnp.ones_like(t),))[1]
+        zero = jnp.zeros((), jnp.result_type(*jax.tree.leaves(params)))
+        return jax.jvp(slope, (zero,), (jnp.ones_like(zero),))[1]
+
+    return batching.dataset_mean(chunk_form, batch, chunk_size)
 
 
 def gauss_newton_vp(apply_fn: Callable, output_loss_fn: Callable, params: PyTree, batch: PyTree, v: PyTree, *,

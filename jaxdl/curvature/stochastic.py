@@ -1,8 +1,10 @@
 """Randomised spectral estimates: Hutchinson's trace and the stochastic-Lanczos density.
 
-Each is one compiled program over the flat Hessian operator (:func:`hessian_matvec`): the
-random probes (Hutchinson) or starts (SLQ) are ``vmap``ped, optionally in chunks
-(:func:`jaxdl.batching.map_in_chunks`).
+Each is one compiled program: Hutchinson's samples are second directional derivatives
+(:func:`hessian_quadratic_form`), SLQ's runs Lanczos on the flat Hessian operator
+(:func:`hessian_matvec`); the random probes (Hutchinson) or starts (SLQ) are evaluated in chunks
+(:func:`jaxdl.batching.map_in_chunks`), by default of the size measured fastest on the backend
+(:data:`PROBES_PER_CHUNK`).
 """
 from __future__ import annotations
 
@@ -13,9 +15,28 @@ import jax.numpy as jnp
 
 from jaxdl import batching, checks, compiled, tree
 from jaxdl.curvature.eigen import lanczos, tridiagonal
-from jaxdl.curvature.hvp import default_key, hessian_matvec
+from jaxdl.curvature.hvp import default_key, hessian_matvec, hessian_quadratic_form
 
 PyTree = Any
+# Probes (or SLQ runs) evaluated together by default, per backend, as measured by the
+# benchmark (``python -m experiments.benchmark``, the Hutchinson rows). On a CPU a vmapped batch
+# of probes costs about three sequential Hessian-vector products per probe, so one at a time
+# (a ``lax.map``); other backends (not measured here) take all at once.
+PROBES_PER_CHUNK = {"cpu": 1}
+
+
+def default_probes_per_chunk(backend: str | None = None) -> int | None:
+    """``probes_per_chunk='auto'``: :data:`PROBES_PER_CHUNK` for ``backend`` (default
+    ``jax.default_backend()``), None (all at once) for a backend not in it."""
+    return PROBES_PER_CHUNK.get(backend or jax.default_backend())
+
+
+def _probes_per_chunk(name, value):
+    if isinstance(value, str):
+        if value != "auto":
+            checks.fail(name, value, "a positive integer, None (all at once) or 'auto'")
+        return default_probes_per_chunk()
+    return checks.integer(name, value, allow_none=True)
 
 
 class TraceEstimate(NamedTuple):
@@ -45,13 +66,12 @@ class SpectralDensity(NamedTuple):
 
 @compiled.jit(static_argnames=("num_probes", "chunk_size", "probes_per_chunk"))
 def _hutchinson(loss_fn, params, batch, key, where, *, num_probes, chunk_size, probes_per_chunk):
-    params_P, _ = tree.flatten(params)
+    params_P, unflatten = tree.flatten(params)
     mask_P = jnp.ones_like(params_P) if where is None else tree.flatten(where)[0].astype(params_P.dtype)
-    matvec = hessian_matvec(loss_fn, params, batch, chunk_size=chunk_size)
 
     def quadratic_form(probe_key):
         z_P = jax.random.rademacher(probe_key, params_P.shape, params_P.dtype) * mask_P
-        return jnp.vdot(z_P, matvec(z_P))
+        return hessian_quadratic_form(loss_fn, params, batch, unflatten(z_P), chunk_size=chunk_size)
 
     samples_R = batching.map_in_chunks(quadratic_form, jax.random.split(key, num_probes), probes_per_chunk)
     standard_error = jnp.std(samples_R, ddof=1) / jnp.sqrt(num_probes)
@@ -60,13 +80,16 @@ def _hutchinson(loss_fn, params, batch, key, where, *, num_probes, chunk_size, p
 
 def hessian_trace(loss_fn: Callable, params: PyTree, batch: PyTree, *, num_probes: int = 100,
                   key: jax.Array | None = None, chunk_size: int | None = None,
-                  probes_per_chunk: int | None = None, where: PyTree | None = None) -> TraceEstimate:
+                  probes_per_chunk: int | str | None = "auto", where: PyTree | None = None) -> TraceEstimate:
     """Hutchinson's estimate of tr(H) with Rademacher probes, and its standard error.
 
     tr(H) = E[z^T H z] for z with i.i.d. +-1 entries (Hutchinson 1989); the variance of one
-    sample is 2 (||H||_F^2 - sum_i H_ii^2), the smallest of any i.i.d. probe distribution.
-    Probes are drawn from ``key`` one by one (never an (R, P) matrix) and ``vmap``ped, in
-    chunks of ``probes_per_chunk`` when memory demands. With ``where`` (a pytree like ``params``
+    sample is 2 (||H||_F^2 - sum_i H_ii^2), the smallest of any i.i.d. probe distribution. Each
+    sample z^T H z is a second directional derivative (:func:`hessian_quadratic_form`,
+    forward-over-forward), cheaper than a Hessian-vector product.
+    Probes are drawn from ``key`` one by one (never an (R, P) matrix) and evaluated in chunks
+    of ``probes_per_chunk`` (``vmap`` within a chunk, ``lax.map`` across chunks); ``'auto'``
+    picks the backend's measured best (:data:`PROBES_PER_CHUNK`). With ``where`` (a pytree like ``params``
     of 0/1 masks) the probes vanish outside the mask, which estimates the trace of the Hessian
     block of the selected parameters, sum_{i in mask} H_ii (e.g. one layer's); the same
     ``key`` draws the same probes whatever the mask.
@@ -75,7 +98,8 @@ def hessian_trace(loss_fn: Callable, params: PyTree, batch: PyTree, *, num_probe
       loss_fn, params, batch, chunk_size: as for :func:`hessian_top_eigenvalues`.
       num_probes: R >= 2.
       key: PRNG key (default ``jax.random.key(0)``).
-      probes_per_chunk: probes evaluated together (``vmap``), or None for all at once.
+      probes_per_chunk: probes evaluated together (``vmap``), None for all at once, or
+        ``'auto'`` (one at a time on a CPU, all at once elsewhere).
       where: None (the whole Hessian) or a 0/1 mask pytree shaped like ``params``.
 
     Returns:
@@ -84,15 +108,15 @@ def hessian_trace(loss_fn: Callable, params: PyTree, batch: PyTree, *, num_probe
     """
     checks.integer("chunk_size", chunk_size, allow_none=True)
     num_probes = checks.integer("num_probes", num_probes, minimum=2)
-    checks.integer("probes_per_chunk", probes_per_chunk, allow_none=True)
+    probes_per_chunk = _probes_per_chunk("probes_per_chunk", probes_per_chunk)
     if where is not None:
         checks.same_structure("where", where, params)
     return _hutchinson(loss_fn, params, batch, default_key(key), where, num_probes=num_probes, chunk_size=chunk_size,
                        probes_per_chunk=probes_per_chunk)
 
 
-@compiled.jit(static_argnames=("num_steps", "num_runs", "num_points", "chunk_size"))
-def _slq(loss_fn, params, batch, key, bandwidth, *, num_steps, num_runs, num_points, chunk_size):
+@compiled.jit(static_argnames=("num_steps", "num_runs", "num_points", "chunk_size", "runs_per_chunk"))
+def _slq(loss_fn, params, batch, key, bandwidth, *, num_steps, num_runs, num_points, chunk_size, runs_per_chunk):
     params_P, _ = tree.flatten(params)
     matvec = hessian_matvec(loss_fn, params, batch, chunk_size=chunk_size)
 
@@ -102,7 +126,7 @@ def _slq(loss_fn, params, batch, key, bandwidth, *, num_steps, num_runs, num_poi
         theta_S, s_SxS = jnp.linalg.eigh(tridiagonal(result.alphas, result.betas))
         return theta_S, jnp.square(s_SxS[0])
 
-    nodes_RxS, weights_RxS = jax.vmap(one_run)(jax.random.split(key, num_runs))
+    nodes_RxS, weights_RxS = batching.map_in_chunks(one_run, jax.random.split(key, num_runs), runs_per_chunk)
     low, high = jnp.min(nodes_RxS), jnp.max(nodes_RxS)
     span = jnp.maximum(high - low, 1e-3 * jnp.maximum(jnp.abs(low), jnp.abs(high)))
     span = jnp.maximum(span, jnp.finfo(params_P.dtype).eps)
@@ -115,7 +139,8 @@ def _slq(loss_fn, params, batch, key, bandwidth, *, num_steps, num_runs, num_poi
 
 def hessian_spectral_density(loss_fn: Callable, params: PyTree, batch: PyTree, *, num_steps: int = 30,
                              num_runs: int = 4, num_points: int = 1000, bandwidth: float | None = None,
-                             key: jax.Array | None = None, chunk_size: int | None = None) -> SpectralDensity:
+                             key: jax.Array | None = None, chunk_size: int | None = None,
+                             runs_per_chunk: int | str | None = "auto") -> SpectralDensity:
     """The Hessian's eigenvalue density by stochastic Lanczos quadrature (SLQ).
 
     Ghorbani, Krishnan & Xiao 2019, "An investigation into neural net optimization via Hessian
@@ -123,8 +148,9 @@ def hessian_spectral_density(loss_fn: Callable, params: PyTree, batch: PyTree, *
     steps give T = U diag(theta) U^T; the Gauss quadrature nodes theta_j with weights
     U_{0j}^2 approximate the spectral measure seen from v, whose average over v is the
     eigenvalue density (1/P) sum_i delta(t - lambda_i). Each node is broadened by a Gaussian
-    of standard deviation ``bandwidth`` and the R runs are averaged. The R runs are one
-    ``vmap``ped Lanczos.
+    of standard deviation ``bandwidth`` and the R runs are averaged. The R runs are Lanczos
+    recurrences ``vmap``ped in chunks of ``runs_per_chunk`` (as ``probes_per_chunk`` in
+    :func:`hessian_trace`).
 
     Args:
       loss_fn, params, batch, chunk_size: as for :func:`hessian_top_eigenvalues`.
@@ -133,6 +159,7 @@ def hessian_spectral_density(loss_fn: Callable, params: PyTree, batch: PyTree, *
       num_points: G grid points (keep the grid spacing well below the bandwidth).
       bandwidth: Gaussian width in eigenvalue units; None: 1% of the Ritz values' range.
       key: PRNG key (default ``jax.random.key(0)``).
+      runs_per_chunk: runs evaluated together, None for all at once, or ``'auto'``.
 
     Returns:
       :class:`SpectralDensity` (grid_G, density_G, nodes_RxS, weights_RxS); plot it with
@@ -144,5 +171,7 @@ def hessian_spectral_density(loss_fn: Callable, params: PyTree, batch: PyTree, *
     num_runs = checks.integer("num_runs", num_runs)
     num_points = checks.integer("num_points", num_points, minimum=2)
     bandwidth = checks.number("bandwidth", bandwidth, allow_none=True)
+    runs_per_chunk = _probes_per_chunk("runs_per_chunk", runs_per_chunk)
     return _slq(loss_fn, params, batch, default_key(key), -1.0 if bandwidth is None else bandwidth,
-                num_steps=num_steps, num_runs=num_runs, num_points=num_points, chunk_size=chunk_size)
+                num_steps=num_steps, num_runs=num_runs, num_points=num_points, chunk_size=chunk_size,
+                runs_per_chunk=runs_per_chunk)
