@@ -39,13 +39,21 @@ start of the same run, so the ratios compare like with like on any device. The h
   contraction, each against the FLOP floor ((1 + O) forward passes: the forward pass and one
   backward pass per output, which every method needs) and against the contraction.
 
+With the peers installed (``pip install -e ".[peers]"``) a peer section follows
+(:mod:`experiments.benchmarks.peers`): the same MLP in PyTorch with jaxdl's weights, PyHessian's
+eigenvalues and trace, loss-landscapes' ``random_plane`` and a PyTorch loop over grid points,
+PyTorch train steps and ``torch.func``'s empirical NTK, each beside jaxdl; without them it is
+one line saying how to enable it.
+
 Targets (2 CPU cores): step <= 2x floor; scan >= 1.5x faster per step (tiny MLP); seeds in one
 vmapped fit at least as fast as a loop of fits, both warm; regularised step <= 4x plain; HVP <=
 3x gradient; Lanczos >= 1.5x faster than the loop; surface <= 3x floor and at least as fast as
 the loop; in-loop sharpness tracking at least as fast as host calls (small network); the MLP's NTK by
 structured derivatives >= 30x faster than the contraction (neural-tangents reports about 70x),
 every NTK method within 1e-5 of the contraction. The conv steps, the conv implementations, the
-compute-bound tracking row and the other NTK rows are reported only.
+compute-bound tracking row and the other NTK rows are reported only. Peer section: trace >= 1.5x
+PyHessian's, top-1 and top-3 eigenvalues >= 2x, the surface no slower than the fastest peer and
+equal to the PyTorch loop's values, an Adam step of an epoch >= 1.5x PyTorch's.
 """
 from __future__ import annotations
 

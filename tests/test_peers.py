@@ -24,7 +24,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:Using backward\\(\\) with create
 def test_without_the_peers_the_section_is_one_line_saying_how_to_enable_it(monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pyhessian" else real(name, *a))
-    assert peers.missing() == ["PyHessian"]
+    assert "PyHessian" in peers.missing()  # with the other peers installed or not
     section = peers.peer_section(benchmark.get_config("quick"))
     assert set(section) == {"skipped"} and peers.INSTALL in section["skipped"] and "PyHessian" in section["skipped"]
     table, result = benchmark._peer_table(benchmark.get_config("quick"), section)
