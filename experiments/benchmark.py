@@ -63,10 +63,10 @@ import jax
 import ml_collections
 
 from experiments import common
+from experiments.benchmarks import peers
 from experiments.benchmarks.analysis import bench_curvature, bench_landscape, bench_ntk, bench_sharpness_tracking
-from experiments.benchmarks.peers import peer_section
-from experiments.benchmarks.timing import (compiled_flops, measure_matmul_rate, mlp_forward_flops, synthetic_data,
-                                           time_call, time_interleaved)
+from experiments.benchmarks.timing import (compiled_flops, measure_matmul_rate, mlp_forward_flops, net_name,
+                                           synthetic_data, time_call, time_interleaved)
 from experiments.benchmarks.training import (bench_conv_implementations, bench_conv_step, bench_epoch,
                                              bench_regularized_step, bench_seed_fits, bench_seed_programs, bench_step)
 from jaxdl import io
@@ -240,10 +240,6 @@ def _validate(config):
                    "6n + 2 with n >= 1 (8, 14, 20, ...)", config.resnet_depth)
 
 
-def _net(input_dim, widths) -> str:
-    return "-".join(map(str, (input_dim, *widths, 10)))
-
-
 def _training_rows(config, rate):
     """Rows and result entries of the training benches (steps, epochs, conv implementations, seeds)."""
     step_seconds, step_floor = bench_step(config, rate)
@@ -259,9 +255,9 @@ def _training_rows(config, rate):
     fits = bench_seed_fits(config)
     programs_vmapped, programs_sequential = bench_seed_programs(config)
     regularized_step, plain_step = bench_regularized_step(config)
-    tiny = _net(config.tiny_input_dim, config.tiny_widths)
-    small = _net(config.seed_input_dim, config.seed_widths)
-    large = _net(config.step_input_dim, config.step_widths)
+    tiny = net_name(config.tiny_input_dim, config.tiny_widths)
+    small = net_name(config.seed_input_dim, config.seed_widths)
+    large = net_name(config.step_input_dim, config.step_widths)
     images = f"{'x'.join(map(str, config.conv_image_shape))} inputs, batch {config.conv_batch_size}"
     cnn1d = "-".join(map(str, config.cnn1d_channels))
     rows = [
@@ -336,15 +332,15 @@ def _analysis_rows(config, rate):
     hvp_seconds, gradient_seconds = times["hvp"], times["gradient"]
     lanczos_seconds, lanczos_loop = times["lanczos"], times["lanczos_loop"]
     hvp_floor = config.lanczos_steps * hvp_seconds
-    curvature_size = (f"MLP {_net(config.curvature_input_dim, config.curvature_widths)} ({times['num_params']} params), "
-                      f"{config.curvature_examples} examples")
+    curvature_size = (f"MLP {net_name(config.curvature_input_dim, config.curvature_widths)} "
+                      f"({times['num_params']} params), {config.curvature_examples} examples")
     surface = bench_landscape(config, rate)
     tracking = {size: bench_sharpness_tracking(config, config[f"tracking{infix}widths"],
                                                config[f"tracking{infix}examples"], config[f"tracking{infix}every"])
                 for size, infix in (("large", "_"), ("small", "_small_"))}
     kernels = bench_ntk(config, rate)
     grid = f"{config.landscape_grid} x {config.landscape_grid}"
-    surface_size = (f"loss surface {grid}, MLP {_net(config.landscape_input_dim, config.landscape_widths)}, "
+    surface_size = (f"loss surface {grid}, MLP {net_name(config.landscape_input_dim, config.landscape_widths)}, "
                     f"{config.landscape_examples} examples")
     loop_label = (f"Python loop of jitted per-point losses (timed on {surface['loop_points']} points, "
                   f"scaled to {surface['num_points']})")
@@ -367,8 +363,8 @@ def _analysis_rows(config, rate):
         [surface_size, surface["surface"] * 1e3, loop_label, surface["loop"] * 1e3,
          surface["loop"] / surface["surface"], ">= 1x faster"],
         *[[f"full-batch GD, {config.tracking_steps} steps, tanh MLP "
-           f"{_net(config.tracking_input_dim, config[f'tracking{infix}widths'])}, {config[f'tracking{infix}examples']} "
-           f"examples, top eigenvalue every {config[f'tracking{infix}every']} steps "
+           f"{net_name(config.tracking_input_dim, config[f'tracking{infix}widths'])}, "
+           f"{config[f'tracking{infix}examples']} examples, top eigenvalue every {config[f'tracking{infix}every']} steps "
            f"({config.tracking_lanczos_steps} Lanczos steps) inside the compiled loop",
            tracking[size]["in_program"] * 1e3,
            f"the same with {tracking[size]['measurements']} separate host calls", tracking[size]["host_calls"] * 1e3,
@@ -400,68 +396,6 @@ def _analysis_rows(config, rate):
     return rows, result
 
 
-def _peer_table(config, section) -> tuple[str, dict]:
-    """The peer section's table and result entries (one line if the peers are not installed)."""
-    if "skipped" in section:
-        print(section["skipped"])
-        return section["skipped"], {}
-    hessian, surface, kernel = section["hessian"], section["surface"], section["ntk"]
-    epoch, step = section["steps"]["epoch"], section["steps"]["step"]
-    setup = section["setup"]
-    net = (f"MLP {_net(setup['input_dim'], config.peer_widths)} ({setup['num_params']} params), "
-           f"{config.peer_examples} {config.peer_dataset} examples")
-    reference = ", ".join(f"{v:.6g}" for v in hessian["reference"])
-    rows = [
-        [f"top eigenvalue, {net}", hessian["top1"]["jaxdl"] * 1e3, "PyHessian eigenvalues(top_n=1)",
-         hessian["top1"]["peer"] * 1e3, hessian["top1"]["peer"] / hessian["top1"]["jaxdl"],
-         f"rel. error {hessian['top1']['jaxdl_error']:.1e} ({hessian['top1']['jaxdl_products']} HVPs) vs "
-         f"{hessian['top1']['peer_error']:.1e} ({hessian['top1']['peer_products']} HVPs)", ">= 2x"],
-        [f"top 3 eigenvalues, {net}", hessian["top3"]["jaxdl"] * 1e3, "PyHessian eigenvalues(top_n=3)",
-         hessian["top3"]["peer"] * 1e3, hessian["top3"]["peer"] / hessian["top3"]["jaxdl"],
-         f"rel. error {hessian['top3']['jaxdl_error']:.1e} ({hessian['top3']['jaxdl_products']} HVPs) vs "
-         f"{hessian['top3']['peer_error']:.1e} ({hessian['top3']['peer_products']} HVPs)", ">= 2x"],
-        [f"Hutchinson trace, {config.peer_probes} probes, {net}", hessian["trace"]["jaxdl"] * 1e3,
-         f"PyHessian trace(maxIter={config.peer_probes}, tol=0)", hessian["trace"]["peer"] * 1e3,
-         hessian["trace"]["peer"] / hessian["trace"]["jaxdl"],
-         f"{hessian['trace']['jaxdl_estimate']:.5g} +- {hessian['trace']['jaxdl_standard_error']:.2g} vs "
-         f"{hessian['trace']['peer_estimate']:.5g} +- {hessian['trace']['peer_standard_error']:.2g}", ">= 1.5x"],
-        [f"loss surface {config.landscape_grid} x {config.landscape_grid}, {net}", surface["jaxdl"] * 1e3,
-         "loss-landscapes random_plane", surface["peer"] * 1e3, surface["peer"] / surface["jaxdl"], "", ">= 1x"],
-        [f"loss surface {config.landscape_grid} x {config.landscape_grid}, {net}", surface["jaxdl"] * 1e3,
-         "PyTorch loop over points (Li et al.)", surface["loop"] * 1e3, surface["loop"] / surface["jaxdl"],
-         f"max rel. difference {surface['loop_difference']:.1e}", ">= 1x"],
-        [f"Adam train step in an epoch of {epoch['steps']} steps, {net}, batch {config.peer_batch_size}",
-         epoch["jaxdl"] * 1e3, "PyTorch loop over the same batches", epoch["peer"] * 1e3,
-         epoch["peer"] / epoch["jaxdl"], "(scanned epoch)", ">= 1.5x"],
-        [f"SGD train step, MLP {_net(config.step_input_dim, config.step_widths)}, batch {config.step_batch_size}",
-         step["jaxdl"] * 1e3, "PyTorch step", step["peer"] * 1e3, step["peer"] / step["jaxdl"],
-         "(compute-bound; see the floor row)", "(reported)"],
-        [f"empirical NTK, MLP {'-'.join(map(str, (config.ntk_input_dim, *config.ntk_mlp_widths, config.ntk_outputs)))}"
-         f", N = {config.ntk_examples}", kernel["jaxdl"] * 1e3, "torch.func vmap(jacrev) contraction",
-         kernel["peer"] * 1e3, kernel["peer"] / kernel["jaxdl"], f"max rel. difference {kernel['difference']:.1e}",
-         "(reported)"],
-    ]
-    agreement = setup["agreement"]
-    header = (f"PyTorch {section['threads']} threads; the same weights: logits within "
-              f"{agreement['logit_difference']:.1e}, loss {agreement['loss']:.6g} "
-              f"(PyTorch {agreement['torch_loss']:.6g}); float64 reference top eigenvalues {reference}")
-    table = common.format_table(["row", "jaxdl ms", "peer", "peer ms", "peer / jaxdl", "accuracy", "target"], rows,
-                                float_format="{:.3g}")
-    result = {
-        "peer_top1_speedup": hessian["top1"]["peer"] / hessian["top1"]["jaxdl"],
-        "peer_top3_speedup": hessian["top3"]["peer"] / hessian["top3"]["jaxdl"],
-        "peer_top3_errors": (hessian["top3"]["jaxdl_error"], hessian["top3"]["peer_error"]),
-        "peer_trace_speedup": hessian["trace"]["peer"] / hessian["trace"]["jaxdl"],
-        "peer_surface_speedup": min(surface["peer"], surface["loop"]) / surface["jaxdl"],
-        "peer_surface_difference": surface["loop_difference"],
-        "peer_epoch_speedup": epoch["peer"] / epoch["jaxdl"],
-        "peer_batch_size": int(config.peer_batch_size),
-        "peer_step_speedup": step["peer"] / step["jaxdl"],
-        "peer_ntk_speedup": kernel["peer"] / kernel["jaxdl"],
-    }
-    return header + "\n\n" + table, result
-
-
 def run(config, run_dir: io.RunDir) -> dict:
     _validate(config)
     device = jax.devices()[0]
@@ -470,7 +404,7 @@ def run(config, run_dir: io.RunDir) -> dict:
     analysis_rows, analysis = _analysis_rows(config, rate)
     table = common.format_table(["row", "ms", "reference", "reference ms", "ratio", "target"],
                                 training_rows + analysis_rows, float_format="{:.3g}")
-    peer_table, peer_result = _peer_table(config, peer_section(config))
+    peer_table, peer_result = peers.table(config, peers.peer_section(config))
     header = (f"device: {device.platform} ({device.device_kind}), {jax.device_count()} device(s); "
               f"matmul rate {rate / 1e9:.1f} GFLOP/s at {config.matmul_size}^3 float32")
     print(header)
@@ -478,31 +412,8 @@ def run(config, run_dir: io.RunDir) -> dict:
             "matmul_gflops": rate / 1e9, **training, **analysis, **peer_result}
 
 
-def _peer_claims(result: dict) -> list:
-    """The peer section's targets, when it ran."""
-    if "peer_trace_speedup" not in result:
-        return []
-    jaxdl_error, peer_error = result["peer_top3_errors"]
-    return [
-        common.Claim.at_least("design target", "the Hutchinson trace at 100 probes is >= 1.5x faster than "
-                              "PyHessian's", result["peer_trace_speedup"], 1.5, "{:.2f}x"),
-        common.Claim.at_least("design target", "the top Hessian eigenvalue is >= 2x faster than PyHessian's",
-                              result["peer_top1_speedup"], 2.0, "{:.2f}x"),
-        common.Claim.at_least("design target", f"the top 3 Hessian eigenvalues are >= 2x faster than PyHessian's "
-                              f"(relative error {jaxdl_error:.1e} against its {peer_error:.1e})",
-                              result["peer_top3_speedup"], 2.0, "{:.2f}x"),
-        common.Claim.at_least("design target", "a loss surface is no slower than the fastest peer (loss-landscapes, "
-                              "a PyTorch loop over points)", result["peer_surface_speedup"], 1.0, "{:.2f}x"),
-        common.Claim.at_most("design target", "the surface's losses equal the PyTorch loop's to float32 rounding "
-                             "(largest relative difference)", result["peer_surface_difference"], 1e-4, "{:.1e}"),
-        common.Claim.at_least("design target", f"an Adam train step of the peer MLP at batch "
-                              f"{result['peer_batch_size']} (scanned epoch) is >= 1.5x faster than PyTorch's",
-                              result["peer_epoch_speedup"], 1.5, "{:.2f}x"),
-    ]
-
-
 def claims(result: dict) -> list:
-    return _peer_claims(result) + [
+    return peers.claims(result) + [
         common.Claim.at_most("design target", "an MLP train step runs within 2x of its FLOP floor",
                              result["step_over_floor"], 2.0, "{:.2f}x"),
         common.Claim.at_least("design target", "a scanned epoch of an overhead-bound (tiny) MLP is >= 1.5x "

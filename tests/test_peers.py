@@ -27,9 +27,9 @@ def test_without_the_peers_the_section_is_one_line_saying_how_to_enable_it(monke
     assert "PyHessian" in peers.missing()  # with the other peers installed or not
     section = peers.peer_section(benchmark.get_config("quick"))
     assert set(section) == {"skipped"} and peers.INSTALL in section["skipped"] and "PyHessian" in section["skipped"]
-    table, result = benchmark._peer_table(benchmark.get_config("quick"), section)
+    table, result = peers.table(benchmark.get_config("quick"), section)
     assert table == section["skipped"] and result == {}
-    assert benchmark._peer_claims(result) == []
+    assert peers.claims(result) == []
 
 
 def _mlp(widths=(7, 5)):

@@ -36,7 +36,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.benchmarks.timing import generic_point, synthetic_data, time_call
+from experiments import common
+from experiments.benchmarks.timing import generic_point, net_name, synthetic_data, time_call
 from experiments.benchmarks.training import epoch_calls
 from jaxdl import curvature, landscape, losses, ntk, optim, train, tree
 from jaxdl import data as datasets
@@ -372,3 +373,88 @@ def peer_section(config) -> dict:
             "surface": bench_surface(config, setup), "steps": bench_train_steps(config, setup),
             "ntk": bench_ntk_peer(config),
             "threads": torch.get_num_threads()}
+
+
+def table(config, section) -> tuple[str, dict]:
+    """The peer section's table and result entries (one line if the peers are not installed)."""
+    if "skipped" in section:
+        print(section["skipped"])
+        return section["skipped"], {}
+    hessian, surface, kernel = section["hessian"], section["surface"], section["ntk"]
+    epoch, step = section["steps"]["epoch"], section["steps"]["step"]
+    setup = section["setup"]
+    net = (f"MLP {net_name(setup['input_dim'], config.peer_widths)} ({setup['num_params']} params), "
+           f"{config.peer_examples} {config.peer_dataset} examples")
+    reference = ", ".join(f"{v:.6g}" for v in hessian["reference"])
+    rows = [
+        [f"top eigenvalue, {net}", hessian["top1"]["jaxdl"] * 1e3, "PyHessian eigenvalues(top_n=1)",
+         hessian["top1"]["peer"] * 1e3, hessian["top1"]["peer"] / hessian["top1"]["jaxdl"],
+         f"rel. error {hessian['top1']['jaxdl_error']:.1e} ({hessian['top1']['jaxdl_products']} HVPs) vs "
+         f"{hessian['top1']['peer_error']:.1e} ({hessian['top1']['peer_products']} HVPs)", ">= 2x"],
+        [f"top 3 eigenvalues, {net}", hessian["top3"]["jaxdl"] * 1e3, "PyHessian eigenvalues(top_n=3)",
+         hessian["top3"]["peer"] * 1e3, hessian["top3"]["peer"] / hessian["top3"]["jaxdl"],
+         f"rel. error {hessian['top3']['jaxdl_error']:.1e} ({hessian['top3']['jaxdl_products']} HVPs) vs "
+         f"{hessian['top3']['peer_error']:.1e} ({hessian['top3']['peer_products']} HVPs)", ">= 2x"],
+        [f"Hutchinson trace, {config.peer_probes} probes, {net}", hessian["trace"]["jaxdl"] * 1e3,
+         f"PyHessian trace(maxIter={config.peer_probes}, tol=0)", hessian["trace"]["peer"] * 1e3,
+         hessian["trace"]["peer"] / hessian["trace"]["jaxdl"],
+         f"{hessian['trace']['jaxdl_estimate']:.5g} +- {hessian['trace']['jaxdl_standard_error']:.2g} vs "
+         f"{hessian['trace']['peer_estimate']:.5g} +- {hessian['trace']['peer_standard_error']:.2g}", ">= 1.5x"],
+        [f"loss surface {config.landscape_grid} x {config.landscape_grid}, {net}", surface["jaxdl"] * 1e3,
+         "loss-landscapes random_plane", surface["peer"] * 1e3, surface["peer"] / surface["jaxdl"], "", ">= 1x"],
+        [f"loss surface {config.landscape_grid} x {config.landscape_grid}, {net}", surface["jaxdl"] * 1e3,
+         "PyTorch loop over points (Li et al.)", surface["loop"] * 1e3, surface["loop"] / surface["jaxdl"],
+         f"max rel. difference {surface['loop_difference']:.1e}", ">= 1x"],
+        [f"Adam train step in an epoch of {epoch['steps']} steps, {net}, batch {config.peer_batch_size}",
+         epoch["jaxdl"] * 1e3, "PyTorch loop over the same batches", epoch["peer"] * 1e3,
+         epoch["peer"] / epoch["jaxdl"], "(scanned epoch)", ">= 1.5x"],
+        [f"SGD train step, MLP {net_name(config.step_input_dim, config.step_widths)}, batch {config.step_batch_size}",
+         step["jaxdl"] * 1e3, "PyTorch step", step["peer"] * 1e3, step["peer"] / step["jaxdl"],
+         "(compute-bound; see the floor row)", "(reported)"],
+        [f"empirical NTK, MLP {'-'.join(map(str, (config.ntk_input_dim, *config.ntk_mlp_widths, config.ntk_outputs)))}"
+         f", N = {config.ntk_examples}", kernel["jaxdl"] * 1e3, "torch.func vmap(jacrev) contraction",
+         kernel["peer"] * 1e3, kernel["peer"] / kernel["jaxdl"], f"max rel. difference {kernel['difference']:.1e}",
+         "(reported)"],
+    ]
+    agreement = setup["agreement"]
+    header = (f"PyTorch {section['threads']} threads; the same weights: logits within "
+              f"{agreement['logit_difference']:.1e}, loss {agreement['loss']:.6g} "
+              f"(PyTorch {agreement['torch_loss']:.6g}); float64 reference top eigenvalues {reference}")
+    table = common.format_table(["row", "jaxdl ms", "peer", "peer ms", "peer / jaxdl", "accuracy", "target"], rows,
+                                float_format="{:.3g}")
+    result = {
+        "peer_top1_speedup": hessian["top1"]["peer"] / hessian["top1"]["jaxdl"],
+        "peer_top3_speedup": hessian["top3"]["peer"] / hessian["top3"]["jaxdl"],
+        "peer_top3_errors": (hessian["top3"]["jaxdl_error"], hessian["top3"]["peer_error"]),
+        "peer_trace_speedup": hessian["trace"]["peer"] / hessian["trace"]["jaxdl"],
+        "peer_surface_speedup": min(surface["peer"], surface["loop"]) / surface["jaxdl"],
+        "peer_surface_difference": surface["loop_difference"],
+        "peer_epoch_speedup": epoch["peer"] / epoch["jaxdl"],
+        "peer_batch_size": int(config.peer_batch_size),
+        "peer_step_speedup": step["peer"] / step["jaxdl"],
+        "peer_ntk_speedup": kernel["peer"] / kernel["jaxdl"],
+    }
+    return header + "\n\n" + table, result
+
+
+def claims(result: dict) -> list:
+    """The peer section's targets, when it ran."""
+    if "peer_trace_speedup" not in result:
+        return []
+    jaxdl_error, peer_error = result["peer_top3_errors"]
+    return [
+        common.Claim.at_least("design target", "the Hutchinson trace at 100 probes is >= 1.5x faster than "
+                              "PyHessian's", result["peer_trace_speedup"], 1.5, "{:.2f}x"),
+        common.Claim.at_least("design target", "the top Hessian eigenvalue is >= 2x faster than PyHessian's",
+                              result["peer_top1_speedup"], 2.0, "{:.2f}x"),
+        common.Claim.at_least("design target", f"the top 3 Hessian eigenvalues are >= 2x faster than PyHessian's "
+                              f"(relative error {jaxdl_error:.1e} against its {peer_error:.1e})",
+                              result["peer_top3_speedup"], 2.0, "{:.2f}x"),
+        common.Claim.at_least("design target", "a loss surface is no slower than the fastest peer (loss-landscapes, "
+                              "a PyTorch loop over points)", result["peer_surface_speedup"], 1.0, "{:.2f}x"),
+        common.Claim.at_most("design target", "the surface's losses equal the PyTorch loop's to float32 rounding "
+                             "(largest relative difference)", result["peer_surface_difference"], 1e-4, "{:.1e}"),
+        common.Claim.at_least("design target", f"an Adam train step of the peer MLP at batch "
+                              f"{result['peer_batch_size']} (scanned epoch) is >= 1.5x faster than PyTorch's",
+                              result["peer_epoch_speedup"], 1.5, "{:.2f}x"),
+    ]

@@ -103,3 +103,8 @@ def synthetic_data(num: int, input_shape, num_classes: int, seed: int):
     y = rng.integers(0, num_classes, size=num).astype(np.int32)
     return types.SimpleNamespace(x_train=x, y_train=y, x_test=x[:256], y_test=y[:256],
                                  num_classes=num_classes, name="synthetic")
+
+
+def net_name(input_dim, widths) -> str:
+    """An MLP's layer widths as a row label, ``'40-256-256-10'`` (10 outputs)."""
+    return "-".join(map(str, (input_dim, *widths, 10)))
