@@ -159,6 +159,9 @@ def get_config(size: str = "default") -> ml_collections.ConfigDict:
     c.peer_probes = 100
     c.peer_batch_size = 128
     c.peer_repeats = 3
+    c.peer_seeds = 5  # random starts of each eigenvalue solver
+    c.peer_conv_steps = 4  # the CNN and ResNet rows' scanned epochs against PyTorch
+    c.profile_scan_length = 2  # iterations of the conv profile's scans
     if size == "quick":
         c.repeats = 2
         c.matmul_size = 256
@@ -209,6 +212,8 @@ def get_config(size: str = "default") -> ml_collections.ConfigDict:
         c.peer_probes = 4
         c.peer_batch_size = 32
         c.peer_repeats = 1
+        c.peer_seeds = 1
+        c.peer_conv_steps = 2
     elif size == "full":
         c.repeats = 20
         c.matmul_size = 4096
@@ -228,7 +233,7 @@ def _validate(config):
                   "landscape_examples",
                   "landscape_points_per_chunk", "landscape_loop_points", "landscape_repeats", "ntk_examples",
                   "ntk_outputs", "ntk_input_dim", "ntk_repeats", "peer_examples", "peer_probes", "peer_repeats",
-                  "peer_batch_size"):
+                  "peer_batch_size", "peer_seeds", "peer_conv_steps", "profile_scan_length"):
         common.require(int(config[field]) > 0, field, "a positive integer", config[field])
     common.require(int(config.landscape_loop_points) <= int(config.landscape_grid) ** 2, "landscape_loop_points",
                    "at most landscape_grid ** 2", config.landscape_loop_points)
@@ -404,7 +409,7 @@ def run(config, run_dir: io.RunDir) -> dict:
     analysis_rows, analysis = _analysis_rows(config, rate)
     table = common.format_table(["row", "ms", "reference", "reference ms", "ratio", "target"],
                                 training_rows + analysis_rows, float_format="{:.3g}")
-    peer_table, peer_result = peers.table(config, peers.peer_section(config))
+    peer_table, peer_result = peers.table(config, peers.peer_section(config, rate))
     header = (f"device: {device.platform} ({device.device_kind}), {jax.device_count()} device(s); "
               f"matmul rate {rate / 1e9:.1f} GFLOP/s at {config.matmul_size}^3 float32")
     print(header)

@@ -75,6 +75,18 @@ def dataset_mean(fn: Callable[[PyTree], PyTree], batch: PyTree, chunk_size: int 
     return tree.scale(1.0 / num, total)
 
 
+def items_per_chunk(name: str, value, measured: dict, fallback: int | None) -> int | None:
+    """A chunk size argument that may be ``'auto'``: the size ``measured`` fastest on the
+    default backend (``{backend: size}``, as the benchmark found it), ``fallback`` on a backend
+    not in ``measured``; otherwise ``value`` itself, a positive integer or None (all at once).
+    ``ValueError`` naming ``name`` for anything else."""
+    if isinstance(value, str):
+        if value != "auto":
+            checks.fail(name, value, "a positive integer, None (all at once) or 'auto'")
+        return measured.get(jax.default_backend(), fallback)
+    return checks.integer(name, value, allow_none=True)
+
+
 def map_in_chunks(fn: Callable[[PyTree], PyTree], items: PyTree, chunk_size: int | None = None, *,
                   chunk_sharding: jax.sharding.Sharding | None = None) -> PyTree:
     """``fn`` applied to every item along the leading axis of ``items``, stacked.

@@ -61,3 +61,15 @@ def test_num_examples_and_bad_input():
         batching.dataset_mean(_means, _batch(), 0)
     with pytest.raises(ValueError, match="chunk_size must be a positive integer or None, got True"):
         batching.map_in_chunks(lambda i: i, np.zeros(3), True)
+
+
+def test_items_per_chunk_auto_is_the_backends_measured_size():
+    measured = {jax.default_backend(): 3, "some-other-backend": 5}
+    assert batching.items_per_chunk("points_per_chunk", "auto", measured, 64) == 3
+    assert batching.items_per_chunk("points_per_chunk", "auto", {"some-other-backend": 5}, 64) == 64
+    assert batching.items_per_chunk("points_per_chunk", 7, measured, 64) == 7
+    assert batching.items_per_chunk("points_per_chunk", None, measured, 64) is None
+    with pytest.raises(ValueError, match="points_per_chunk must be a positive integer, None .* or 'auto'"):
+        batching.items_per_chunk("points_per_chunk", "fast", measured, 64)
+    with pytest.raises(ValueError, match="points_per_chunk"):
+        batching.items_per_chunk("points_per_chunk", 0, measured, 64)

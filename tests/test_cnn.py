@@ -50,12 +50,17 @@ def test_patch_convolution_equals_xla_convolution(name, shape, padding, kernel_s
     hparams = dict(channels=(3, 4), kernel_size=kernel_size, strides=strides, padding=padding, pool="none",
                    dense_widths=(), num_outputs=5)
     x = np.random.default_rng(5).normal(size=shape).astype(np.float32)
-    xla = get_model(name, **hparams)
+    xla = get_model(name, conv_implementation="xla", **hparams)
     patches = get_model(name, conv_implementation="patches", **hparams)
     params = random_params(xla, x)
     assert jax.tree.structure(params) == jax.tree.structure(random_params(patches, x))
     expected = jax.jit(xla.apply)({"params": params}, x)
     np.testing.assert_allclose(jax.jit(patches.apply)({"params": params}, x), expected, rtol=1e-5, atol=1e-5)
+    # The default, 'auto', is PatchConv on a CPU (the backend's measured best), flax's Conv elsewhere.
+    auto = get_model(name, **hparams)
+    expected_auto = patches if jax.default_backend() == "cpu" else xla
+    np.testing.assert_array_equal(jax.jit(auto.apply)({"params": params}, x),
+                                  jax.jit(expected_auto.apply)({"params": params}, x))
 
 
 def test_circular_convnet_with_mean_readout_is_invariant_to_circular_shifts():

@@ -170,20 +170,33 @@ def test_lanczos_on_a_matrix_with_repeated_eigenvalues_restarts_cleanly():
 @pytest.mark.parametrize("tol", [1e-3, 1e-6])
 def test_lanczos_to_a_tolerance_stops_early_within_it_float64(tol):
     _, _, hessian, eigenvalues, _ = _numpy_problem()
+    descending = eigenvalues[::-1]
     with jax.enable_x64(True):
         params, data = _problem(jnp.float64)
         top = curvature.hessian_top_eigenvalues(loss, params, data, k=3, num_steps=100, tol=tol)
         vectors_KxP = np.asarray(jax.vmap(lambda t: tree.flatten(t)[0])(top.eigenvectors))
         top = jax.tree.map(np.asarray, top)
+        matvec = lambda v: jnp.asarray(hessian) @ v
+        start = jax.random.normal(jax.random.key(0), (hessian.shape[0],), jnp.float64)
+        run = jax.jit(lambda s: curvature.lanczos_to_tolerance(matvec, s, 100, k=3, tol=tol, on="residual"))
+        result, residual_steps = run(start)
+        theta, ritz_vectors = curvature.ritz_pairs(result, residual_steps)
     steps = int(top.steps)
     assert 3 <= steps < 100
-    # The stopping rule: each wanted Ritz pair's residual ||H y - theta y|| (measured here on
-    # the dense Hessian) is within tol * |theta|, and an eigenvalue lies within the residual.
-    for value, vector in zip(top.eigenvalues, vectors_KxP):
+    # The default stop is on the eigenvalues: each within tol of the true one (dense eigh), and
+    # each true error within the Kato-Temple bound r^2 / gap of its Ritz residual r.
+    gaps = [np.min(np.abs(np.delete(eigenvalues, np.argmin(np.abs(eigenvalues - v))) - v)) for v in top.eigenvalues]
+    for value, vector, expected, gap in zip(top.eigenvalues, vectors_KxP, descending, gaps):
+        assert abs(value - expected) <= tol * abs(value)
+        residual = np.linalg.norm(hessian @ vector - value * vector)
+        assert abs(value - expected) <= residual ** 2 / gap * (1 + 1e-6) + 1e-12
+    # The residual stop: each wanted Ritz pair's residual ||H y - theta y|| (measured on the dense
+    # Hessian) within tol * |theta|, later than the eigenvalue stop, and an eigenvalue within it.
+    assert steps <= int(residual_steps) < 100
+    for value, vector in zip(np.asarray(theta)[::-1][:3], np.asarray(ritz_vectors)[::-1][:3]):
         residual = np.linalg.norm(hessian @ vector - value * vector)
         assert residual <= tol * abs(value) * (1 + 1e-6)
         assert np.min(np.abs(eigenvalues - value)) <= residual + 1e-12
-    np.testing.assert_allclose(top.eigenvalues, eigenvalues[::-1][:3], rtol=tol)
     # The fixed-step run reports its steps too.
     assert int(curvature.hessian_top_eigenvalues(loss, *_problem(jnp.float32), num_steps=30, tol=None).steps) == 30
 

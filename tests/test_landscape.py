@@ -227,6 +227,12 @@ def test_surface_matches_double_loop(plane):
     odd = landscape.surface(apply_fn, params, dx, dy, data, XS, YS, chunk_size=7, points_per_chunk=5)
     np.testing.assert_allclose(odd["loss"], values["loss"], rtol=1e-6)
     np.testing.assert_allclose(odd["accuracy"], values["accuracy"], atol=1e-6)
+    # The default ('auto': the backend's measured chunk) is one of the same programs.
+    assert landscape.POINTS_PER_CHUNK["cpu"] == 1
+    single = landscape.surface(apply_fn, params, dx, dy, data, XS, YS, points_per_chunk=1)
+    np.testing.assert_allclose(single["loss"], values["loss"], rtol=1e-6)
+    with pytest.raises(ValueError, match="points_per_chunk must be a positive integer or 'auto', got None"):
+        landscape.surface(apply_fn, params, dx, dy, data, XS, YS, points_per_chunk=None)
 
 
 def test_surface_resumes_after_interruption(plane, tmp_path, monkeypatch):

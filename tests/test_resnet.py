@@ -149,6 +149,27 @@ def test_fit_one_epoch_carries_and_updates_batch_stats():
 
 def test_bad_depth_and_options_raise_naming_the_field():
     x = jnp.zeros((1, 8, 8, 3))
-    for hparams, field in [({"depth": 18}, "depth"), ({"norm": "layer"}, "norm"), ({"shortcut": "conv"}, "shortcut")]:
+    for hparams, field in [({"depth": 18}, "depth"), ({"norm": "layer"}, "norm"), ({"shortcut": "conv"}, "shortcut"),
+                           ({"conv_implementation": "fft"}, "conv_implementation")]:
         with pytest.raises(ValueError, match=field):
             jax.eval_shape(get_model("resnet", **hparams).init, jax.random.key(0), x)
+
+
+@pytest.mark.parametrize("shortcut", ["projection", "padding"])
+def test_patch_convolutions_give_the_xla_resnet(shortcut):
+    # The same parameters and the same function in train mode (batch statistics, updated
+    # averages), with PatchConv (the CPU default, 'auto') or flax.linen.Conv: stride-2 'SAME'
+    # convolutions on an odd and an even size included.
+    hparams = dict(TINY, shortcut=shortcut)
+    x = np.random.default_rng(7).normal(size=(4, 9, 10, 3)).astype(np.float32)
+    xla, patches = (get_model("resnet", conv_implementation=impl, **hparams) for impl in ("xla", "patches"))
+    variables = _random_variables(xla, x)
+    assert jax.tree.structure(variables) == jax.tree.structure(_random_variables(patches, x))
+    expected, expected_state = _apply_capturing(xla, variables, x, True)
+    got, state = _apply_capturing(patches, variables, x, True)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    for a, b in zip(jax.tree.leaves(state["batch_stats"]), jax.tree.leaves(expected_state["batch_stats"])):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    if jax.default_backend() == "cpu":
+        auto, _ = _apply_capturing(get_model("resnet", **hparams), variables, x, True)
+        np.testing.assert_array_equal(auto, got)

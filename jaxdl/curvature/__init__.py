@@ -11,10 +11,11 @@ second call on the same model and shapes (:mod:`jaxdl.compiled`).
   their flat operators :func:`hessian_matvec`, :func:`gauss_newton_matvec`; the quadratic
   form :func:`hessian_quadratic_form` (forward-over-forward);
 - eigenpairs: :func:`hessian_top_eigenvalues` (Lanczos with full reorthogonalisation, top or
-  bottom k, a fixed number of steps or to a Ritz-residual tolerance),
-  :func:`hessian_power_iteration` (with deflation, for comparison), the generic :func:`lanczos`
-  and :func:`lanczos_to_tolerance`, and :class:`SharpnessProbe`, the top eigenvalue tracked inside a compiled
-  training loop (warm-started Lanczos);
+  bottom k, a fixed number of steps or to a relative tolerance on the eigenvalues estimated
+  from the Ritz residuals), :func:`hessian_power_iteration` (with deflation, for comparison),
+  the generic :func:`lanczos`, :func:`lanczos_to_tolerance` and :func:`ritz_errors`, and
+  :class:`SharpnessProbe`, the top eigenvalue tracked inside a compiled training loop
+  (warm-started Lanczos);
 - :func:`hessian_trace` (Hutchinson 1989) and :func:`hessian_spectral_density` (stochastic
   Lanczos quadrature, Ghorbani et al. 2019);
 - sharpness: :func:`epsilon_sharpness` (Keskar et al. 2017) and :func:`ball_sharpness`
@@ -25,7 +26,8 @@ second call on the same model and shapes (:mod:`jaxdl.compiled`).
 """
 from jaxdl.curvature.hvp import gauss_newton_matvec, gauss_newton_vp, hessian_matvec, hessian_quadratic_form, hvp
 from jaxdl.curvature.eigen import (Eigenpairs, LanczosResult, PowerIteration, SharpnessProbe, hessian_power_iteration,
-                                     hessian_top_eigenvalues, lanczos, lanczos_to_tolerance, ritz_pairs, tridiagonal)
+                                     hessian_top_eigenvalues, lanczos, lanczos_to_tolerance, ritz_errors, ritz_pairs,
+                                     tridiagonal)
 from jaxdl.curvature.reparametrization import (alpha_scale, alpha_scaled_trace, alpha_scaling, alpha_scaling_blocks,
                                                layer_paths)
 from jaxdl.curvature.sharpness import Sharpness, ball_sharpness, epsilon_sharpness
@@ -36,7 +38,7 @@ __all__ = [
     "gauss_newton_matvec", "gauss_newton_vp", "hessian_matvec", "hessian_quadratic_form", "hvp",
     "Eigenpairs", "LanczosResult", "PowerIteration", "SharpnessProbe", "hessian_power_iteration",
     "hessian_top_eigenvalues",
-    "lanczos", "lanczos_to_tolerance", "ritz_pairs", "tridiagonal",
+    "lanczos", "lanczos_to_tolerance", "ritz_errors", "ritz_pairs", "tridiagonal",
     "Sharpness", "ball_sharpness", "epsilon_sharpness",
     "alpha_scale", "alpha_scaled_trace", "alpha_scaling", "alpha_scaling_blocks", "layer_paths",
     "PROBES_PER_CHUNK", "SpectralDensity", "TraceEstimate", "default_probes_per_chunk", "hessian_spectral_density",

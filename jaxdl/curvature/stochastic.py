@@ -32,11 +32,7 @@ def default_probes_per_chunk(backend: str | None = None) -> int | None:
 
 
 def _probes_per_chunk(name, value):
-    if isinstance(value, str):
-        if value != "auto":
-            checks.fail(name, value, "a positive integer, None (all at once) or 'auto'")
-        return default_probes_per_chunk()
-    return checks.integer(name, value, allow_none=True)
+    return batching.items_per_chunk(name, value, PROBES_PER_CHUNK, None)
 
 
 class TraceEstimate(NamedTuple):

@@ -33,12 +33,12 @@ from jaxdl.landscape.directions import (NORMALIZATIONS, filter_norms, normalize_
 from jaxdl.landscape.evaluate import (BatchStats, evaluate_params, interpolate, interpolate_direction,
                                       interpolation_alphas, recompute_batch_stats)
 from jaxdl.landscape.sharpness import filter_normalized_sharpness
-from jaxdl.landscape.surfaces import surface
+from jaxdl.landscape.surfaces import POINTS_PER_CHUNK, surface
 
 __all__ = [
     "NORMALIZATIONS", "filter_norms", "normalize_direction", "orthogonalize", "random_direction",
     "BatchStats", "evaluate_params", "interpolate", "interpolate_direction", "interpolation_alphas",
-    "recompute_batch_stats", "surface", "filter_normalized_sharpness",
+    "recompute_batch_stats", "POINTS_PER_CHUNK", "surface", "filter_normalized_sharpness",
     "CURVES", "barrier", "bezier_coefficients", "curve_coefficients", "curve_metrics", "curve_point", "fit_curve",
     "init_bend", "largest_rise", "line_metrics", "polychain_coefficients",
 ]

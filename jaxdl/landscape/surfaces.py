@@ -16,12 +16,19 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
-from jaxdl import checks, io, losses, tree
+from jaxdl import batching, checks, io, losses, tree
 from jaxdl.landscape.evaluate import (BatchStats, _check_coordinates, _check_evaluation, _evaluate_points,
                                       coordinate_dtype)
 
 PyTree = Any
 BLOCK_CHUNKS = 8
+BLOCK_POINTS = 64  # the fewest points per block by default
+# Grid points evaluated together by ``points_per_chunk='auto'``, per backend, as measured by the
+# benchmark (``python -m experiments.benchmark``, the surface rows): on a CPU one point at a time
+# (a plain ``lax.map``; vmapped chunks of 4-64 points were 1.25x slower on the peer MLP), 64 on
+# other backends, where a vmapped chunk fills the device.
+POINTS_PER_CHUNK = {"cpu": 1}
+DEFAULT_POINTS_PER_CHUNK = 64
 
 
 def _plane_point(anchors, coord_D):
@@ -58,7 +65,7 @@ def _load_partial(path, xs, ys, names):
 
 
 def surface(apply_fn: Callable | None, params: PyTree, direction_x: PyTree, direction_y: PyTree, batch, xs, ys, *,
-            loss_name: str = "cross_entropy", chunk_size: int | None = None, points_per_chunk: int = 64,
+            loss_name: str = "cross_entropy", chunk_size: int | None = None, points_per_chunk: int | str = "auto",
             batch_stats: BatchStats | None = None, path: str | os.PathLike | None = None,
             block_points: int | None = None, progress: bool = False) -> dict:
     """Metrics on the plane ``params + x * direction_x + y * direction_y`` (Li et al. 2018,
@@ -75,7 +82,7 @@ def surface(apply_fn: Callable | None, params: PyTree, direction_x: PyTree, dire
     same code path). Peak memory grows with ``points_per_chunk * chunk_size``.
 
     Without ``path`` every point goes in one call. With ``path`` (an ``.npz`` file) the points
-    go in blocks of ``block_points`` (default ``8 * points_per_chunk``, rounded up to whole
+    go in blocks of ``block_points`` (default ``8 * points_per_chunk`` or 64, the larger, rounded up to whole
     chunks) through the same compiled program, and after each block the partial surface
     (``xs``, ``ys``, the boolean mask ``done`` and one array per metric, all but the axes of
     shape ``(len(ys), len(xs))``) is written atomically. A later call with the same ``path``,
@@ -89,7 +96,9 @@ def surface(apply_fn: Callable | None, params: PyTree, direction_x: PyTree, dire
       direction_x, direction_y: pytrees shaped like ``params`` (e.g.
         :func:`jaxdl.landscape.random_direction`).
       xs: ``(Nx,)`` coordinates along ``direction_x``; ys: ``(Ny,)`` along ``direction_y``.
-      points_per_chunk: points evaluated together (``vmap``) in one step of the ``lax.map``.
+      points_per_chunk: points evaluated together (``vmap``) in one step of the ``lax.map``;
+        ``'auto'`` (default): the backend's measured best (:data:`POINTS_PER_CHUNK`: 1 on a CPU,
+        else 64).
       path: optional ``.npz`` file for the partial surface.
       block_points: points per block when ``path`` is given.
       progress: a tqdm bar over blocks.
@@ -99,7 +108,10 @@ def surface(apply_fn: Callable | None, params: PyTree, direction_x: PyTree, dire
     """
     _check_evaluation(apply_fn, batch, loss_name, chunk_size, batch_stats)
     xs, ys = _check_coordinates("xs", xs), _check_coordinates("ys", ys)
-    checks.integer("points_per_chunk", points_per_chunk)
+    points_per_chunk = batching.items_per_chunk("points_per_chunk", points_per_chunk, POINTS_PER_CHUNK,
+                                                DEFAULT_POINTS_PER_CHUNK)
+    if points_per_chunk is None:
+        checks.fail("points_per_chunk", None, "a positive integer or 'auto'")
     checks.integer("block_points", block_points, allow_none=True)
     checks.same_structure("direction_x", direction_x, params)
     checks.same_structure("direction_y", direction_y, params)
@@ -111,7 +123,7 @@ def surface(apply_fn: Callable | None, params: PyTree, direction_x: PyTree, dire
     if path is None:
         block = _round_up(num_points, chunk)
     else:
-        block = _round_up(min(block_points or BLOCK_CHUNKS * chunk, num_points), chunk)
+        block = _round_up(min(block_points or max(BLOCK_CHUNKS * chunk, BLOCK_POINTS), num_points), chunk)
     num_blocks = -(-num_points // block)
 
     grid_y, grid_x = np.meshgrid(ys, xs, indexing="ij")

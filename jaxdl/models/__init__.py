@@ -10,8 +10,9 @@ input -> output):
 - ``cnn1d`` (``channels``, ``kernel_size``, ``padding``, ``pool``, ``readout``, ``dense_widths``,
   ``conv_implementation``): ``x_BxL`` or ``x_BxLxC`` -> ``BxK``;
 - ``cnn2d`` (same): NHWC ``x_BxHxW[xC]`` -> ``BxK``;
-- ``resnet`` (``depth=20``, ``width_multiplier``, ``norm``, ``skip_init``, ``shortcut``): NHWC -> ``BxK``,
-  BatchNorm statistics in the ``'batch_stats'`` collection;
+- ``resnet`` (``depth=20``, ``width_multiplier``, ``norm``, ``skip_init``, ``shortcut``,
+  ``conv_implementation``): NHWC -> ``BxK``, BatchNorm statistics in the ``'batch_stats'``
+  collection;
 - ``rnn``, ``lstm`` (``peepholes``), ``gru`` (``hidden_size``, ``num_layers``, ``readout``,
   ``bidirectional``, ``recurrent_init``, ``spectral_radius``): ``x_BxL`` or ``x_BxLxF`` -> ``BxK``
   (or ``BxLxK``);
@@ -19,6 +20,11 @@ input -> output):
   ``norm_position``, ``patch_size``): ``x_BxL`` or ``x_BxLxF`` -> ``BxK`` (or ``BxLxK``);
 - ``graph_network``, ``gat`` (``hidden_dim``, ``num_layers``, ``task``): a :class:`Graph` or its
   packed array ``BxNx(N+1+F)`` -> ``BxK`` (``task='graph'``) or ``BxNxK`` (``task='node'``).
+
+Convolutions (``conv_implementation``): ``'auto'`` by default, the backend's measured best
+(:func:`jaxdl.models.layers.conv_layer`): on a CPU a matmul over patches (XLA's convolutions run
+6-36x slower inside the ``lax.scan`` of a training epoch there), ``flax.linen.Conv`` elsewhere;
+``'xla'`` or ``'patches'`` to choose. Both have the same parameters.
 """
 from __future__ import annotations
 

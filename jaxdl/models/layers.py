@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Callable
+from typing import Callable, ClassVar
 
 import flax.linen as nn
 import jax
@@ -43,6 +43,23 @@ class Dropout(nn.Module):
 
 
 PATCH_PADDINGS = ("SAME", "VALID", "CIRCULAR")
+CONV_IMPLEMENTATIONS = ("auto", "xla", "patches")
+# ``conv_implementation='auto'``, per backend, as measured by the benchmark (``python -m
+# experiments.benchmark``, the conv rows): on a CPU, XLA runs convolutions inside a ``lax.scan``
+# (every scanned training epoch) 6-36x slower than outside one, and PatchConv was faster in
+# both places for the zoo's 1-D and 2-D nets; ``flax.linen.Conv`` on other backends.
+CONV_IMPLEMENTATION = {"cpu": "patches"}
+
+
+def conv_layer(implementation: str) -> type[nn.Module]:
+    """The convolution module for ``conv_implementation``: ``flax.linen.Conv`` for ``'xla'``,
+    :class:`PatchConv` for ``'patches'``; ``'auto'`` is :data:`CONV_IMPLEMENTATION` for the
+    default backend (``'xla'`` where it has no entry). ``ValueError`` naming
+    ``conv_implementation`` otherwise."""
+    checks.one_of("conv_implementation", implementation, CONV_IMPLEMENTATIONS)
+    if implementation == "auto":
+        implementation = CONV_IMPLEMENTATION.get(jax.default_backend(), "xla")
+    return nn.Conv if implementation == "xla" else PatchConv
 
 
 class PatchConv(nn.Module):
@@ -54,9 +71,15 @@ class PatchConv(nn.Module):
     'CIRCULAR') and strides, so the two are interchangeable. Why it exists: on CPU, XLA runs
     small convolutions inside a ``lax.scan`` (a whole training epoch) several times slower than
     outside one, while a matmul is fast in both places; for the small 1-D nets of MNIST-1D this
-    layer makes an epoch about 4x faster on CPU. On GPUs and TPUs ``flax.linen.Conv`` is the
-    better choice for large images.
+    layer makes an epoch about 4x faster on CPU, and for a 2-D CNN on 32 x 32 images about 20x
+    (XLA's convolutions are far slower inside a scan). On GPUs and TPUs ``flax.linen.Conv`` is
+    the better choice for large images; ``conv_implementation='auto'`` (:func:`conv_layer`)
+    picks per backend.
     """
+
+    # Read by jaxdl.ntk's structured derivatives: kernel_size, strides, padding and the
+    # parameters mean what flax.linen.Conv's do.
+    same_function_as_conv: ClassVar[bool] = True
 
     features: int
     kernel_size: tuple
@@ -86,6 +109,10 @@ class PatchConv(nn.Module):
             x = jnp.pad(x, [(0, 0)] + pads + [(0, 0)])
         padded = x.shape[1:-1]
         out_shape = [(n - k) // stride + 1 for n, k in zip(padded, kernel_size)]
+        if min(out_shape) <= 0:
+            raise ValueError(f"{self.name or type(self).__name__} leaves spatial shape "
+                             f"{tuple(max(m, 0) for m in out_shape)}: the input {tuple(spatial)} is too small for "
+                             f"kernel_size={kernel_size}, strides={stride} with padding={self.padding!r}")
         views = []
         for offsets in itertools.product(*(range(k) for k in kernel_size)):
             index = tuple(slice(o, o + (m - 1) * stride + 1, stride) for o, m in zip(offsets, out_shape))

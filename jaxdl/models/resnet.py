@@ -21,6 +21,7 @@ import jax.numpy as jnp
 
 from jaxdl import checks
 from jaxdl.models.initializers import get_initializer
+from jaxdl.models.layers import conv_layer
 
 NORMS = ("batch", "none")
 SHORTCUTS = ("projection", "padding")
@@ -34,9 +35,11 @@ class _BlockOptions(nn.Module):
     shortcut: str = "projection"
     momentum: float = 0.9
     initializer: str = "he"
+    conv_implementation: str = "auto"
 
     def block_options(self) -> dict:
-        return {name: getattr(self, name) for name in ("norm", "skip_init", "shortcut", "momentum", "initializer")}
+        return {name: getattr(self, name)
+                for name in ("norm", "skip_init", "shortcut", "momentum", "initializer", "conv_implementation")}
 
 
 class ResidualBlock(_BlockOptions):
@@ -54,6 +57,7 @@ class ResidualBlock(_BlockOptions):
     def __call__(self, x, train: bool = False):
         kernel_init = get_initializer(self.initializer)
         use_norm = self.norm == "batch"
+        conv = conv_layer(self.conv_implementation)
 
         def normalise(y, name):
             if not use_norm:
@@ -61,10 +65,10 @@ class ResidualBlock(_BlockOptions):
             return nn.BatchNorm(use_running_average=not train, momentum=self.momentum, epsilon=1e-5, name=name)(y)
 
         # Without BatchNorm the convs need their own bias; with it the norm's offset is the bias.
-        y = nn.Conv(self.features, (3, 3), self.stride, padding="SAME", use_bias=not use_norm,
+        y = conv(self.features, (3, 3), self.stride, padding="SAME", use_bias=not use_norm,
                     kernel_init=kernel_init, name="conv_0")(x)
         y = nn.relu(normalise(y, "norm_0"))
-        y = nn.Conv(self.features, (3, 3), 1, padding="SAME", use_bias=not use_norm,
+        y = conv(self.features, (3, 3), 1, padding="SAME", use_bias=not use_norm,
                     kernel_init=kernel_init, name="conv_1")(y)
         y = normalise(y, "norm_1")
         if self.skip_init:
@@ -72,7 +76,7 @@ class ResidualBlock(_BlockOptions):
 
         if self.stride != 1 or x.shape[-1] != self.features:
             if self.shortcut == "projection":
-                x = nn.Conv(self.features, (1, 1), self.stride, use_bias=not use_norm,
+                x = conv(self.features, (1, 1), self.stride, padding="SAME", use_bias=not use_norm,
                             kernel_init=kernel_init, name="shortcut_conv")(x)
                 x = normalise(x, "shortcut_norm")
             else:
@@ -94,6 +98,8 @@ class ResNet(_BlockOptions):
       shortcut: ``'projection'`` (1x1 conv where shapes change) or ``'padding'`` (zero channels).
       momentum: of the BatchNorm running averages, ``running = m * running + (1 - m) * batch``.
       initializer: conv kernels (He et al. 2015 by default); the read-out is LeCun-normal.
+      conv_implementation: ``'auto'`` (the backend's measured best: ``'patches'`` on a CPU),
+        ``'xla'`` or ``'patches'``, as for :class:`jaxdl.models.CNN2D`; the same parameters.
     """
 
     depth: int = 20
@@ -115,7 +121,7 @@ class ResNet(_BlockOptions):
         widths = [max(1, round(w * self.width_multiplier)) for w in (16, 32, 64)]
 
         use_norm = self.norm == "batch"
-        x = nn.Conv(widths[0], (3, 3), padding="SAME", use_bias=not use_norm,
+        x = conv_layer(self.conv_implementation)(widths[0], (3, 3), padding="SAME", use_bias=not use_norm,
                     kernel_init=get_initializer(self.initializer), name="stem_conv")(x)
         if use_norm:
             x = nn.BatchNorm(use_running_average=not train, momentum=self.momentum, epsilon=1e-5, name="stem_norm")(x)

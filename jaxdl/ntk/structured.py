@@ -10,7 +10,8 @@ share of the kernel needs only the layer's inputs and output cotangents, never a
 
 and the bias adds sum_{s, t} <delta1, delta2>. The inputs are recorded and the cotangents
 obtained by a zero perturbation added to each layer's output, through ``flax.linen``'s method
-interceptor on every ``flax.linen.Dense`` and ``flax.linen.Conv`` call; the parameters of
+interceptor on every ``flax.linen.Dense`` and ``flax.linen.Conv`` call (and every module with a
+true ``same_function_as_conv`` attribute, such as :class:`jaxdl.models.layers.PatchConv`); the parameters of
 other layers (normalisation scales, embeddings, convolutions with feature groups or circular
 padding) are contracted from their Jacobians. A layer called several times shares its
 parameters, so its calls are concatenated along the positions.
@@ -36,7 +37,10 @@ def _supported(module) -> bool:
     if isinstance(module, nn.Conv) and module.feature_group_count == 1:
         padding = module.padding
         return padding in ("SAME", "VALID") or not isinstance(padding, str)
-    return False
+    # A module that declares itself nn.Conv's equal (``same_function_as_conv``, e.g. the zoo's
+    # PatchConv: its kernel_size, strides, padding and parameters mean what nn.Conv's do); the
+    # inner product of two patches does not depend on the order of their entries.
+    return getattr(module, "same_function_as_conv", False) and module.padding in ("SAME", "VALID")
 
 
 def _run(apply_fn: ApplyFn, params, x, perturbations=None):
@@ -132,8 +136,9 @@ def _positions(module, a):
     spatial = "HWDXYZ"[:num_spatial]
     patches = jax.lax.conv_general_dilated_patches(
         a, _tuple(module.kernel_size, num_spatial), _tuple(module.strides, num_spatial),
-        _explicit_padding(module.padding, num_spatial), lhs_dilation=_tuple(module.input_dilation, num_spatial),
-        rhs_dilation=_tuple(module.kernel_dilation, num_spatial),
+        _explicit_padding(module.padding, num_spatial),
+        lhs_dilation=_tuple(getattr(module, "input_dilation", None), num_spatial),
+        rhs_dilation=_tuple(getattr(module, "kernel_dilation", None), num_spatial),
         dimension_numbers=(f"N{spatial}C", f"{spatial}IO", f"N{spatial}C"), precision=_HIGHEST)
     return patches.reshape(patches.shape[0], -1, patches.shape[-1])
 
