@@ -2,6 +2,7 @@
 
     python -m experiments                  # default configs into runs/tour/<name>/
     python -m experiments --quick          # the quick configs (seconds each)
+    python -m experiments --size full      # the papers' scale (a GPU or TPU)
     python -m experiments --only a,b       # a selection
     python -m experiments --list           # one line per experiment
 
@@ -26,11 +27,14 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m experiments",
         description="Run every registered experiment and write one report.")
-    parser.add_argument("--quick", action="store_true", help="use the quick configs")
+    parser.add_argument("--quick", action="store_true", help="use the quick configs (same as --size quick)")
+    parser.add_argument("--size", choices=common.SIZES, default=None,
+                        help="config size of every experiment (default: 'default')")
     parser.add_argument("--only", default=None, help="comma-separated experiment names")
     parser.add_argument("--list", action="store_true", help="list the experiments and exit")
     parser.add_argument("--workdir", default=os.path.join("runs", "tour"),
                         help="root of the run directories and the report (default: runs/tour)")
+    common.add_distributed_flag(parser)
     args = parser.parse_args(argv)
     registered = tuple(experiments.EXPERIMENTS)
     if args.only is None:
@@ -83,7 +87,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.list:
         _list(args.names)
         return 0
-    size = "quick" if args.quick else "default"
+    if args.quick and args.size not in (None, "quick"):
+        raise SystemExit(f"--quick and --size {args.size} disagree: pass one of them")
+    size = "quick" if args.quick else (args.size or "default")
+    common.initialize_distributed(args.distributed)
     os.makedirs(args.workdir, exist_ok=True)
     tour_start = time.perf_counter()
     outcomes: dict[str, dict] = {}
@@ -110,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                  f"(size {size!r}).")]
     sections += [(name, _experiment_section(name, outcome, args.workdir))
                  for name, outcome in outcomes.items()]
-    report_path = os.path.join(args.workdir, "report.md")
+    report_path = os.path.join(common.writing_workdir(args.workdir), "report.md")
     io.write_report(report_path, "jaxdl tour", sections)
 
     failed = [name for name, outcome in outcomes.items() if outcome["error"] is not None]

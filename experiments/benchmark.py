@@ -65,6 +65,7 @@ import ml_collections
 from experiments import common
 from experiments.benchmarks import peers
 from experiments.benchmarks.analysis import bench_curvature, bench_landscape, bench_ntk, bench_sharpness_tracking
+from experiments.benchmarks.devices import bench_devices
 from experiments.benchmarks.timing import (compiled_flops, measure_matmul_rate, mlp_forward_flops, net_name,
                                            synthetic_data, time_call, time_interleaved)
 from experiments.benchmarks.training import (bench_conv_implementations, bench_conv_step, bench_epoch,
@@ -161,6 +162,11 @@ def get_config(size: str = "default") -> ml_collections.ConfigDict:
     c.peer_repeats = 3
     c.peer_seeds = 5  # random starts of each eigenvalue solver
     c.peer_conv_steps = 4  # the CNN and ResNet rows' scanned epochs against PyTorch
+    # The sharded phases on 1 and on this many forced CPU devices (subprocesses): overhead and
+    # equality, not speed (the forced devices share the CPU's cores).
+    c.forced_devices = 8
+    c.devices_examples = 4096
+    c.devices_width = 256
     c.profile_scan_length = 2  # iterations of the conv profile's scans
     if size == "quick":
         c.repeats = 2
@@ -214,6 +220,9 @@ def get_config(size: str = "default") -> ml_collections.ConfigDict:
         c.peer_repeats = 1
         c.peer_seeds = 1
         c.peer_conv_steps = 2
+        c.forced_devices = 2
+        c.devices_examples = 256
+        c.devices_width = 16
     elif size == "full":
         c.repeats = 20
         c.matmul_size = 4096
@@ -233,7 +242,8 @@ def _validate(config):
                   "landscape_examples",
                   "landscape_points_per_chunk", "landscape_loop_points", "landscape_repeats", "ntk_examples",
                   "ntk_outputs", "ntk_input_dim", "ntk_repeats", "peer_examples", "peer_probes", "peer_repeats",
-                  "peer_batch_size", "peer_seeds", "peer_conv_steps", "profile_scan_length"):
+                  "peer_batch_size", "peer_seeds", "peer_conv_steps", "profile_scan_length", "forced_devices",
+                  "devices_examples", "devices_width"):
         common.require(int(config[field]) > 0, field, "a positive integer", config[field])
     common.require(int(config.landscape_loop_points) <= int(config.landscape_grid) ** 2, "landscape_loop_points",
                    "at most landscape_grid ** 2", config.landscape_loop_points)
@@ -401,20 +411,40 @@ def _analysis_rows(config, rate):
     return rows, result
 
 
+def _device_rows(config):
+    """Rows and result entries of the sharded phases on 1 and ``config.forced_devices`` forced CPU
+    devices (:func:`experiments.benchmarks.devices.bench_devices`)."""
+    timed = bench_devices(config)
+    many = config.forced_devices
+    size = (f"MLP {net_name(40, (config.devices_width, config.devices_width))}, "
+            f"{config.devices_examples} examples")
+    labels = {"fit": "fit, 2 epochs, batch 64 over 'data'",
+              "fit_seeds": f"fit_seeds, {many} seeds over 'seeds'",
+              "top_eigenvalues": "top 2 Hessian eigenvalues (20 Lanczos steps), data over 'data'",
+              "trace": "Hutchinson trace, 16 probes, data over 'data'",
+              "surface": "loss surface 9 x 9, points over 'points'"}
+    rows = [[f"{label}, {size}, on {many} forced CPU devices", timed[phase]["seconds"][1] * 1e3, "1 device",
+             timed[phase]["seconds"][0] * 1e3, timed[phase]["seconds"][1] / timed[phase]["seconds"][0],
+             f"max rel. difference {timed[phase]['difference']:.1e}"] for phase, label in labels.items()]
+    return rows, {"forced_devices": timed["devices"],
+                  "forced_device_difference": max(timed[phase]["difference"] for phase in labels)}
+
+
 def run(config, run_dir: io.RunDir) -> dict:
     _validate(config)
     device = jax.devices()[0]
     rate = measure_matmul_rate(config.matmul_size, config.repeats)
     training_rows, training = _training_rows(config, rate)
     analysis_rows, analysis = _analysis_rows(config, rate)
+    device_rows, device_result = _device_rows(config)
     table = common.format_table(["row", "ms", "reference", "reference ms", "ratio", "target"],
-                                training_rows + analysis_rows, float_format="{:.3g}")
+                                training_rows + analysis_rows + device_rows, float_format="{:.3g}")
     peer_table, peer_result = peers.table(config, peers.peer_section(config, rate))
     header = (f"device: {device.platform} ({device.device_kind}), {jax.device_count()} device(s); "
               f"matmul rate {rate / 1e9:.1f} GFLOP/s at {config.matmul_size}^3 float32")
     print(header)
     return {"tables": {"benchmark": header + "\n\n" + table, "peers": peer_table}, "figures": [],
-            "matmul_gflops": rate / 1e9, **training, **analysis, **peer_result}
+            "matmul_gflops": rate / 1e9, **training, **analysis, **device_result, **peer_result}
 
 
 def claims(result: dict) -> list:
@@ -447,6 +477,9 @@ def claims(result: dict) -> list:
         common.Claim.at_least("Novak et al. 2022 (about 70x in neural-tangents)", f"the empirical NTK of an "
                               f"{result['ntk_mlp']} by structured derivatives is >= 30x faster than the Jacobian "
                               "contraction", result["ntk_structured_speedup"], 30.0, "{:.1f}x"),
+        common.Claim.at_most("design target", f"every sharded phase (fit, fit_seeds, eigenvalues, trace, surface) on "
+                             f"{result['forced_devices'][1]} forced CPU devices gives the numbers of 1 device (largest "
+                             "relative difference, float32)", result["forced_device_difference"], 1e-4, "{:.1e}"),
         common.Claim.at_most("design target", "every NTK method agrees with the Jacobian contraction (largest "
                              "difference relative to the kernel's largest entry, float32)", result["ntk_agreement"],
                              1e-5, "{:.1e}"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -145,7 +146,47 @@ def _parser(module: ModuleType, config: ml_collections.ConfigDict, size: str,
                              "full (the papers' scale)")
     parser.add_argument("--workdir", default=default_workdir,
                         help=f"run directory (default: {default_workdir})")
+    add_distributed_flag(parser)
     return parser
+
+
+DISTRIBUTED_ENV = "JAXDL_DISTRIBUTED"
+
+
+def add_distributed_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--distributed", action="store_true",
+                        help="one of several processes (hosts): call jax.distributed.initialize() first, which "
+                             "reads JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID or detects "
+                             f"a TPU pod or SLURM job (also with {DISTRIBUTED_ENV}=1)")
+
+
+def initialize_distributed(requested: bool) -> None:
+    """``jax.distributed.initialize()`` when ``requested`` (``--distributed``) or the environment
+    variable ``JAXDL_DISTRIBUTED`` is ``1``, before any computation: every process then sees
+    every device of every process (``jax.devices()``), over which ``fit``, ``fit_seeds`` and the
+    curvature tools spread their work. Each process runs the same program on the same data."""
+    if requested or os.environ.get(DISTRIBUTED_ENV) == "1":
+        import jax  # noqa: PLC0415 -- only the distributed path needs it here
+
+        if jax.distributed.is_initialized():  # a tour or a script did it already
+            return
+
+        # Explicit settings from the environment where given; otherwise JAX detects the cluster.
+        env = {name: os.environ.get(f"JAX_{name.upper()}") for name in ("coordinator_address", "num_processes",
+                                                                          "process_id")}
+        jax.distributed.initialize(coordinator_address=env["coordinator_address"],
+                                   num_processes=None if env["num_processes"] is None else int(env["num_processes"]),
+                                   process_id=None if env["process_id"] is None else int(env["process_id"]))
+
+
+def writing_workdir(workdir: str) -> str:
+    """``workdir`` on process 0; on the other processes of a distributed run a private
+    temporary directory, so that only process 0 writes the run directory."""
+    import jax  # noqa: PLC0415
+
+    if jax.process_index() == 0:
+        return workdir
+    return tempfile.mkdtemp(prefix=f"jaxdl-process{jax.process_index()}-")
 
 
 def parse_args(module: ModuleType, argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -194,7 +235,7 @@ def run_experiment(module: ModuleType, config: ml_collections.ConfigDict, workdi
     Returns:
       `module.run`'s result plus "claims" (list of Claim), "wall_time_s" and "report".
     """
-    run_dir = io.RunDir(workdir)
+    run_dir = io.RunDir(writing_workdir(workdir))
     run_dir.save_config(config)
     start = time.perf_counter()
     result = module.run(config, run_dir)
@@ -221,5 +262,6 @@ def run_experiment(module: ModuleType, config: ml_collections.ConfigDict, workdi
 def experiment_main(module: ModuleType, argv: Sequence[str] | None = None) -> dict:
     """The command line of one experiment: parse arguments, run, report."""
     args = parse_args(module, argv)
+    initialize_distributed(args.distributed)
     print(f"{module.NAME} ({args.size}): {module.DESCRIPTION}\nworkdir {args.workdir}")
     return run_experiment(module, args.config, args.workdir)

@@ -19,12 +19,15 @@ The names live in `experiments.reporting` (claims, tables, the report's sections
 """
 from __future__ import annotations
 
-from experiments.cli import (SIZES, apply_overrides, check_size, experiment_main, parse_args, require,
-                             run_experiment)
+from experiments.cli import (SIZES, add_distributed_flag, apply_overrides, check_size, experiment_main,
+                             initialize_distributed, parse_args, require, run_experiment, writing_workdir)
 from experiments.reporting import Claim, PhaseTimer, claims_table, flatten_config, format_table, report_sections
 
 __all__ = [
     "SIZES",
+    "add_distributed_flag",
+    "initialize_distributed",
+    "writing_workdir",
     "Claim",
     "PhaseTimer",
     "apply_overrides",

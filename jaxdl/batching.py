@@ -20,6 +20,9 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from jaxdl import checks, tree
 
@@ -35,6 +38,41 @@ def num_examples(batch: PyTree) -> int:
         raise ValueError(f"batch: every leaf needs the same leading example axis, got shapes "
                          f"{[jnp.shape(leaf) for leaf in leaves]}")
     return sizes.pop()
+
+
+def example_mesh(num: int, devices=None) -> jax.sharding.Mesh:
+    """A 1-D mesh ``'data'`` over the largest number of ``devices`` (default every device, of
+    every process in a distributed run) that divides ``num`` examples: all of them, when ``num``
+    is a multiple of their count."""
+    devices = jax.devices() if devices is None else list(devices)
+    size = max(d for d in range(1, len(devices) + 1) if num % d == 0)
+    return jax.sharding.Mesh(np.asarray(devices[:size]), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def shard_examples(batch: PyTree, *replicated: PyTree) -> tuple:
+    """``(batch, *replicated)`` placed for a data-parallel program: ``batch``'s example axis
+    split over :func:`example_mesh` (every device when N is a multiple of their count) and
+    every tree in ``replicated`` (parameters, directions, probes) copied to each device of it.
+
+    A program jitted on the results runs on every device of the mesh, and its means over the
+    examples are exact (XLA reduces the per-device partial sums across devices): the same
+    number as on one device up to floating-point reassociation. With one device (or a prime
+    N above the device count) the trees are returned as they are.
+    """
+    mesh = example_mesh(num_examples(batch))
+    if mesh.devices.size == 1:  # nothing to split: the arrays stay where they are
+        return (batch, *replicated)
+    sharded = jax.device_put(batch, NamedSharding(mesh, P("data")))
+    return (sharded, *jax.device_put(replicated, NamedSharding(mesh, P())))
+
+
+def on_every_device(tree: PyTree, mesh: jax.sharding.Mesh) -> PyTree:
+    """``tree`` (computed on ``mesh``) replicated on every device when ``mesh`` leaves some out
+    (a mesh chosen to divide a batch), so that results computed on different meshes can meet in
+    one program; unchanged when ``mesh`` spans every device."""
+    if mesh.devices.size == jax.device_count():
+        return tree
+    return jax.device_put(tree, NamedSharding(example_mesh(jax.device_count()), P()))
 
 
 def _split_head(batch: PyTree, chunk_size: int, num_chunks: int):

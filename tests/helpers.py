@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import pathlib
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -19,6 +17,8 @@ from typing import Any
 import jax
 import numpy as np
 import pytest
+
+from experiments.benchmarks.devices import run_with_devices
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -44,29 +44,38 @@ def random_params(model, *inputs, seed: int = 0, scale: float = 1.0, **kwargs):
 
 # ----------------------------------------------------------------------------- several devices
 
-_DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
-
-
 def run_on_devices(code: str, num_devices: int = 4, timeout: float = 300.0) -> str:
     """Runs ``code`` with ``python -c`` in a fresh interpreter that sees ``num_devices`` CPU
-    devices, from the repository root, and returns its stdout; fails the calling test with the
-    end of stderr when the process exits non-zero or runs past ``timeout`` seconds.
+    devices, from the repository root (:func:`experiments.benchmarks.devices.run_with_devices`),
+    and returns its stdout; fails the calling test with the end of stderr when the process exits
+    non-zero or runs past ``timeout`` seconds.
 
     The device count is an XLA flag read once, when JAX starts, hence the subprocess.
     """
-    # Keep the user's other XLA flags; replace any device count they set.
-    flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if not f.startswith(_DEVICE_COUNT_FLAG)]
-    flags.append(f"{_DEVICE_COUNT_FLAG}={num_devices}")
-    env = dict(os.environ, XLA_FLAGS=" ".join(flags), JAX_PLATFORMS="cpu")
     try:
-        proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO_ROOT, capture_output=True,
-                              text=True, timeout=timeout)
+        proc = run_with_devices(code, num_devices, timeout)
     except subprocess.TimeoutExpired as error:
         stderr = error.stderr.decode(errors="replace") if isinstance(error.stderr, bytes) else error.stderr or ""
         pytest.fail(f"subprocess on {num_devices} devices ran past {timeout} s:\n{stderr[-3000:]}")
     if proc.returncode != 0:
         pytest.fail(f"subprocess on {num_devices} devices exited with {proc.returncode}:\n{proc.stderr[-3000:]}")
     return proc.stdout
+
+
+# A toy classification problem for the subprocess scripts (paste with ``+``): ``x``, ``y``, a
+# Dataset ``data``, an MLP ``model``, Adam ``tx`` and the fit ``kwargs`` (needs ``np``, ``optim``).
+TOY_FIT_PROBLEM = """
+from jaxdl.data import Dataset
+from jaxdl.models import get_model
+
+rng = np.random.default_rng(0)
+x = rng.standard_normal((96, 6)).astype(np.float32)
+y = rng.integers(0, 3, 96).astype(np.int32)
+data = Dataset(x[:64], y[:64], x[64:], y[64:], 3, "toy")
+model = get_model("mlp", widths=(8,), num_outputs=3)
+tx = optim.get_optimizer("adam", 0.01)
+kwargs = dict(epochs=3, batch_size=16, progress=False)
+"""
 
 
 def json_result(stdout: str, tag: str = "RESULT") -> Any:

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdl import checks, compiled, tree
+from jaxdl import batching, checks, compiled, tree
 from jaxdl.curvature.hvp import default_key, hessian_matvec
 
 PyTree = Any
@@ -297,6 +297,7 @@ def hessian_top_eigenvalues(loss_fn: Callable, params: PyTree, batch: PyTree, k:
     k = checks.integer("k", k, maximum=num_steps, maximum_name="num_steps")
     tol = checks.number("tol", tol, allow_none=True)
     checks.one_of("which", which, ("top", "bottom"))
+    batch, params = batching.shard_examples(batch, params)
     return _lanczos_eigenpairs(loss_fn, params, batch, default_key(key), tol, num_steps=num_steps,
                                chunk_size=chunk_size, k=k, which=which)
 
@@ -361,6 +362,7 @@ def hessian_power_iteration(loss_fn: Callable, params: PyTree, batch: PyTree, k:
     k = checks.integer("k", k, maximum=tree.count(params), maximum_name="the number of parameters P")
     max_steps = checks.integer("max_steps", max_steps)
     tol = checks.number("tol", tol)
+    batch, params = batching.shard_examples(batch, params)
     return _power_iteration(loss_fn, params, batch, default_key(key), tol, k=k, max_steps=max_steps,
                             chunk_size=chunk_size)
 

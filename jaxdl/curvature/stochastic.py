@@ -107,6 +107,7 @@ def hessian_trace(loss_fn: Callable, params: PyTree, batch: PyTree, *, num_probe
     probes_per_chunk = _probes_per_chunk("probes_per_chunk", probes_per_chunk)
     if where is not None:
         checks.same_structure("where", where, params)
+    batch, params, where = batching.shard_examples(batch, params, where)
     return _hutchinson(loss_fn, params, batch, default_key(key), where, num_probes=num_probes, chunk_size=chunk_size,
                        probes_per_chunk=probes_per_chunk)
 
@@ -168,6 +169,7 @@ def hessian_spectral_density(loss_fn: Callable, params: PyTree, batch: PyTree, *
     num_points = checks.integer("num_points", num_points, minimum=2)
     bandwidth = checks.number("bandwidth", bandwidth, allow_none=True)
     runs_per_chunk = _probes_per_chunk("runs_per_chunk", runs_per_chunk)
+    batch, params = batching.shard_examples(batch, params)
     return _slq(loss_fn, params, batch, default_key(key), -1.0 if bandwidth is None else bandwidth,
                 num_steps=num_steps, num_runs=num_runs, num_points=num_points, chunk_size=chunk_size,
                 runs_per_chunk=runs_per_chunk)

@@ -21,9 +21,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
-from jaxdl import checks, compiled, losses, train, tree
+from jaxdl import batching, checks, compiled, losses, train, tree
 from jaxdl.landscape.evaluate import BatchStats, _check_evaluation, _evaluate_points, coordinate_dtype
 
 PyTree = Any
@@ -78,15 +80,16 @@ def _polychain_point(anchors, coord_D):
 _POINT_FNS = {"bezier": _bezier_point, "polychain": _polychain_point}
 
 
-@compiled.jit(static_argnames=("model", "tx", "kind", "loss_name"), donate_argnames=("carry",))
+@compiled.jit(static_argnames=("model", "tx", "kind", "loss_name", "batch_sharding"), donate_argnames=("carry",))
 def _curve_epoch(carry, endpoints, model_state, x, y, index_SxB, steps_S, t_key, dropout_key, weight_decay, *,
-                 model, tx, kind, loss_name):
+                 model, tx, kind, loss_name, batch_sharding):
     """One epoch of :func:`fit_curve`: a ``lax.scan`` of Optax steps on the bend over the
     minibatches ``index_SxB``, each at its own t ~ U(0, 1)."""
     def step(carry, inputs):
         bend, opt_state = carry
         index_B, step_number = inputs
-        x_B, y_B = x[index_B], y[index_B]
+        # The batch split over the mesh's 'data' axis (the index arrives sharded that way).
+        x_B, y_B = jax.lax.with_sharding_constraint((x[index_B], y[index_B]), batch_sharding)
         t = jax.random.uniform(jax.random.fold_in(t_key, step_number), dtype=coordinate_dtype(bend))
         rng = jax.random.fold_in(dropout_key, step_number)
 
@@ -120,7 +123,9 @@ def fit_curve(model: nn.Module, model_state: PyTree, endpoint0: PyTree, endpoint
     them along the curve with :class:`BatchStats`). Each epoch is one compiled ``lax.scan`` over
     the minibatches of a permutation of the training set (:func:`jaxdl.train.epoch_order`;
     the remainder that does not fill a batch is dropped, ``batch_size=None`` is full batch),
-    and a second curve of the same model, transformation object and shapes compiles nothing.
+    each batch split over the devices that divide it (a ``'data'`` mesh axis, as in
+    :func:`jaxdl.train.fit`), and a second curve of the same model, transformation object and
+    shapes compiles nothing.
 
     Args:
       model: the Flax module; model_state: its non-parameter collections (``{}`` if none).
@@ -148,25 +153,29 @@ def fit_curve(model: nn.Module, model_state: PyTree, endpoint0: PyTree, endpoint
     checks.same_structure("endpoint1", endpoint1, endpoint0, "endpoint0")
     bend = init_bend(endpoint0, endpoint1) if bend is None else bend
     checks.same_structure("bend", bend, endpoint0, "endpoint0")
-    single_device = jax.sharding.Mesh(np.asarray(jax.local_devices()[:1]), ("data",))
-    plan = train.make_plan(data, batch_size, epochs, mesh=single_device)
+    plan = train.make_plan(data, batch_size, epochs)  # the devices dividing the batch, on a 'data' axis
+    replicated = NamedSharding(plan.mesh, P())
+    index_sharding, batch_sharding = NamedSharding(plan.mesh, P(None, "data")), NamedSharding(plan.mesh, P("data"))
 
     data_key, t_key, dropout_key = jax.random.split(key, 3)
-    carry = (jax.tree.map(jnp.array, bend), tx.init(bend))  # copies: the carry is donated
-    x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
+    carry = jax.device_put((jax.tree.map(jnp.array, bend), tx.init(bend)), replicated)  # copies: donated
+    x, y = jax.device_put((data.x_train, data.y_train), replicated)
+    endpoints, model_state = jax.device_put(((endpoint0, endpoint1), model_state), replicated)
     step_losses, step_ts = [], []
     for epoch in tqdm(range(epochs), desc=f"fit {kind} curve", unit="epoch", disable=not progress, leave=False):
         index_SxB = train.epoch_order(data_key, epoch, plan)
         steps_S = epoch * plan.steps_per_epoch + np.arange(len(index_SxB), dtype=np.int32)
-        carry, (loss_S, t_S) = _curve_epoch(carry, (endpoint0, endpoint1), model_state, x, y, index_SxB, steps_S,
-                                            t_key, dropout_key, weight_decay, model=model, tx=tx, kind=kind,
-                                            loss_name=loss_name)
+        carry, (loss_S, t_S) = _curve_epoch(carry, endpoints, model_state, x, y,
+                                            jax.device_put(index_SxB, index_sharding), steps_S, t_key, dropout_key,
+                                            weight_decay, model=model, tx=tx, kind=kind, loss_name=loss_name,
+                                            batch_sharding=batch_sharding)
         loss_S = np.asarray(loss_S)
         checks.raise_if_not_finite(loss_S, what="curve loss", first_step=int(steps_S[0]), epoch=epoch,
                                    hint="lower the learning rate")
         step_losses.append(loss_S)
         step_ts.append(np.asarray(t_S))
-    return carry[0], {"loss": np.concatenate(step_losses), "t": np.concatenate(step_ts)}
+    return batching.on_every_device(carry[0], plan.mesh), {"loss": np.concatenate(step_losses),
+                                                           "t": np.concatenate(step_ts)}
 
 
 def _check_ts(ts) -> np.ndarray:

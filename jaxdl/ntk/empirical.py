@@ -167,9 +167,14 @@ def empirical_ntk(apply_fn: Callable, params: PyTree, x1, x2=None, *, method: st
     step = batch_size or max(len(x1), len(x2))
     rows = []
     for i in range(0, len(x1), step):
-        rows.append(jnp.concatenate([_block(apply_fn, params, x1[i:i + step], x2[j:j + step],
-                                            same=same and i == j and len(x1) <= step, **options)
-                                     for j in range(0, len(x2), step)], axis=1))
+        row = []
+        for j in range(0, len(x2), step):
+            # The block's rows split over the devices, its columns and the parameters on each.
+            rows_block, params_placed, columns_block = batching.shard_examples(x1[i:i + step], params,
+                                                                               x2[j:j + step])
+            row.append(_block(apply_fn, params_placed, rows_block, columns_block,
+                              same=same and i == j and len(x1) <= step, **options))
+        rows.append(jnp.concatenate(row, axis=1))
     return jnp.concatenate(rows, axis=0)
 
 

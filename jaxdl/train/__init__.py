@@ -20,14 +20,15 @@ The pieces, from small to large:
 """
 from jaxdl.train.evaluation import evaluate
 from jaxdl.train.loop import (FitResult, build_block_programs, build_epoch_programs, data_mesh, epoch_order, fit,
-                              fit_seeds, make_plan)
+                              fit_seeds, make_plan, seeds_mesh)
 from jaxdl.train.probes import LossProbe
 from jaxdl.train.state import (ApplyFn, TrainState, apply_model, init_state, init_states, make_apply_fn,
                                make_train_step, seed_streams, unstack)
 
 __all__ = [
     "evaluate",
-    "FitResult", "build_block_programs", "build_epoch_programs", "LossProbe", "data_mesh", "epoch_order", "fit", "fit_seeds", "make_plan",
+    "FitResult", "build_block_programs", "build_epoch_programs", "LossProbe", "data_mesh", "epoch_order", "fit",
+    "fit_seeds", "make_plan", "seeds_mesh",
     "ApplyFn", "TrainState", "apply_model", "init_state", "init_states", "make_apply_fn", "make_train_step",
     "seed_streams", "unstack",
 ]

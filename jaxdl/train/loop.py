@@ -1,10 +1,12 @@
 """The fit loop: whole epochs as one ``lax.scan``, seeds as one ``vmap``, compiled once.
 
 - :func:`fit` -- epochs of shuffled minibatches, each epoch one compiled ``lax.scan`` over a
-  permutation of the training set kept on the device, batches sharded over all local devices
-  (one device is the same code path), progress bar, metrics log, Orbax checkpoints and resume,
+  permutation of the training set kept on the device, batches sharded over the devices (of
+  every process in a distributed run; one device is the same code path), progress bar,
+  metrics log, Orbax checkpoints and resume,
   and a loud stop on a non-finite loss;
-- :func:`fit_seeds` -- the same program ``vmap``ped over seeds (init and data order differ);
+- :func:`fit_seeds` -- the same program ``vmap``ped over seeds (init and data order differ),
+  the seeds spread over a ``'seeds'`` mesh axis;
 - :func:`build_epoch_programs`, :func:`make_plan`, :func:`epoch_order` -- the pieces, for
   callers that drive epochs themselves.
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from typing import Any, Mapping, NamedTuple, Sequence
 
 import flax.linen as nn
@@ -24,11 +27,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
-from jaxdl import checks, compiled, losses
+from jaxdl import batching, checks, compiled, losses
 from jaxdl.train.evaluation import evaluate
 from jaxdl.train.probes import PREFIX, check_probes, init_probes, measure_probes
 from jaxdl.train.state import TrainState, init_state, init_states, make_apply_fn, make_train_step, seed_streams
@@ -62,27 +66,43 @@ class _Plan:
 
 
 def make_plan(data, batch_size, epochs, mesh=None) -> _Plan:
-    """Validate ``epochs``/``batch_size`` against ``data`` and the mesh (default: all devices)."""
+    """Validate ``epochs``/``batch_size`` against ``data`` and the mesh (default: the devices
+    that divide the batch evenly, :func:`jaxdl.batching.example_mesh`)."""
     num_train = int(data.x_train.shape[0])
     checks.integer("epochs", epochs)
     full_batch = batch_size is None
     batch_size = checks.integer("batch_size", num_train if full_batch else batch_size, maximum=num_train,
                                 maximum_name="the number of training examples")
-    mesh = data_mesh() if mesh is None else mesh
-    num_devices = mesh.devices.size
+    # By default every local device that the batch splits over evenly (all of them when the
+    # batch size is a multiple of their count).
+    mesh = batching.example_mesh(batch_size) if mesh is None else mesh
+    num_devices = dict(mesh.shape).get("data", 1)
     if batch_size % num_devices:
         raise ValueError(f"batch_size={batch_size} must be divisible by the {num_devices} devices of the data mesh")
     return _Plan(num_train, batch_size, num_train // batch_size, full_batch, mesh)
 
 
 def data_mesh(devices: Sequence[jax.Device] | None = None) -> jax.sharding.Mesh:
-    """A 1-D mesh with axis ``'data'`` over ``devices`` (default: all local devices)."""
-    devices = jax.local_devices() if devices is None else list(devices)
+    """A 1-D mesh with axis ``'data'`` over ``devices`` (default: every device of every process)."""
+    devices = jax.devices() if devices is None else list(devices)
     return jax.make_mesh((len(devices),), ("data",), devices=devices, axis_types=(jax.sharding.AxisType.Auto,))
 
 
-def _single_device_mesh() -> jax.sharding.Mesh:
-    return jax.sharding.Mesh(np.asarray(jax.local_devices()[:1]), ("data",))
+def seeds_mesh(num_seeds: int, batch_size: int, devices: Sequence[jax.Device] | None = None) -> jax.sharding.Mesh:
+    """A 2-D mesh ``('seeds', 'data')`` for ``num_seeds`` vmapped runs over ``devices`` (default
+    every device of every process): the seed axis takes s = gcd(K, D) devices, so K seeds on K devices (or
+    on any multiple of K) run side by side with no padding, and the data axis takes the largest
+    divisor of D / s that divides ``batch_size`` (each seed's batch split over it). Seed counts
+    that share no factor with the device count run with the batch split only (5 seeds on 8
+    devices: a 1 x 8 mesh for a batch divisible by 8). Uses s x d of the D devices; one device
+    is the same code path (a 1 x 1 mesh)."""
+    devices = jax.devices() if devices is None else list(devices)
+    num_seeds, batch_size = checks.integer("num_seeds", num_seeds), checks.integer("batch_size", batch_size)
+    seeds_axis = math.gcd(num_seeds, len(devices))
+    data_axis = max(d for d in range(1, len(devices) // seeds_axis + 1)
+                    if (len(devices) // seeds_axis) % d == 0 and batch_size % d == 0)
+    grid = np.asarray(devices[:seeds_axis * data_axis]).reshape(seeds_axis, data_axis)
+    return jax.sharding.Mesh(grid, ("seeds", "data"), axis_types=(jax.sharding.AxisType.Auto,) * 2)
 
 
 def _check_data(model, data, loss_name):
@@ -167,10 +187,14 @@ def _train_block(state, probe_states, x, y, index_SxB, steps_S, probe_batch, *, 
 
 
 @functools.partial(compiled.jit, donate_argnames=("state", "probe_states"))
-def _train_block_seeds(state, probe_states, x, y, index_KxSxB, steps_S, probe_batch, *, model, tx, loss_name, probes,
-                       probe_every, regularizer):
-    return jax.vmap(lambda s, p, i: _block(s, p, x, y, i, steps_S, probe_batch, model, tx, loss_name, None, probes,
-                                           probe_every, regularizer))(state, probe_states, index_KxSxB)
+def _train_block_seeds(state, probe_states, x, y, index_KxSxB, steps_S, probe_batch, *, model, tx, loss_name, sharding,
+                       probes, probe_every, regularizer):
+    # The seed axis is the mesh's 'seeds' axis (spmd_axis_name): each seed's batches, constrained
+    # to P(None, 'data') inside, land on its own row of devices.
+    spmd_axis = "seeds" if sharding is not None and "seeds" in sharding.mesh.axis_names else None
+    return jax.vmap(lambda s, p, i: _block(s, p, x, y, i, steps_S, probe_batch, model, tx, loss_name, sharding, probes,
+                                           probe_every, regularizer),
+                    spmd_axis_name=spmd_axis)(state, probe_states, index_KxSxB)
 
 
 def _metrics_of_splits(state, x_train, y_train, x_test, y_test, model, loss_name, chunk_size):
@@ -216,11 +240,12 @@ def build_block_programs(model, tx, loss_name, plan: _Plan, chunk_size: int = 20
     options = dict(model=model, tx=tx, loss_name=loss_name, probes=probes, probe_every=probe_every,
                    regularizer=regularizer)
     evaluation = dict(model=model, loss_name=loss_name, chunk_size=int(chunk_size))
-    if vmapped:
-        return (functools.partial(_train_block_seeds, **options),
-                functools.partial(_evaluate_splits_seeds, **evaluation))
-    # Steps on axis 0, the batch split over the mesh's 'data' axis.
+    # Steps on axis 0, the batch split over the mesh's 'data' axis (under vmap over seeds, the
+    # seed axis goes on 'seeds' first).
     sharding = NamedSharding(plan.mesh, P(None, "data"))
+    if vmapped:
+        return (functools.partial(_train_block_seeds, sharding=sharding, **options),
+                functools.partial(_evaluate_splits_seeds, **evaluation))
     return (functools.partial(_train_block, sharding=sharding, **options),
             functools.partial(_evaluate_splits, **evaluation))
 
@@ -238,7 +263,18 @@ def build_epoch_programs(model, tx, loss_name, plan: _Plan, chunk_size: int = 20
     return train_epoch, eval_both
 
 
-def _resume(checkpoint_dir, epochs, carried, history, replicated):
+def _host(tree):
+    """NumPy copies of a pytree of arrays; arrays spread over the devices of several processes
+    (seeds over a 'seeds' axis that spans hosts) are gathered from every process first."""
+    def fetch(array):
+        if getattr(array, "is_fully_addressable", True):
+            return np.asarray(array)
+        return np.asarray(multihost_utils.process_allgather(array, tiled=True))
+
+    return jax.tree.map(fetch, tree)
+
+
+def _resume(checkpoint_dir, epochs, carried, history, placement):
     """``(checkpointer, carried, history, start_epoch)``: the latest checkpoint in
     ``checkpoint_dir`` restored into ``carried`` (the train and probe states) and ``history``
     (epoch 0 if there is none)."""
@@ -257,7 +293,7 @@ def _resume(checkpoint_dir, epochs, carried, history, replicated):
         saved = np.asarray(saved)
         kept = min(saved.shape[-1], history[name].shape[-1])
         history[name][..., :kept] = saved[..., :kept]
-    return checkpointer, jax.device_put(restored["carried"], replicated), history, latest
+    return checkpointer, jax.device_put(restored["carried"], placement), history, latest
 
 
 def _check_blocks(epochs, eval_every, epochs_per_call):
@@ -286,9 +322,12 @@ def _fit(model, data, tx, *, seeds, vmapped, epochs, batch_size, loss_name, chun
     example = x_train[:1]
     initial = init_states(model, tx, example, init_keys) if vmapped else init_state(model, tx, example, init_keys[0])
     init_fn = jax.vmap(lambda p: init_probes(probes, p)) if vmapped else lambda p: init_probes(probes, p)
-    # Committed to the mesh up front, so the first call compiles the same program as the rest;
-    # a copy, because the training program donates (overwrites) the state it is given.
-    carried = jax.device_put((jax.tree.map(jnp.array, initial), init_fn(initial.params)), replicated)
+    # Committed to the mesh up front (seeds over 'seeds', when vmapped), so the first call
+    # compiles the same program as the rest; a copy, because the training program donates
+    # (overwrites) the state it is given.
+    placement = NamedSharding(plan.mesh, P("seeds")) if vmapped and "seeds" in plan.mesh.axis_names else replicated
+    order_sharding = NamedSharding(plan.mesh, P("seeds", None, "data") if vmapped else P(None, "data"))
+    carried = jax.device_put((jax.tree.map(jnp.array, initial), init_fn(initial.params)), placement)
 
     lead, total_steps = ((len(seeds),) if vmapped else ()), epochs * plan.steps_per_epoch
     metric_names = [f"{split}_{name}" for name in losses.metric_names(loss_name) for split in ("train", "test")]
@@ -297,7 +336,7 @@ def _fit(model, data, tx, *, seeds, vmapped, epochs, batch_size, loss_name, chun
         history[name] = np.full(lead + (total_steps,), np.nan, np.float32)
     checkpointer, start_epoch = None, 0
     if checkpoint_dir is not None:
-        checkpointer, carried, history, start_epoch = _resume(checkpoint_dir, epochs, carried, history, replicated)
+        checkpointer, carried, history, start_epoch = _resume(checkpoint_dir, epochs, carried, history, placement)
         if start_epoch % epochs_per_call:
             raise ValueError(f"checkpoint_dir {checkpoint_dir} holds epoch {start_epoch}, not a multiple of "
                              f"epochs_per_call={epochs_per_call}")
@@ -309,19 +348,21 @@ def _fit(model, data, tx, *, seeds, vmapped, epochs, batch_size, loss_name, chun
         first_step, last_epoch = first_epoch * plan.steps_per_epoch, block[-1]
         steps_S = np.arange(first_step, first_step + order.shape[1], dtype=np.int32)
         state, probe_states = carried
-        state, probe_states, step_metrics = train_block(state, probe_states, x_train, y_train,
-                                                        order if vmapped else order[0], steps_S, probe_batch)
+        order = jax.device_put(order if vmapped else order[0], order_sharding)
+        state, probe_states, step_metrics = train_block(state, probe_states, x_train, y_train, order, steps_S,
+                                                        probe_batch)
         carried = (state, probe_states)
-        batch_loss = np.asarray(step_metrics["loss"])
+        step_metrics = _host(step_metrics)
+        batch_loss = step_metrics["loss"]
         checks.raise_if_not_finite(batch_loss, what="training loss", first_step=first_step, epoch=first_epoch,
                                    seeds=seeds if vmapped else None,
                                    hint="lower the learning rate or enable gradient clipping")
         for name in ["batch_loss"] + [PREFIX + name for name in probes]:
-            history[name][..., steps_S] = np.asarray(step_metrics["loss" if name == "batch_loss" else name])
+            history[name][..., steps_S] = step_metrics["loss" if name == "batch_loss" else name]
         if (last_epoch + 1) % eval_every == 0 or last_epoch + 1 == epochs:
-            eval_metrics = eval_both(state, x_train, y_train, x_test, y_test)
+            eval_metrics = _host(eval_both(state, x_train, y_train, x_test, y_test))
             for name in metric_names:
-                history[name][..., last_epoch] = np.asarray(eval_metrics[name])
+                history[name][..., last_epoch] = eval_metrics[name]
             latest = {name: float(np.mean(history[name][..., last_epoch])) for name in metric_names}
             bar.set_postfix({k: f"{v:.4g}" for k, v in latest.items()}, refresh=False)
             if logger is not None:
@@ -332,7 +373,8 @@ def _fit(model, data, tx, *, seeds, vmapped, epochs, batch_size, loss_name, chun
     bar.close()
     if checkpointer is not None:
         checkpointer.close()
-    return FitResult(carried[0], history, initial)
+    final, initial = batching.on_every_device((carried[0], initial), plan.mesh)
+    return FitResult(final, history, initial)
 
 
 _FIT_DOC = """Train ``model`` on ``data`` (a :class:`jaxdl.data.Dataset`) with the Optax ``tx``.
@@ -340,10 +382,11 @@ _FIT_DOC = """Train ``model`` on ``data`` (a :class:`jaxdl.data.Dataset`) with t
     Each epoch is a ``lax.scan`` over ``num_train // batch_size`` minibatches of a fresh
     permutation (the remainder is dropped); ``batch_size=None`` is full-batch gradient descent
     in data order. One compiled call runs ``epochs_per_call`` epochs (for full-batch descent,
-    that many steps). Batches are sharded over ``mesh`` (default all local devices on a
-    ``'data'`` axis). Train and test metrics are evaluated on the device in chunks of
-    ``chunk_size`` examples every ``eval_every`` epochs and after the last (the history holds
-    NaN for the epochs in between) and logged (``logger.log(step, **metrics)``). With
+    that many steps). Batches are sharded over ``mesh`` (default: a ``'data'`` axis over the
+    devices of every process, as many as divide ``batch_size`` evenly -- all of them for a
+    multiple of their count; an explicit ``mesh`` must divide it). Train and test metrics are evaluated on
+    the device in chunks of ``chunk_size`` examples every ``eval_every`` epochs and after the
+    last (the history holds NaN for the epochs in between) and logged (``logger.log(step, **metrics)``). With
     ``checkpoint_dir`` every call is checkpointed; a later call with the same arguments resumes
     there and produces the same numbers as an uninterrupted run. A second call with the same
     model, transformation object, data shapes and options compiles nothing.
@@ -380,12 +423,18 @@ def fit_seeds(model: nn.Module, data, tx: optax.GradientTransformation, *, seeds
               checkpoint_dir=None) -> FitResult:
     """:func:`fit` for several seeds as ONE ``vmap``ped program; every leaf of the result (and
     of the history) has a leading axis of ``len(seeds)``. Seed ``s`` gives the same numbers as
-    ``fit(..., seed=s)`` up to floating-point reassociation."""
+    ``fit(..., seed=s)`` up to floating-point reassociation.
+
+    Over several devices the seed axis is sharded over a ``'seeds'`` mesh axis and each seed's
+    batch over ``'data'`` (:func:`seeds_mesh`: K seeds on K devices side by side, the rest of
+    the devices splitting batches); the numbers are those of one device up to reassociation.
+    """
     seeds = list(seeds)
     if not seeds:
         raise ValueError("seeds must name at least one seed, got []")
+    mesh = seeds_mesh(len(seeds), int(data.x_train.shape[0]) if batch_size is None else batch_size)
     return _fit(model, data, tx, seeds=seeds, vmapped=True, epochs=epochs, batch_size=batch_size,
                 loss_name=loss_name, chunk_size=chunk_size, eval_every=eval_every, epochs_per_call=epochs_per_call,
                 probes=probes, probe_every=probe_every, probe_batch=probe_batch, regularizer=regularizer,
-                progress=progress, logger=logger, checkpoint_dir=checkpoint_dir, mesh=_single_device_mesh(),
+                progress=progress, logger=logger, checkpoint_dir=checkpoint_dir, mesh=mesh,
                 desc=f"fit {type(model).__name__} x{len(seeds)} seeds")

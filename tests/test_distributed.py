@@ -1,0 +1,107 @@
+"""Several processes: two local processes with two forced CPU devices each, joined by
+``jax.distributed`` on localhost (the experiments' ``--distributed`` path, configured by the
+environment), train on the 4 devices of both and give the numbers of one process on one
+device; a checkpointed fit resumes across processes (Orbax), and only process 0 writes an
+experiment's run directory."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from helpers import REPO_ROOT, TOY_FIT_PROBLEM, json_result, run_on_devices
+
+_SCRIPT = textwrap.dedent("""
+    import json, os, sys
+
+    from experiments import common
+    common.initialize_distributed(False)  # JAXDL_DISTRIBUTED=1 and JAX_* in the environment
+
+    import jax
+    import numpy as np
+
+    from experiments import optimizers
+    from jaxdl import optim, train
+""") + TOY_FIT_PROBLEM + textwrap.dedent("""
+    from jax.experimental import multihost_utils  # the results of a 2-process run span both processes
+    leaves = lambda tree: [np.asarray(multihost_utils.process_allgather(v, tiled=True), np.float64).ravel().tolist()
+                           for v in jax.tree.leaves(tree)]
+    out = {"process": jax.process_index(), "processes": jax.process_count(), "devices": jax.device_count()}
+    single = train.fit(model, data, tx, **kwargs)
+    out["fit"] = leaves(single.state.params) + [single.history["batch_loss"].tolist()]
+    seeds = train.fit_seeds(model, data, tx, seeds=[0, 1], **kwargs)
+    out["seeds"] = leaves(seeds.state.params) + [seeds.history["batch_loss"].ravel().tolist()]
+    # Two epochs, then a resume to three from the checkpoint every process shares.
+    checkpoints = os.path.join(sys.argv[1], "checkpoints")
+    train.fit(model, data, tx, checkpoint_dir=checkpoints, **dict(kwargs, epochs=2))
+    resumed = train.fit(model, data, tx, checkpoint_dir=checkpoints, **kwargs)
+    out["resumed"] = leaves(resumed.state.params) + [resumed.history["batch_loss"].tolist()]
+    optimizers.main(["--size", "quick", "--workdir", os.path.join(sys.argv[1], "run")])
+    out["writes_to"] = common.writing_workdir(os.path.join(sys.argv[1], "run"))
+    print("RESULT " + json.dumps(out))
+""")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("localhost", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    shared = tmp_path_factory.mktemp("distributed")
+    port = _free_port()
+    env = dict(os.environ, JAXDL_DISTRIBUTED="1", JAX_COORDINATOR_ADDRESS=f"localhost:{port}", JAX_NUM_PROCESSES="2",
+               JAX_PLATFORMS="cpu", MPLBACKEND="Agg",
+               XLA_FLAGS=" ".join([f for f in os.environ.get("XLA_FLAGS", "").split()
+                                   if not f.startswith("--xla_force_host_platform_device_count")]
+                                  + ["--xla_force_host_platform_device_count=2"]))
+    processes = [subprocess.Popen([sys.executable, "-c", _SCRIPT, str(shared)], env=dict(env, JAX_PROCESS_ID=str(i)),
+                                  cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for i in range(2)]
+    outputs = []
+    for process in processes:
+        try:
+            stdout, stderr = process.communicate(timeout=600)
+        except subprocess.TimeoutExpired:
+            for p in processes:
+                p.kill()
+            pytest.fail("the 2-process run took more than 600 s")
+        if process.returncode != 0:
+            pytest.fail(f"a process of the 2-process run exited with {process.returncode}:\n{stderr[-3000:]}")
+        outputs.append(json_result(stdout))
+    reference_dir = tmp_path_factory.mktemp("reference")
+    reference = json_result(run_on_devices(_SCRIPT.replace("sys.argv[1]", repr(str(reference_dir))), num_devices=1,
+                                           timeout=600))
+    return outputs, reference, shared
+
+
+def test_two_processes_see_four_devices(runs):
+    outputs, reference, _ = runs
+    assert [o["process"] for o in outputs] == [0, 1]
+    assert all(o["processes"] == 2 and o["devices"] == 4 for o in outputs)
+    assert reference["processes"] == 1 and reference["devices"] == 1
+
+
+@pytest.mark.parametrize("name", ["fit", "seeds", "resumed"])
+def test_a_two_process_fit_equals_the_one_process_fit(runs, name):
+    outputs, reference, _ = runs
+    for output in outputs:  # every process holds the same (replicated) result
+        for got, expected in zip(output[name], reference[name], strict=True):
+            np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_only_process_zero_writes_the_run_directory(runs):
+    outputs, _, shared = runs
+    run = shared / "run"
+    assert (run / "report.md").exists() and (run / "claims.json").exists()
+    assert json.loads((run / "claims.json").read_text())  # the quick size need not hold them
+    assert outputs[0]["writes_to"] == str(run)
+    assert os.path.basename(outputs[1]["writes_to"]).startswith("jaxdl-process1-")
