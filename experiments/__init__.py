@@ -8,8 +8,9 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-EXPERIMENTS: tuple[str, ...] = ("parametrization", "optimizers", "architectures", "loss_landscape", "sharp_flat",
-                                  "implicit_regularization", "ntk")
+EXPERIMENTS: tuple[str, ...] = ("parametrization", "linear_regions", "backprop", "optimizers", "architectures",
+                                  "rnn_gradients", "loss_landscape", "sharp_flat", "implicit_regularization", "ntk",
+                                  "adversarial", "continual")
 
 
 def get_experiment(name: str) -> ModuleType:

@@ -66,6 +66,7 @@ from experiments import common
 from experiments.benchmarks import peers
 from experiments.benchmarks.analysis import bench_curvature, bench_landscape, bench_ntk, bench_sharpness_tracking
 from experiments.benchmarks.devices import bench_devices
+from experiments.benchmarks.regions import regions_rows
 from experiments.benchmarks.timing import (compiled_flops, measure_matmul_rate, mlp_forward_flops, net_name,
                                            synthetic_data, time_call, time_interleaved)
 from experiments.benchmarks.training import (bench_conv_implementations, bench_conv_step, bench_epoch,
@@ -167,6 +168,8 @@ def get_config(size: str = "default") -> ml_collections.ConfigDict:
     c.forced_devices = 8
     c.devices_examples = 4096
     c.devices_width = 256
+    c.regions_widths = (32, 32, 32)
+    c.regions_resolution = 1024
     c.profile_scan_length = 2  # iterations of the conv profile's scans
     if size == "quick":
         c.repeats = 2
@@ -223,6 +226,8 @@ def get_config(size: str = "default") -> ml_collections.ConfigDict:
         c.forced_devices = 2
         c.devices_examples = 256
         c.devices_width = 16
+        c.regions_widths = (8, 8)
+        c.regions_resolution = 64
     elif size == "full":
         c.repeats = 20
         c.matmul_size = 4096
@@ -437,14 +442,16 @@ def run(config, run_dir: io.RunDir) -> dict:
     training_rows, training = _training_rows(config, rate)
     analysis_rows, analysis = _analysis_rows(config, rate)
     device_rows, device_result = _device_rows(config)
+    region_rows, region_result = regions_rows(config)
     table = common.format_table(["row", "ms", "reference", "reference ms", "ratio", "target"],
-                                training_rows + analysis_rows + device_rows, float_format="{:.3g}")
+                                training_rows + analysis_rows + device_rows + region_rows, float_format="{:.3g}")
     peer_table, peer_result = peers.table(config, peers.peer_section(config, rate))
     header = (f"device: {device.platform} ({device.device_kind}), {jax.device_count()} device(s); "
               f"matmul rate {rate / 1e9:.1f} GFLOP/s at {config.matmul_size}^3 float32")
     print(header)
     return {"tables": {"benchmark": header + "\n\n" + table, "peers": peer_table}, "figures": [],
-            "matmul_gflops": rate / 1e9, **training, **analysis, **device_result, **peer_result}
+            "matmul_gflops": rate / 1e9, **training, **analysis, **device_result, **region_result,
+            **peer_result}
 
 
 def claims(result: dict) -> list:

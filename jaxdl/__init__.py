@@ -28,9 +28,10 @@ Layers (imports point downwards only)
 
     experiments/   one module per experiment (never imported by jaxdl)
         |
-    analysis       landscape/, curvature/, implicit, ntk/ -- functions of apply_fn or loss_fn, params, batch;
-        |                                     never import a model family (jaxdl.models)
-    training       train/, optim, sam, losses
+    analysis       landscape/, curvature/, implicit, ntk/, regions, adversarial -- functions of apply_fn or
+        |          loss_fn, params, batch; never import a model family (jaxdl.models)
+    training       train/, optim, sam, losses, backprop (the delta rule of the zoo's MLP), recurrence
+                   (Pascanu et al.'s tools for the zoo's recurrent nets)
         |
     foundations    checks, batching, compiled, tree, data, datafiles, models, io, checkpoint, plot
 

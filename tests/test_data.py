@@ -22,6 +22,7 @@ EMBEDDED = {
         {"num_train": 50, "num_test": 30, "output_dim": 2, "noise": 0.1}, (10,), None, (2,)
     ),
     "poly": ({}, (1,), None, (1,)),
+    "adding": ({"length": 12, "lag": 5, "num_train": 50, "num_test": 30}, (12, 2), None, (1,)),
 }
 
 
