@@ -10,7 +10,7 @@ from types import ModuleType
 
 EXPERIMENTS: tuple[str, ...] = ("parametrization", "linear_regions", "backprop", "optimizers", "architectures",
                                   "rnn_gradients", "loss_landscape", "sharp_flat", "implicit_regularization", "ntk",
-                                  "adversarial", "continual")
+                                  "generalization", "adversarial", "continual")
 
 
 def get_experiment(name: str) -> ModuleType:

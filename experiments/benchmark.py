@@ -38,6 +38,13 @@ start of the same run, so the ratios compare like with like on any device. The h
   network; Novak et al. 2022), by structured derivatives, NTK-vector products and the Jacobian
   contraction, each against the FLOP floor ((1 + O) forward passes: the forward pass and one
   backward pass per output, which every method needs) and against the contraction.
+- devices: each sharded phase on 8 forced CPU devices against 1 (overhead and equality).
+- linear regions: the exact partition of a random ReLU MLP 2-32-32-32 on a plane against a dense
+  grid sampler (regions found per second; the sampler misses the smallest regions).
+- width sweep: MLPs of 7 widths (2..128) x 2 seeds trained by full-batch Adam as one masked
+  ``width_sweep.fit_widths`` call against one ``fit_seeds`` call per width, first (one compile
+  against one per width) and again (warm; the masked program computes len(widths) x max(widths)
+  hidden units against sum(widths)).
 
 With the peers installed (``pip install -e ".[peers]"``) a peer section follows
 (:mod:`experiments.benchmarks.peers`): the same MLP in PyTorch with jaxdl's weights, PyHessian's
@@ -67,6 +74,7 @@ from experiments.benchmarks import peers
 from experiments.benchmarks.analysis import bench_curvature, bench_landscape, bench_ntk, bench_sharpness_tracking
 from experiments.benchmarks.devices import bench_devices
 from experiments.benchmarks.regions import regions_rows
+from experiments.benchmarks.width_sweep import bench_width_sweep
 from experiments.benchmarks.timing import (compiled_flops, measure_matmul_rate, mlp_forward_flops, net_name,
                                            synthetic_data, time_call, time_interleaved)
 from experiments.benchmarks.training import (bench_conv_implementations, bench_conv_step, bench_epoch,
@@ -170,6 +178,11 @@ def get_config(size: str = "default") -> ml_collections.ConfigDict:
     c.devices_width = 256
     c.regions_widths = (32, 32, 32)
     c.regions_resolution = 1024
+    c.width_sweep_widths = (2, 4, 8, 16, 32, 64, 128)
+    c.width_sweep_examples = 100
+    c.width_sweep_input_dim = 40
+    c.width_sweep_steps = 500
+    c.width_sweep_seeds = 2
     c.profile_scan_length = 2  # iterations of the conv profile's scans
     if size == "quick":
         c.repeats = 2
@@ -228,6 +241,10 @@ def get_config(size: str = "default") -> ml_collections.ConfigDict:
         c.devices_width = 16
         c.regions_widths = (8, 8)
         c.regions_resolution = 64
+        c.width_sweep_widths = (2, 4)
+        c.width_sweep_examples = 16
+        c.width_sweep_steps = 2
+        c.width_sweep_seeds = 1
     elif size == "full":
         c.repeats = 20
         c.matmul_size = 4096
@@ -236,6 +253,7 @@ def get_config(size: str = "default") -> ml_collections.ConfigDict:
         c.landscape_repeats = 3
         c.landscape_loop_points = 2601
         c.ntk_repeats = 5
+        c.width_sweep_steps = 2000
     return c
 
 
@@ -248,8 +266,11 @@ def _validate(config):
                   "landscape_points_per_chunk", "landscape_loop_points", "landscape_repeats", "ntk_examples",
                   "ntk_outputs", "ntk_input_dim", "ntk_repeats", "peer_examples", "peer_probes", "peer_repeats",
                   "peer_batch_size", "peer_seeds", "peer_conv_steps", "profile_scan_length", "forced_devices",
-                  "devices_examples", "devices_width"):
+                  "devices_examples", "devices_width", "regions_resolution", "width_sweep_examples",
+                  "width_sweep_input_dim", "width_sweep_steps", "width_sweep_seeds"):
         common.require(int(config[field]) > 0, field, "a positive integer", config[field])
+    for field in ("regions_widths", "width_sweep_widths"):
+        common.require(len(config[field]) > 0 and min(config[field]) > 0, field, "positive widths", config[field])
     common.require(int(config.landscape_loop_points) <= int(config.landscape_grid) ** 2, "landscape_loop_points",
                    "at most landscape_grid ** 2", config.landscape_loop_points)
     common.require(int(config.landscape_chunk_size) >= 0, "landscape_chunk_size",
@@ -443,15 +464,17 @@ def run(config, run_dir: io.RunDir) -> dict:
     analysis_rows, analysis = _analysis_rows(config, rate)
     device_rows, device_result = _device_rows(config)
     region_rows, region_result = regions_rows(config)
+    sweep_rows, sweep_result = bench_width_sweep(config)
     table = common.format_table(["row", "ms", "reference", "reference ms", "ratio", "target"],
-                                training_rows + analysis_rows + device_rows + region_rows, float_format="{:.3g}")
+                                training_rows + analysis_rows + device_rows + region_rows + sweep_rows,
+                                float_format="{:.3g}")
     peer_table, peer_result = peers.table(config, peers.peer_section(config, rate))
     header = (f"device: {device.platform} ({device.device_kind}), {jax.device_count()} device(s); "
               f"matmul rate {rate / 1e9:.1f} GFLOP/s at {config.matmul_size}^3 float32")
     print(header)
     return {"tables": {"benchmark": header + "\n\n" + table, "peers": peer_table}, "figures": [],
             "matmul_gflops": rate / 1e9, **training, **analysis, **device_result, **region_result,
-            **peer_result}
+            **sweep_result, **peer_result}
 
 
 def claims(result: dict) -> list:

@@ -28,10 +28,11 @@ Layers (imports point downwards only)
 
     experiments/   one module per experiment (never imported by jaxdl)
         |
-    analysis       landscape/, curvature/, implicit, ntk/, regions, adversarial -- functions of apply_fn or
-        |          loss_fn, params, batch; never import a model family (jaxdl.models)
+    analysis       landscape/, curvature/, implicit, ntk/, regions, adversarial, features -- functions of
+        |          apply_fn or loss_fn, params, batch; never import a model family (jaxdl.models)
     training       train/, optim, sam, losses, backprop (the delta rule of the zoo's MLP), recurrence
-                   (Pascanu et al.'s tools for the zoo's recurrent nets)
+                   (Pascanu et al.'s tools for the zoo's recurrent nets), warm_start, width_sweep (masked
+                   width sweeps of an MLP)
         |
     foundations    checks, batching, compiled, tree, data, datafiles, models, io, checkpoint, plot
 

@@ -12,7 +12,8 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 LIBRARY = sorted((ROOT / "jaxdl").rglob("*.py"))
-ANALYSIS = ("jaxdl.landscape", "jaxdl.curvature", "jaxdl.implicit", "jaxdl.ntk", "jaxdl.regions", "jaxdl.adversarial")
+ANALYSIS = ("jaxdl.landscape", "jaxdl.curvature", "jaxdl.implicit", "jaxdl.ntk", "jaxdl.regions", "jaxdl.features",
+            "jaxdl.adversarial")
 FOUNDATIONS = ("jaxdl.checks", "jaxdl.batching", "jaxdl.compiled", "jaxdl.tree", "jaxdl.io")
 
 
