@@ -8,7 +8,8 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-EXPERIMENTS: tuple[str, ...] = ("parametrization", "linear_regions", "backprop", "optimizers", "architectures",
+EXPERIMENTS: tuple[str, ...] = ("parametrization", "linear_regions", "backprop", "initialisation",
+                                  "optimizers", "architectures",
                                   "rnn_gradients", "loss_landscape", "sharp_flat", "implicit_regularization", "ntk",
                                   "generalization", "adversarial", "continual")
 

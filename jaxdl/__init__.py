@@ -32,7 +32,8 @@ Layers (imports point downwards only)
         |          apply_fn or loss_fn, params, batch; never import a model family (jaxdl.models)
     training       train/, optim, sam, losses, backprop (the delta rule of the zoo's MLP), recurrence
                    (Pascanu et al.'s tools for the zoo's recurrent nets), warm_start, width_sweep (masked
-                   width sweeps of an MLP)
+                   width sweeps of an MLP), propagation (signal propagation at init with the zoo's
+                   initialisers, deep linear dynamics, residual branches of any sowing model)
         |
     foundations    checks, batching, compiled, tree, data, datafiles, models, io, checkpoint, plot
 

@@ -9,6 +9,9 @@ resolution in their first block), global average pooling and a dense read-out: `
 weighted layers, ResNet-20 for ``n = 3``. A basic block is the paper's post-activation one,
 ``relu(shortcut(x) + alpha * bn(conv(relu(bn(conv(x))))))`` with ``alpha = 1``, or a learned
 scalar initialised to 0 with ``skip_init=True`` (every block then starts as the identity).
+Each block sows its residual branch ``alpha * bn(conv(...))`` and its skip path ``shortcut(x)``
+into the ``'intermediates'`` collection (``'residual_branch'``, ``'residual_skip'``) when that
+collection is mutable (:func:`jaxdl.propagation.residual_branch_statistics`).
 
 BatchNorm statistics live in the ``'batch_stats'`` collection: ``train=True`` normalises by
 the batch and updates the running averages (apply with ``mutable=['batch_stats']``);
@@ -83,6 +86,10 @@ class ResidualBlock(_BlockOptions):
                 x = x[:, :: self.stride, :: self.stride, :]
                 extra = self.features - x.shape[-1]
                 x = jnp.pad(x, [(0, 0)] * 3 + [(extra // 2, extra - extra // 2)])
+        # Read by jaxdl.propagation.residual_branch_statistics (De & Smith 2020); a no-op unless
+        # 'intermediates' is mutable.
+        self.sow("intermediates", "residual_branch", y)
+        self.sow("intermediates", "residual_skip", x)
         return nn.relu(x + y)
 
 
