@@ -37,6 +37,19 @@ _SCRIPT = textwrap.dedent("""
     out["fit"] = leaves(single.state.params) + [single.history["batch_loss"].tolist()]
     seeds = train.fit_seeds(model, data, tx, seeds=[0, 1], **kwargs)
     out["seeds"] = leaves(seeds.state.params) + [seeds.history["batch_loss"].ravel().tolist()]
+    # Each process holds only its rows of the training and test sets.
+    from jaxdl.data import process_shard, spread_over_processes
+    spread = spread_over_processes(process_shard(data))
+    out["rows_per_device"] = sorted({s.data.shape[0] for s in spread.x_train.addressable_shards})
+    one = train.fit(model, spread, tx, **kwargs)
+    out["spread"] = leaves(one.state.params) + [one.history["batch_loss"].tolist()]
+    several = train.fit_seeds(model, spread, tx, seeds=[0, 1], **kwargs)
+    try:  # a batch of 2 splits over 2 of the 4 devices, which do not hold every row
+        train.fit(model, spread, tx, **dict(kwargs, batch_size=2))
+        out["narrow_batch"] = "trained"
+    except ValueError as error:
+        out["narrow_batch"] = str(error)
+    out["spread_seeds"] = leaves(several.state.params) + [several.history["batch_loss"].ravel().tolist()]
     # Two epochs, then a resume to three from the checkpoint every process shares.
     checkpoints = os.path.join(sys.argv[1], "checkpoints")
     train.fit(model, data, tx, checkpoint_dir=checkpoints, **dict(kwargs, epochs=2))
@@ -90,12 +103,21 @@ def test_two_processes_see_four_devices(runs):
     assert reference["processes"] == 1 and reference["devices"] == 1
 
 
-@pytest.mark.parametrize("name", ["fit", "seeds", "resumed"])
-def test_a_two_process_fit_equals_the_one_process_fit(runs, name):
+@pytest.mark.parametrize("name, reference_name", [("fit", "fit"), ("seeds", "seeds"), ("resumed", "resumed"),
+                                                   ("spread", "fit"), ("spread_seeds", "seeds")])
+def test_a_two_process_fit_equals_the_one_process_fit(runs, name, reference_name):
     outputs, reference, _ = runs
     for output in outputs:  # every process holds the same (replicated) result
-        for got, expected in zip(output[name], reference[name], strict=True):
+        for got, expected in zip(output[name], reference[reference_name], strict=True):
             np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_a_spread_data_set_keeps_each_process_rows_on_its_devices(runs):
+    outputs, reference, _ = runs
+    assert [o["rows_per_device"] for o in outputs] == [[32], [32]]  # 64 training examples, 2 processes
+    assert reference["rows_per_device"] == [64]
+    for output in outputs:
+        assert "spread over 2 processes" in output["narrow_batch"] and "batch_size" in output["narrow_batch"]
 
 
 def test_only_process_zero_writes_the_run_directory(runs):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from experiments import benchmark
-from experiments.benchmarks import peers
+from experiments.benchmarks import peer_report, peers
 from jaxdl import curvature, losses, train, tree
 from jaxdl.models import get_model
 
@@ -27,9 +27,9 @@ def test_without_the_peers_the_section_is_one_line_saying_how_to_enable_it(monke
     assert "PyHessian" in peers.missing()  # with the other peers installed or not
     section = peers.peer_section(benchmark.get_config("quick"), rate=1e9)
     assert set(section) == {"skipped"} and peers.INSTALL in section["skipped"] and "PyHessian" in section["skipped"]
-    table, result = peers.table(benchmark.get_config("quick"), section)
+    table, result = peer_report.table(benchmark.get_config("quick"), section)
     assert table == section["skipped"] and result == {}
-    assert peers.claims(result) == []
+    assert peer_report.claims(result) == []
 
 
 def _mlp(widths=(7, 5)):

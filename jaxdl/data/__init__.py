@@ -9,6 +9,8 @@ The graph task :func:`degree_graphs` (:mod:`jaxdl.data.graphs`) is built by its 
 because standardising a packed graph would scramble its adjacency.
 :func:`corrupt_labels` (:mod:`jaxdl.data.corruption`) replaces a fraction of a set's training labels
 by random classes (Zhang et al. 2017's random labels; label noise).
+:func:`process_shard` and :func:`spread_over_processes` (:mod:`jaxdl.data.processes`) let each
+process of a distributed run hold only its rows of a set.
 :func:`make_tasks` (:mod:`jaxdl.data.tasks`) cuts a set into a continual-learning task sequence:
 permuted input features (:func:`permuted_tasks`) or classes in groups (:func:`class_split_tasks`).
 
@@ -27,6 +29,7 @@ from jaxdl.data.embedded import (_load_digits, _load_mnist1d, _load_moons, _load
                                  poly_true_function)
 from jaxdl.data.files import _load_cifar10, _load_fashion_mnist, _load_mnist
 from jaxdl.data.graphs import degree_graphs, degree_threshold, permute_graph_nodes, random_graphs
+from jaxdl.data.processes import process_mesh, process_shard, spread_over_processes
 from jaxdl.data.sequences import ADDING_MEAN_PREDICTION_MSE, _load_adding, adding_problem
 from jaxdl.data.tasks import TASK_SPLITS, class_split_tasks, make_tasks, permuted_tasks
 
@@ -78,5 +81,6 @@ def load(name: str, *, standardize: bool | None = None, **options) -> Dataset:
 
 __all__ = ["ADDING_MEAN_PREDICTION_MSE", "adding_problem", "class_split_tasks", "classification",
            "corrupt_labels", "Dataset", "degree_graphs", "degree_threshold", "get_loader", "load", "LOADERS",
-           "make_tasks", "permute_graph_nodes", "permuted_tasks", "poly_true_function", "random_graphs",
+           "make_tasks", "permute_graph_nodes", "permuted_tasks", "poly_true_function", "process_mesh",
+           "process_shard", "random_graphs", "spread_over_processes",
            "RAW_BY_DEFAULT", "replace_labels", "standardize", "streams", "TASK_SPLITS"]

@@ -14,13 +14,15 @@ The pieces, from small to large:
   :func:`fit_seeds` -- the same program ``vmap``ped over seeds (init and data order differ).
   Both return the state they started from beside the trained one, and compile once per model,
   transformation, shapes and options;
+- placement (:mod:`jaxdl.train.placement`): the epoch plan and the meshes (:func:`make_plan`,
+  :func:`data_mesh`, :func:`seeds_mesh`), and :func:`place_data`;
 - probes (:mod:`jaxdl.train.probes`): scalars of (params, data) -- a loss, the top Hessian
   eigenvalue (:class:`jaxdl.curvature.SharpnessProbe`) -- measured every k steps inside the
   compiled training program (``fit(..., probes=..., probe_every=k)``).
 """
 from jaxdl.train.evaluation import evaluate
-from jaxdl.train.loop import (FitResult, build_block_programs, build_epoch_programs, data_mesh, epoch_order, fit,
-                              fit_seeds, make_plan, seeds_mesh)
+from jaxdl.train.loop import FitResult, build_block_programs, build_epoch_programs, epoch_order, fit, fit_seeds
+from jaxdl.train.placement import data_mesh, make_plan, place_data, seeds_mesh
 from jaxdl.train.probes import LossProbe
 from jaxdl.train.state import (ApplyFn, TrainState, apply_model, init_state, init_states, make_apply_fn,
                                make_train_step, seed_streams, unstack)
@@ -28,7 +30,7 @@ from jaxdl.train.state import (ApplyFn, TrainState, apply_model, init_state, ini
 __all__ = [
     "evaluate",
     "FitResult", "build_block_programs", "build_epoch_programs", "LossProbe", "data_mesh", "epoch_order", "fit",
-    "fit_seeds", "make_plan", "seeds_mesh",
+    "fit_seeds", "make_plan", "place_data", "seeds_mesh",
     "ApplyFn", "TrainState", "apply_model", "init_state", "init_states", "make_apply_fn", "make_train_step",
     "seed_streams", "unstack",
 ]

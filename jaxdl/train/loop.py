@@ -7,8 +7,8 @@
   and a loud stop on a non-finite loss;
 - :func:`fit_seeds` -- the same program ``vmap``ped over seeds (init and data order differ),
   the seeds spread over a ``'seeds'`` mesh axis;
-- :func:`build_epoch_programs`, :func:`make_plan`, :func:`epoch_order` -- the pieces, for
-  callers that drive epochs themselves.
+- :func:`build_epoch_programs`, :func:`epoch_order` and :func:`jaxdl.train.placement.make_plan` -- the
+  pieces, for callers that drive epochs themselves.
 
 The epoch and evaluation programs are module-level functions compiled by :func:`jaxdl.compiled.jit`
 with the model, the Optax transformation and the options as static values: a second ``fit`` of
@@ -17,9 +17,7 @@ same object for the same arguments), shapes and options compiles nothing.
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
-import math
 from typing import Any, Mapping, NamedTuple, Sequence
 
 import flax.linen as nn
@@ -34,6 +32,7 @@ from tqdm.auto import tqdm
 
 from jaxdl import batching, checks, compiled, losses
 from jaxdl.train.evaluation import evaluate
+from jaxdl.train.placement import _Plan, make_plan, place_data, seeds_mesh
 from jaxdl.train.probes import PREFIX, check_probes, init_probes, measure_probes
 from jaxdl.train.state import TrainState, init_state, init_states, make_apply_fn, make_train_step, seed_streams
 
@@ -54,71 +53,22 @@ class FitResult(NamedTuple):
     initial_state: TrainState
 
 
-@dataclasses.dataclass(frozen=True)
-class _Plan:
-    """Validated sizes and placements of one training run."""
-
-    num_train: int
-    batch_size: int
-    steps_per_epoch: int
-    full_batch: bool
-    mesh: jax.sharding.Mesh
-
-
-def make_plan(data, batch_size, epochs, mesh=None) -> _Plan:
-    """Validate ``epochs``/``batch_size`` against ``data`` and the mesh (default: the devices
-    that divide the batch evenly, :func:`jaxdl.batching.example_mesh`)."""
-    num_train = int(data.x_train.shape[0])
-    checks.integer("epochs", epochs)
-    full_batch = batch_size is None
-    batch_size = checks.integer("batch_size", num_train if full_batch else batch_size, maximum=num_train,
-                                maximum_name="the number of training examples")
-    # By default every local device that the batch splits over evenly (all of them when the
-    # batch size is a multiple of their count).
-    mesh = batching.example_mesh(batch_size) if mesh is None else mesh
-    num_devices = dict(mesh.shape).get("data", 1)
-    if batch_size % num_devices:
-        raise ValueError(f"batch_size={batch_size} must be divisible by the {num_devices} devices of the data mesh")
-    return _Plan(num_train, batch_size, num_train // batch_size, full_batch, mesh)
-
-
-def data_mesh(devices: Sequence[jax.Device] | None = None) -> jax.sharding.Mesh:
-    """A 1-D mesh with axis ``'data'`` over ``devices`` (default: every device of every process)."""
-    devices = jax.devices() if devices is None else list(devices)
-    return jax.make_mesh((len(devices),), ("data",), devices=devices, axis_types=(jax.sharding.AxisType.Auto,))
-
-
-def seeds_mesh(num_seeds: int, batch_size: int, devices: Sequence[jax.Device] | None = None) -> jax.sharding.Mesh:
-    """A 2-D mesh ``('seeds', 'data')`` for ``num_seeds`` vmapped runs over ``devices`` (default
-    every device of every process): the seed axis takes s = gcd(K, D) devices, so K seeds on K devices (or
-    on any multiple of K) run side by side with no padding, and the data axis takes the largest
-    divisor of D / s that divides ``batch_size`` (each seed's batch split over it). Seed counts
-    that share no factor with the device count run with the batch split only (5 seeds on 8
-    devices: a 1 x 8 mesh for a batch divisible by 8). Uses s x d of the D devices; one device
-    is the same code path (a 1 x 1 mesh)."""
-    devices = jax.devices() if devices is None else list(devices)
-    num_seeds, batch_size = checks.integer("num_seeds", num_seeds), checks.integer("batch_size", batch_size)
-    seeds_axis = math.gcd(num_seeds, len(devices))
-    data_axis = max(d for d in range(1, len(devices) // seeds_axis + 1)
-                    if (len(devices) // seeds_axis) % d == 0 and batch_size % d == 0)
-    grid = np.asarray(devices[:seeds_axis * data_axis]).reshape(seeds_axis, data_axis)
-    return jax.sharding.Mesh(grid, ("seeds", "data"), axis_types=(jax.sharding.AxisType.Auto,) * 2)
-
-
 def _check_data(model, data, loss_name):
     losses.check_loss_name(loss_name)
     if losses.is_classification(loss_name) and data.num_classes is None:
         raise ValueError(f"loss_name {loss_name!r} needs class labels but data set {data.name!r} is a regression set")
     if not losses.is_classification(loss_name) and data.num_classes is not None:
         raise ValueError(f"loss_name {loss_name!r} is a regression loss but data set {data.name!r} has class labels")
-    out = jax.eval_shape(lambda x: model.init_with_output(jax.random.key(0), x)[0], data.x_train[:2])
+    two = jax.ShapeDtypeStruct((2,) + tuple(data.x_train.shape[1:]), data.x_train.dtype)
+    out = jax.eval_shape(lambda x: model.init_with_output(jax.random.key(0), x)[0], two)
     if losses.is_classification(loss_name):
         if out.ndim != 2 or out.shape[-1] != data.num_classes:
             raise ValueError(
                 f"model outputs have shape {out.shape[1:]} per example but data set {data.name!r} "
                 f"has {data.num_classes} classes: set the model's num_outputs={data.num_classes}")
     elif out.shape[1:] != data.y_train.shape[1:]:
-        raise ValueError(f"model outputs have shape {out.shape[1:]} per example but y_train has {data.y_train.shape[1:]}")
+        raise ValueError(f"model outputs have shape {out.shape[1:]} per example but y_train has "
+                         f"{data.y_train.shape[1:]}")
 
 
 def epoch_order(data_key, epoch: int, plan: _Plan) -> np.ndarray:
@@ -314,8 +264,7 @@ def _fit(model, data, tx, *, seeds, vmapped, epochs, batch_size, loss_name, chun
                                                   regularizer)
     probes = check_probes(probes)
     replicated = NamedSharding(plan.mesh, P())
-    x_train, y_train, x_test, y_test = jax.device_put(
-        (data.x_train, data.y_train, data.x_test, data.y_test), replicated)
+    x_train, y_train, x_test, y_test = place_data(data, plan.mesh)
     probe_batch = (x_train, y_train) if probe_batch is None else jax.device_put(probe_batch, replicated)
 
     init_keys, data_keys = seed_streams(np.asarray(seeds, np.uint32))
@@ -384,7 +333,9 @@ _FIT_DOC = """Train ``model`` on ``data`` (a :class:`jaxdl.data.Dataset`) with t
     in data order. One compiled call runs ``epochs_per_call`` epochs (for full-batch descent,
     that many steps). Batches are sharded over ``mesh`` (default: a ``'data'`` axis over the
     devices of every process, as many as divide ``batch_size`` evenly -- all of them for a
-    multiple of their count; an explicit ``mesh`` must divide it). Train and test metrics are evaluated on
+    multiple of their count; an explicit ``mesh`` must divide it). ``data`` may be spread over the
+    processes of a distributed run (:func:`jaxdl.data.spread_over_processes`: each process holds its
+    rows); the batch must then split over every device. Train and test metrics are evaluated on
     the device in chunks of ``chunk_size`` examples every ``eval_every`` epochs and after the
     last (the history holds NaN for the epochs in between) and logged (``logger.log(step, **metrics)``). With
     ``checkpoint_dir`` every call is checkpointed; a later call with the same arguments resumes
