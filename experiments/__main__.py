@@ -2,10 +2,12 @@
 
     python -m experiments                  # default configs into runs/tour/<name>/
     python -m experiments --quick          # the quick configs (seconds each)
-    python -m experiments --size full      # the papers' scale (a GPU or TPU)
+    python -m experiments --size full      # the papers' scale (a GPU or TPU), device-aware
     python -m experiments --only a,b       # a selection
     python -m experiments --list           # one line per experiment
 
+At `--size full` each experiment's `DEVICE_FIELDS` are sized for the devices found
+(`experiments.device_defaults`); the quick and default sizes run their configs as they are.
 An experiment that raises is recorded in the report with its traceback; the others still run,
 and the exit status is non-zero.
 """
@@ -19,7 +21,7 @@ import traceback
 from collections.abc import Sequence
 
 import experiments
-from experiments import common
+from experiments import common, device_defaults
 from jaxdl import io
 
 
@@ -75,10 +77,11 @@ def _experiment_section(name: str, outcome: dict, report_dir: str) -> str:
     if outcome["error"] is not None:
         return f"**FAILED**\n\n```\n{outcome['error'].rstrip()}\n```"
     result = outcome["result"]
+    devices = result["device_defaults"]
     sections = common.report_sections(
-        outcome["module"], outcome["config"], result, result["claims"], report_dir,
+        outcome["module"], devices.config, result, result["claims"], report_dir,
         outcome["workdir"], outcome["wall_time_s"])
-    return io.markdown_sections(sections, level=3)
+    return io.markdown_sections(device_defaults.with_device_section(sections, devices), level=3)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -105,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(outcome["module"].DESCRIPTION)
             outcome["config"] = outcome["module"].get_config(size)
             outcome["result"] = common.run_experiment(
-                outcome["module"], outcome["config"], workdir)
+                outcome["module"], outcome["config"], workdir, device_aware=size == "full")
         except Exception:  # Record it and go on: one broken experiment must not stop the tour.
             outcome["error"] = traceback.format_exc()
             print(f"{name} FAILED:\n{outcome['error']}", file=sys.stderr, flush=True)

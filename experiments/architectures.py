@@ -27,6 +27,7 @@ from jaxdl.models import get_model
 
 NAME = "architectures"
 DESCRIPTION = "MNIST-1D: logistic, MLP, CNN, GRU, LSTM, transformer on plain vs shuffled signals; graph network vs MLP"
+DEVICE_FIELDS = {"seeds": "seeds"}  # see experiments.device_defaults
 
 # Test accuracy in Greydanus 2020 (Table 1): plain and shuffled sequences.
 PUBLISHED = {"logistic": (0.32, 0.32), "mlp": (0.68, 0.68), "cnn": (0.94, 0.56), "gru": (0.91, 0.57)}

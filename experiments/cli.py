@@ -6,6 +6,12 @@
 each `--config.<field>=value` (or `--config.<field> value`, anywhere on the line) overrides one
 field, parsed by `ml_collections.config_flags` as the type of the field's default. `--help`
 lists every field of the chosen size's config with its default.
+
+One more field belongs to the runner, not to the experiment's config: `device_aware` (True for
+`--size full`, else False; `--config.device_aware=true|false`). A device-aware run sizes the
+fields the experiment declares in `DEVICE_FIELDS` (seed counts, evaluation chunks) for the
+devices it finds, after `jax.distributed.initialize` and before `run`, leaving alone the fields
+given on the command line (`experiments.device_defaults`); config.json holds what `run` got.
 """
 from __future__ import annotations
 
@@ -22,6 +28,8 @@ import ml_collections
 from absl import flags
 from ml_collections import config_flags
 
+from experiments import device_defaults
+from experiments.device_defaults import field_value as _field_default
 from experiments.reporting import Claim, claims_table, flatten_config, report_sections
 from jaxdl import checks, io
 
@@ -53,16 +61,6 @@ def _override_fields(arguments: Sequence[str]) -> list[str]:
     """The dotted field names of the `--config.<field>[=value]` arguments, in order."""
     return [argument.split("=", 1)[0][len(_OVERRIDE_PREFIX):]
             for argument in arguments if argument.startswith(_OVERRIDE_PREFIX)]
-
-
-def _field_default(config: ml_collections.ConfigDict, field: str) -> Any:
-    """The value of the dotted `field` in `config`; `LookupError` if the config has no such field."""
-    node = config
-    for name in field.split("."):
-        if not isinstance(node, ml_collections.ConfigDict) or name not in node:
-            raise LookupError(field)
-        node = node[name]
-    return node
 
 
 def _check_fields(config: ml_collections.ConfigDict, fields: Sequence[str]) -> None:
@@ -125,20 +123,52 @@ def _bare_bool_hint(config: ml_collections.ConfigDict, arguments: Sequence[str])
     return f" (a bool field takes its value after '=', as in --config.{bools[0]}=false)"
 
 
-def _config_listing(config: ml_collections.ConfigDict, size: str) -> str:
+def _runner_config(size: str) -> ml_collections.ConfigDict:
+    """The runner's own fields, set like config fields but never passed to `run`."""
+    return ml_collections.ConfigDict({"device_aware": size == "full"})
+
+
+_RUNNER_HELP = {"device_aware": "size the DEVICE_FIELDS (seeds, evaluation chunks) for the devices found; "
+                                "True for --size full"}
+
+
+def _split_runner_arguments(arguments: Sequence[str],
+                            runner: ml_collections.ConfigDict) -> tuple[list[str], list[str]]:
+    """`(experiment's arguments, runner's arguments)`: the `--config.<field>` arguments that set a
+    runner field (with a separate value after one, as in `--config.device_aware false`, which
+    `apply_overrides` then rejects with a hint) apart from the rest, each in order."""
+    experiment_arguments, runner_arguments = [], []
+    position = 0
+    while position < len(arguments):
+        argument = arguments[position]
+        if argument.startswith(_OVERRIDE_PREFIX) and _override_fields([argument])[0] in runner:
+            runner_arguments.append(argument)
+            following = arguments[position + 1] if position + 1 < len(arguments) else None
+            if "=" not in argument and following is not None and not following.startswith("-"):
+                runner_arguments.append(following)
+                position += 1
+        else:
+            experiment_arguments.append(argument)
+        position += 1
+    return experiment_arguments, runner_arguments
+
+
+def _config_listing(config: ml_collections.ConfigDict, size: str, runner: ml_collections.ConfigDict) -> str:
     lines = [f"config fields (size {size!r}; override with --config.<field>=value):"]
     lines += [f"  {name} = {value!r}" for name, value in flatten_config(config).items()]
+    lines += ["runner fields (set the same way):"]
+    lines += [f"  {name} = {value!r}  ({_RUNNER_HELP[name]})" for name, value in runner.items()]
     return "\n".join(lines)
 
 
 def _parser(module: ModuleType, config: ml_collections.ConfigDict, size: str,
-            prog: str) -> argparse.ArgumentParser:
-    """The full parser, whose --help lists `config`'s fields."""
+            prog: str, runner: ml_collections.ConfigDict) -> argparse.ArgumentParser:
+    """The full parser, whose --help lists `config`'s fields and the runner's."""
     default_workdir = os.path.join("runs", module.NAME)
     parser = argparse.ArgumentParser(
         prog=prog,
         description=module.DESCRIPTION,
-        epilog=_config_listing(config, size),
+        epilog=_config_listing(config, size, runner),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--size", choices=SIZES, default="default",
@@ -193,8 +223,10 @@ def parse_args(module: ModuleType, argv: Sequence[str] | None = None) -> argpars
     """Parses an experiment's command line.
 
     Returns:
-      A namespace with `size`, `workdir` and `config` (the ConfigDict for the size, with the
-      `--config.<field>` overrides applied). Bad input exits through `argparse` with a message.
+      A namespace with `size`, `workdir`, `distributed`, `config` (the ConfigDict for the size,
+      with the `--config.<field>` overrides applied), `device_aware` (the runner field: True
+      for `--size full` unless overridden) and `overridden` (the dotted names of the config
+      fields given on the line). Bad input exits through `argparse` with a message.
     """
     argv = sys.argv[1:] if argv is None else list(argv)
     prog = f"python -m experiments.{module.NAME}"
@@ -204,13 +236,17 @@ def parse_args(module: ModuleType, argv: Sequence[str] | None = None) -> argpars
     size_parser.add_argument("--size", choices=SIZES, default="default")
     size = size_parser.parse_known_args(argv)[0].size
     config = module.get_config(size)
+    runner = _runner_config(size)
 
-    parser = _parser(module, config, size, prog)
+    parser = _parser(module, config, size, prog, runner)
     args, overrides = parser.parse_known_args(argv)
+    overrides, runner_overrides = _split_runner_arguments(overrides, runner)
     try:
         args.config = apply_overrides(config, overrides, prog)
+        args.device_aware = bool(apply_overrides(runner, runner_overrides, prog).device_aware)
     except ValueError as error:
         parser.error(str(error))
+    args.overridden = tuple(_override_fields(overrides))
     return args
 
 
@@ -226,15 +262,24 @@ def _check_result(module: ModuleType, result: Any) -> None:
         raise TypeError(f"{module.NAME}.run result needs 'figures': a list of figure paths")
 
 
-def run_experiment(module: ModuleType, config: ml_collections.ConfigDict, workdir: str) -> dict:
+def run_experiment(module: ModuleType, config: ml_collections.ConfigDict, workdir: str, *,
+                   device_aware: bool = False, overridden: Sequence[str] = ()) -> dict:
     """Runs one experiment into the run directory `workdir` (an `io.RunDir` passed to `run`).
 
-    Writes config.json (before running, so that an interrupted run records what it ran),
-    report.md and claims.json; prints the tables, the claim table and the wall time.
+    When `device_aware`, first sizes the fields of `module.DEVICE_FIELDS` not in `overridden`
+    for the devices (`device_defaults.for_run`; call this after `initialize_distributed`) and
+    prints the changes in one line. Writes config.json (the config `run` gets, before running,
+    so that an interrupted run records what it ran), report.md (with a "Devices" line when
+    device-aware) and claims.json; prints the tables, the claim table and the wall time.
 
     Returns:
-      `module.run`'s result plus "claims" (list of Claim), "wall_time_s" and "report".
+      `module.run`'s result plus "claims" (list of Claim), "wall_time_s", "report" and
+      "device_defaults" (a `device_defaults.DeviceDefaults`: the config `run` got and the changes).
     """
+    devices = device_defaults.for_run(module, config, device_aware=device_aware, overridden=overridden)
+    config = devices.config
+    if devices.device_aware:
+        print(devices.line(), flush=True)
     run_dir = io.RunDir(writing_workdir(workdir))
     run_dir.save_config(config)
     start = time.perf_counter()
@@ -250,13 +295,14 @@ def run_experiment(module: ModuleType, config: ml_collections.ConfigDict, workdi
     print(f"\nClaims\n{claims_table(claims) if claims else '(no claims)'}")
     sections = report_sections(module, config, result, claims, run_dir.root, run_dir.root,
                                wall_time_s)
+    sections = device_defaults.with_device_section(sections, devices)
     io.write_report(run_dir.report_path, module.NAME, sections)
     io.save_json(os.path.join(run_dir.root, "claims.json"), [c.to_dict() for c in claims])
     held = sum(c.held for c in claims)
     print(f"\n{module.NAME}: {held}/{len(claims)} claims held; wall time {wall_time_s:.1f} s; "
           f"report {run_dir.report_path}")
     return {**result, "claims": claims, "wall_time_s": wall_time_s,
-            "report": run_dir.report_path}
+            "report": run_dir.report_path, "device_defaults": devices}
 
 
 def experiment_main(module: ModuleType, argv: Sequence[str] | None = None) -> dict:
@@ -264,4 +310,5 @@ def experiment_main(module: ModuleType, argv: Sequence[str] | None = None) -> di
     args = parse_args(module, argv)
     initialize_distributed(args.distributed)
     print(f"{module.NAME} ({args.size}): {module.DESCRIPTION}\nworkdir {args.workdir}")
-    return run_experiment(module, args.config, args.workdir)
+    return run_experiment(module, args.config, args.workdir, device_aware=args.device_aware,
+                          overridden=args.overridden)

@@ -43,6 +43,7 @@ from jaxdl.plot import continual as continual_plot
 
 NAME = "continual"
 DESCRIPTION = "catastrophic forgetting on task sequences; the warm-starting gap and shrink-and-perturb"
+DEVICE_FIELDS = {"task_seeds": "seeds", "warm_seeds": "seeds"}  # see experiments.device_defaults
 
 DATASETS = ("digits", "mnist1d")
 STARTS = ("warm start", "scratch", "shrink-perturb")

@@ -39,6 +39,7 @@ from jaxdl.models import get_model
 NAME = "generalization"
 DESCRIPTION = ("polynomial over-fitting with and without an L2 penalty, random labels (Zhang et al. 2017) and "
                "double descent of random features and MLP widths (Belkin et al. 2019)")
+DEVICE_FIELDS = {"random_labels.seeds": "seeds", "double_descent.mlp_seeds": "seeds"}  # see experiments.device_defaults
 
 
 def get_config(size: str = "default") -> ml_collections.ConfigDict:

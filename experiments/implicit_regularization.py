@@ -36,6 +36,7 @@ NAME = "implicit_regularization"
 DESCRIPTION = ("SGD's implicit regulariser: backward-error slopes of GD and SGD against modified flows, "
                "test accuracy against learning rate per batch size, the explicit regulariser, sampling vs "
                "augmentation noise")
+DEVICE_FIELDS = {"seeds": "seeds"}  # see experiments.device_defaults
 REGIMES = ("small batch", "large batch", "full batch")
 
 

@@ -33,6 +33,7 @@ from jaxdl.models import get_model
 
 NAME = "linear_regions"
 DESCRIPTION = "exact linear regions on a plane: Zaslavsky's count, Montufar's folding net, trained nets by depth"
+DEVICE_FIELDS = {"seeds": "seeds"}  # see experiments.device_defaults
 
 
 def get_config(size: str = "default") -> ml_collections.ConfigDict:

@@ -35,6 +35,7 @@ from jaxdl.models import get_model
 NAME = "loss_landscape"
 DESCRIPTION = ("init-to-solution and solution-to-solution lines, a filter-normalised 2-D surface, Bezier and "
                "polygonal-chain mode connectivity, filter normalisation against BatchNorm rescaling")
+DEVICE_FIELDS = {"points_per_chunk": "points_per_chunk"}  # see experiments.device_defaults
 
 BATCHNORM_MODES = ("recompute", "frozen")
 

@@ -28,6 +28,7 @@ from jaxdl.models import get_model
 
 NAME = "optimizers"
 DESCRIPTION = "GD, SGD, momentum, RMSprop, Adam: quadratic and Rosenbrock trajectories, MNIST-1D loss curves"
+DEVICE_FIELDS = {"seeds": "seeds"}  # see experiments.device_defaults
 
 TEST_FUNCTION_OPTIMIZERS = ("gd", "sgd", "momentum", "rmsprop", "adam")
 

@@ -32,6 +32,7 @@ from jaxdl.models import get_model
 NAME = "rnn_gradients"
 DESCRIPTION = ("the one-unit cliff with and without clipping, ||dh_t/dh_t-k|| against the spectral radius, "
                "Elman RNN (+ Omega) vs LSTM and GRU on the adding problem")
+DEVICE_FIELDS = {"adding.num_seeds": "seeds"}  # see experiments.device_defaults
 PAPER = "Pascanu et al. 2013"
 MODELS = {"rnn": "rnn", "rnn_omega": "rnn", "lstm": "lstm", "gru": "gru"}  # name: zoo model
 LABELS = {"rnn": "Elman RNN", "rnn_omega": "Elman RNN + Omega", "lstm": "LSTM", "gru": "GRU"}

@@ -41,6 +41,7 @@ from jaxdl.models import get_model
 NAME = "sharp_flat"
 DESCRIPTION = ("small vs large batch (Keskar), alpha-reparametrisation (Dinh), SAM (Foret), "
                "edge of stability (Cohen): sharpness measures and the claims they test")
+DEVICE_FIELDS = {"seeds": "seeds", "chunk_size": "examples_per_chunk"}  # see experiments.device_defaults
 
 
 def _task(dataset, model, learning_rate, epochs, small_batch, large_batch, standardize=True, **hparams):
