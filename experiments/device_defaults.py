@@ -6,8 +6,8 @@ the dotted field name to its kind::
     DEVICE_FIELDS = {"seeds": "seeds", "adding.num_seeds": "seeds", "chunk_size": "examples_per_chunk"}
 
 and :func:`resolve_device_defaults` (pure: a new config and the changes, in words) sizes those
-fields for ``num_devices`` devices of a ``platform`` ('cpu', 'gpu', 'tpu'; any other name counts
-as an accelerator). The runner (``experiments.cli``) calls it, through :func:`for_run`, after
+fields for ``num_devices`` devices (of a ``platform``, 'cpu', 'gpu' or 'tpu', named in the
+changes; the library's own chunk defaults pick by backend). The runner (``experiments.cli``) calls it, through :func:`for_run`, after
 ``jax.distributed.initialize`` and before the experiment's ``run``, when the run is device-aware:
 by default for ``--size full`` only, otherwise as ``--config.device_aware=true|false`` says. The
 quick and default sizes therefore run the same config on any machine; a full run on 8 TPU cores
@@ -124,8 +124,7 @@ def _round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
 
-def _seeds(name: str, value: Any, num_devices: int, accelerator: bool) -> Any:
-    del accelerator
+def _seeds(name: str, value: Any, num_devices: int) -> Any:
     if isinstance(value, (tuple, list)):
         if not value or not all(checks.is_integer(seed) and seed >= 0 for seed in value):
             checks.fail(name, value, "a seed count or a non-empty tuple of non-negative integer seeds")
@@ -134,16 +133,15 @@ def _seeds(name: str, value: Any, num_devices: int, accelerator: bool) -> Any:
     return _round_up(checks.integer(name, value), num_devices)
 
 
-def _examples_per_chunk(name: str, value: Any, num_devices: int, accelerator: bool) -> Any:
-    del accelerator
+def _examples_per_chunk(name: str, value: Any, num_devices: int) -> Any:
     value = checks.integer(name, value, allow_none=True)
     return None if value is None else value * num_devices
 
 
-def _points_per_chunk(name: str, value: Any, num_devices: int, accelerator: bool) -> Any:
+def _points_per_chunk(name: str, value: Any, num_devices: int) -> Any:
     if value == "auto":
         return value
-    return _examples_per_chunk(name, value, num_devices, accelerator)
+    return _examples_per_chunk(name, value, num_devices)
 
 
 _RULES = {"seeds": _seeds, "examples_per_chunk": _examples_per_chunk, "points_per_chunk": _points_per_chunk}
@@ -159,7 +157,8 @@ def resolve_device_defaults(config: ml_collections.ConfigDict, fields: Mapping[s
       config: an experiment's config; not changed (a copy is returned).
       fields: dotted field name -> kind, one of ``KINDS`` (an experiment's ``DEVICE_FIELDS``).
       num_devices: D, the devices the run sees (every process's, in a distributed run).
-      platform: 'cpu', 'gpu', 'tpu' (case ignored); any other name counts as an accelerator.
+      platform: 'cpu', 'gpu', 'tpu' (case ignored), named in the changes; the rules depend on the
+        count only.
       overridden: dotted names given on the command line; they, and the fields below them,
         keep their values.
 
@@ -182,7 +181,7 @@ def resolve_device_defaults(config: ml_collections.ConfigDict, fields: Mapping[s
         if _is_overridden(field, overridden):
             continue
         value = field_value(config, field)
-        new = _RULES[kind](f"config.{field}", value, num_devices, platform != "cpu")
+        new = _RULES[kind](f"config.{field}", value, num_devices)
         if new != value:
             _set(resolved, field, new)
             changes.append(f"{field}: {value!r} -> {new!r} ({devices})")

@@ -78,6 +78,16 @@ kwargs = dict(epochs=3, batch_size=16, progress=False)
 """
 
 
+def assert_config_error_names_field(module, size: str, field: str, value: Any, run_dir) -> None:
+    """``module.run`` on its ``size`` config with the dotted ``field`` (``group.name``) set to
+    ``value`` raises ``ValueError`` whose message names the field."""
+    config = module.get_config(size)
+    group, name = field.split(".")
+    config[group][name] = value
+    with pytest.raises(ValueError, match=field.replace(".", r"\.")):
+        module.run(config, run_dir)
+
+
 def json_result(stdout: str, tag: str = "RESULT") -> Any:
     """The JSON payload of the last line of ``stdout`` that starts with ``tag`` and a space
     (how the subprocess scripts report back, next to whatever else JAX prints)."""

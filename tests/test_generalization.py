@@ -6,6 +6,8 @@ import pytest
 from experiments import generalization
 from jaxdl import io
 
+from helpers import assert_config_error_names_field
+
 
 def test_epochs_to_fit_is_the_first_epoch_at_the_threshold():
     accuracy = np.array([[0.5, 0.99, 0.98, 1.0],   # reached at epoch 2 (a later dip does not matter)
@@ -30,8 +32,4 @@ def test_peak_is_the_largest_error_and_the_drop_is_measured_at_the_largest_model
     ("random_labels.datasets", ("cifar10",)),
 ])
 def test_bad_config_values_name_the_field(field, value, tmp_path):
-    config = generalization.get_config("quick")
-    group, name = field.split(".")
-    config[group][name] = value
-    with pytest.raises(ValueError, match=field.replace(".", r"\.")):
-        generalization.run(config, io.RunDir(tmp_path))
+    assert_config_error_names_field(generalization, "quick", field, value, io.RunDir(tmp_path))

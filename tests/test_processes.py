@@ -38,3 +38,13 @@ def test_spread_over_one_process_keeps_the_rows():
     assert data.process_mesh().axis_names == ("processes", "local")
     for name in ("x_train", "y_train", "x_test", "y_test"):
         np.testing.assert_array_equal(np.asarray(getattr(spread, name)), getattr(full, name))
+
+
+def test_process_mesh_needs_as_many_devices_on_every_process():
+    class FakeDevice:  # process_mesh reads only these two attributes before it refuses
+        def __init__(self, process_index, id):
+            self.process_index, self.id = process_index, id
+
+    devices = [FakeDevice(0, 0), FakeDevice(0, 1), FakeDevice(1, 2)]
+    with pytest.raises(ValueError, match="devices must be the same number of devices on every process"):
+        data.process_mesh(devices)

@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import count_compiles, random_params
+from helpers import assert_config_error_names_field, count_compiles, random_params
 
 from experiments import rnn_gradients
 from jaxdl import data, io, optim, recurrence
@@ -286,11 +286,7 @@ def test_adding_problem_rejects_bad_options(options, field):
     ("jacobian.radii", (0.5, 0.9, 1.0, 1.1)), ("jacobian.activations", ("tanh",)), ("adding.epochs", 0),
 ])
 def test_experiment_config_errors_name_the_field(field, value, tmp_path):
-    config = rnn_gradients.get_config("default")
-    section, name = field.split(".")
-    config[section][name] = value
-    with pytest.raises(ValueError, match=field.replace(".", r"\.")):
-        rnn_gradients.run(config, io.RunDir(tmp_path))
+    assert_config_error_names_field(rnn_gradients, "default", field, value, io.RunDir(tmp_path))
 
 
 def test_adding_problem_is_raw_by_default_and_standardised_only_when_asked():
