@@ -8,9 +8,10 @@ the dotted field name to its kind::
 and :func:`resolve_device_defaults` (pure: a new config and the changes, in words) sizes those
 fields for ``num_devices`` devices (of a ``platform``, 'cpu', 'gpu' or 'tpu', named in the
 changes; the library's own chunk defaults pick by backend). The runner (``experiments.cli``)
-calls it, through :func:`for_run`, after ``jax.distributed.initialize`` and before the experiment's ``run``, when the run is device-aware:
-by default for ``--size full`` only, otherwise as ``--config.device_aware=true|false`` says. The
-quick and default sizes therefore run the same config on any machine; a full run on 8 TPU cores
+calls it, through :func:`for_run`, after ``jax.distributed.initialize`` and before the
+experiment's ``run``, when the run is device-aware: by default for ``--size full`` only,
+otherwise as ``--config.device_aware=true|false`` says. The quick and default sizes therefore
+run the same config on any machine; a full run on 8 TPU cores
 trains 8 seeds where its config asks for 5.
 
 The rules, one per kind, each for D devices:
