@@ -59,7 +59,8 @@ the loop; in-loop sharpness tracking at least as fast as host calls (small netwo
 structured derivatives >= 30x faster than the contraction (neural-tangents reports about 70x),
 every NTK method within 1e-5 of the contraction. The conv steps, the conv implementations, the
 compute-bound tracking row and the other NTK rows are reported only. Peer section: trace >= 1.5x
-PyHessian's, top-1 and top-3 eigenvalues >= 2x, the surface no slower than the fastest peer and
+PyHessian's, top-1 and top-3 eigenvalues >= 2x, the surface and the line no slower than the
+fastest peer, within 1.3x of their FLOP floor and 1.1x of their matmuls alone (the profile) and
 equal to the PyTorch loop's values, an Adam step of an epoch >= 1.5x PyTorch's.
 """
 from __future__ import annotations

@@ -216,6 +216,55 @@ def test_lanczos_to_a_tolerance_on_a_known_spectrum_top_and_bottom():
     assert int(top.steps) < 60 and int(bottom.steps) < 60
 
 
+def _quadratic_problem(offset_along_top: float):
+    """0.5 (p - c)^T A (p - c) with a known spectrum, at p = c + offset * u_1 (u_1 A's top
+    eigenvector): the gradient there is offset * 12 * u_1, zero for offset 0."""
+    rng = np.random.default_rng(5)
+    basis, _ = np.linalg.qr(rng.normal(size=(120, 120)))
+    spectrum = np.concatenate([[12.0, 11.0], rng.uniform(0.0, 10.0, 118)])
+    matrix = jnp.asarray((basis * spectrum) @ basis.T, jnp.float32)
+    centre = jnp.asarray(rng.normal(size=120), jnp.float32)
+    quadratic_loss = lambda p, _: 0.5 * (p - centre) @ matrix @ (p - centre)
+    return quadratic_loss, centre + offset_along_top * jnp.asarray(basis[:, 0], jnp.float32), jnp.zeros((1,))
+
+
+def test_a_start_along_the_gradient_finds_the_same_top_eigenvalue_in_fewer_steps():
+    # The gradient points along the top eigenvector: Gaussian plus gradient starts converge in
+    # fewer products than Gaussian starts from the same keys, to the same eigenvalue.
+    quadratic_loss, params, batch = _quadratic_problem(1.0)
+    for seed in range(5):
+        runs = {start: curvature.hessian_top_eigenvalues(quadratic_loss, params, batch, num_steps=60, tol=1e-5,
+                                                         key=jax.random.key(seed), start=start)
+                for start in ("auto", "gradient", "random")}
+        for run in runs.values():
+            np.testing.assert_allclose(float(run.eigenvalues[0]), 12.0, rtol=1e-4)
+        assert int(runs["auto"].steps) == int(runs["gradient"].steps) < int(runs["random"].steps)
+
+
+def test_a_zero_gradient_leaves_the_gaussian_start():
+    quadratic_loss, params, batch = _quadratic_problem(0.0)
+    key = jax.random.key(1)
+    start_P = curvature.start_vector(key, jnp.zeros(120))
+    np.testing.assert_allclose(float(jnp.linalg.norm(start_P)), 1.0, rtol=1e-6)
+    gradient, random = (curvature.hessian_top_eigenvalues(quadratic_loss, params, batch, num_steps=60, key=key,
+                                                          start=start) for start in ("gradient", "random"))
+    assert int(gradient.steps) == int(random.steps)
+    np.testing.assert_array_equal(np.asarray(gradient.eigenvalues), np.asarray(random.eigenvalues))
+
+
+@pytest.mark.parametrize("chunk_size", [None, 16])
+def test_gradient_and_hessian_matvec_match_jax_grad_and_the_dense_hessian_float64(chunk_size):
+    _, _, hessian, _, _ = _numpy_problem()
+    with jax.enable_x64(True):
+        params, data = _problem(jnp.float64)
+        v_P = jnp.asarray(np.random.default_rng(2).normal(size=hessian.shape[0]))
+        gradient_P, product_P = jax.jit(lambda p, v: (lambda g, mv: (g, mv(v)))(
+            *curvature.gradient_and_hessian_matvec(loss, p, data, chunk_size=chunk_size)))(params, v_P)
+        expected_gradient = tree.flatten(jax.grad(loss)(params, data))[0]
+        np.testing.assert_allclose(np.asarray(gradient_P), np.asarray(expected_gradient), rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(np.asarray(product_P), hessian @ np.asarray(v_P), rtol=1e-9, atol=1e-12)
+
+
 def test_power_iteration_with_deflation_finds_the_two_largest():
     _, _, _, eigenvalues, _ = _numpy_problem()
     by_magnitude = eigenvalues[np.argsort(-np.abs(eigenvalues))]
@@ -233,6 +282,7 @@ def test_power_iteration_with_deflation_finds_the_two_largest():
     (lambda p, d: curvature.hessian_top_eigenvalues(loss, p, d, which="middle"), "which"),
     (lambda p, d: curvature.hessian_top_eigenvalues(loss, p, d, chunk_size=0), "chunk_size"),
     (lambda p, d: curvature.hessian_top_eigenvalues(loss, p, d, tol=0.0), "tol"),
+    (lambda p, d: curvature.hessian_top_eigenvalues(loss, p, d, start="gaussian"), "start"),
     (lambda p, d: curvature.hessian_trace(loss, p, d, probes_per_chunk="all"), "probes_per_chunk"),
     (lambda p, d: curvature.hessian_spectral_density(loss, p, d, runs_per_chunk=0), "runs_per_chunk"),
     (lambda p, d: curvature.hessian_power_iteration(loss, p, d, tol=0.0), "tol"),

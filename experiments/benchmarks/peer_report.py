@@ -21,12 +21,17 @@ def _landscape_rows(config, lands, net) -> list:
                   lands[f"loop_{kind}"] / lands[kind], f"max rel. difference {lands[f'{kind}_difference']:.1e}",
                   ">= 1x"],
                  [f"{what}, {net}", ours, "FLOP floor (points x forward matmul FLOPs)", lands[f"{kind}_floor"] * 1e3,
-                  lands[f"{kind}_floor"] / lands[kind], "(floor / jaxdl)", ">= 0.77 (1.3x floor)"]]
+                  lands[f"{kind}_floor"] / lands[kind], "(floor / jaxdl)", ">= 0.77 (1.3x floor)"],
+                 [f"{what}, {net}", ours, "profile: the forward's matmuls alone at each point",
+                  lands[f"{kind}_chain"] * 1e3, lands[f"{kind}_chain"] / lands[kind],
+                  f"(matmuls / jaxdl; matmuls / floor {lands[f'{kind}_chain'] / lands[f'{kind}_floor']:.2f})",
+                  ">= 0.91 (1.1x the matmuls)"]]
     return rows
 
 
 def _eigen_accuracy(row, seeds: int) -> str:
-    return (f"worst rel. error {row['jaxdl_error']:.1e} ({row['jaxdl_products']:.3g} HVPs) vs {row['peer_error']:.1e} "
+    return (f"worst rel. error {row['jaxdl_error']:.1e} ({row['jaxdl_products']:.3g} HVPs; "
+            f"{row['jaxdl_random_products']:.3g} from a Gaussian start alone) vs {row['peer_error']:.1e} "
             f"({row['peer_products']:.3g} HVPs), mean over {seeds} starts")
 
 
@@ -109,6 +114,8 @@ def table(config, section) -> tuple[str, dict]:
         **{f"peer_{kind}_speedup": min(lands[f"peer_{kind}"], lands[f"loop_{kind}"]) / lands[kind]
            for kind in ("surface", "line")},
         **{f"peer_{kind}_over_floor": lands[kind] / lands[f"{kind}_floor"] for kind in ("surface", "line")},
+        **{f"peer_{kind}_over_chain": lands[kind] / lands[f"{kind}_chain"] for kind in ("surface", "line")},
+        "peer_chain_over_floor": lands["surface_chain"] / lands["surface_floor"],
         "peer_landscape_difference": max(lands["surface_difference"], lands["line_difference"]),
         "peer_grid": int(config.landscape_grid),
         "peer_epoch_speedup": epoch["peer"] / epoch["jaxdl"],
@@ -147,8 +154,13 @@ def claims(result: dict) -> list:
           for claim in (
               common.Claim.at_least("design target", f"{what} is no slower than the fastest peer (loss-landscapes, a "
                                     "PyTorch loop over points)", result[f"peer_{kind}_speedup"], 1.0, "{:.2f}x"),
-              common.Claim.at_most("design target", f"{what} runs within 1.3x of its FLOP floor",
-                                   result[f"peer_{kind}_over_floor"], 1.3, "{:.2f}x"))],
+              common.Claim.at_most("design target", f"{what} runs within 1.3x of its FLOP floor (the "
+                                   "forward's matmuls alone, same shapes: "
+                                   f"{result['peer_chain_over_floor']:.2f}x)",
+                                   result[f"peer_{kind}_over_floor"], 1.3, "{:.2f}x"),
+              common.Claim.at_most("design target", f"{what} runs within 1.1x of the forward's matmuls alone at its "
+                                   "points (what jaxdl adds to them)", result[f"peer_{kind}_over_chain"], 1.1,
+                                   "{:.2f}x"))],
         common.Claim.at_most("design target", "the surface's and the line's losses equal the PyTorch loops' to float32 "
                              "rounding (largest relative difference)", result["peer_landscape_difference"], 1e-4,
                              "{:.1e}"),

@@ -9,7 +9,8 @@ and XLA's CPU backend uses all cores by default.
 
 Rows, on one MLP (the issue's 40-256-256-10 on 4,000 MNIST-1D examples by default):
 
-- the top Hessian eigenvalue and the top 3: ``hessian_top_eigenvalues`` (Lanczos) against
+- the top Hessian eigenvalue and the top 3: ``hessian_top_eigenvalues`` (Lanczos, its default
+  start along the gradient; the products from a Gaussian start alone are reported too) against
   PyHessian's ``eigenvalues`` (power iteration with deflation, its default tolerance 1e-3),
   each from ``config.peer_seeds`` random starts, against a float64 reference (PyTorch float64
   Hessian-vector products, ARPACK through ``scipy.sparse.linalg.eigsh`` to 1e-10), with the
@@ -20,7 +21,8 @@ Rows, on one MLP (the issue's 40-256-256-10 on 4,000 MNIST-1D examples by defaul
 - a G x G loss surface along two filter-normalised directions and a G-point interpolation:
   ``landscape.surface`` and ``landscape.interpolate`` against loss-landscapes' ``random_plane``
   and ``linear_interpolation`` and against point-by-point PyTorch loops over the same points
-  (Li et al.'s code), whose losses are compared with jaxdl's, and against their FLOP floors;
+  (Li et al.'s code), whose losses are compared with jaxdl's, and against their FLOP floors,
+  with a profile: the forward's matmuls alone at every point;
 - train steps: an Adam epoch of the MLP at batch 128 (jaxdl's scanned epoch against a PyTorch
   loop over the same batches), one SGD step of the train-step row's MLP (784-512-512-10,
   batch 128; compute-bound on a CPU), and scanned SGD epochs of the CNN and ResNet-20 rows
@@ -194,11 +196,15 @@ def bench_pyhessian(config, setup) -> dict:
             # for a while after each call and would slow whatever XLA runs next.
             seconds[:, seed] = [time_call(fn, None, repeats=config.peer_repeats) for fn in (ours, theirs)]
             errors[:, seed] = relative_error(found["jaxdl"].eigenvalues, k), relative_error(found["peer"], k)
-            products.append((int(found["jaxdl"].steps), found["peer_products"]))
+            # Untimed: the products from a Gaussian start alone (no gradient component), for context.
+            random_start = curvature.hessian_top_eigenvalues(loss_fn, params, batch, k=k, key=jax.random.key(seed),
+                                                             start="random")
+            products.append((int(found["jaxdl"].steps), found["peer_products"], int(random_start.steps)))
         products = np.mean(products, axis=0)
         rows[f"top{k}"] = {"jaxdl": float(seconds[0].mean()), "peer": float(seconds[1].mean()),
                            "jaxdl_error": float(errors[0].max()), "peer_error": float(errors[1].max()),
-                           "jaxdl_products": float(products[0]), "peer_products": float(products[1])}
+                           "jaxdl_products": float(products[0]), "peer_products": float(products[1]),
+                           "jaxdl_random_products": float(products[2])}
     found = {}
 
     def ours_trace(_):
@@ -254,10 +260,32 @@ def bench_primitives(config, setup) -> dict:
                               repeats=config.repeats * 2))}
 
 
+def matmul_chain_seconds(config, setup, direction_x, direction_y) -> float:
+    """Profile of the landscape rows: seconds per point for the forward's matmuls alone -- the
+    MLP's kernels moved to each point of the plane and multiplied through, with no bias,
+    activation or loss -- as a jitted ``lax.map`` over the first ``config.landscape_loop_points``
+    points of the G x G grid (the shapes of the surface's, so their speed on this machine, not
+    the FLOP count, sets it)."""
+    x = setup["batch"][0]
+    kernels = [[layer["kernel"] for layer in point.values()] for point in (setup["params"], direction_x, direction_y)]
+    coords = np.linspace(-1.0, 1.0, int(config.landscape_grid))
+    points = jnp.asarray([(a, b) for b in coords for a in coords][: config.landscape_loop_points], jnp.float32)
+
+    def at(point):
+        hidden = x
+        for kernel, along_x, along_y in zip(*kernels):
+            hidden = hidden @ (kernel + point[0] * along_x + point[1] * along_y)
+        return jnp.sum(hidden)
+
+    chain = jax.jit(lambda points: jax.lax.map(at, points))
+    return time_call(chain, points, repeats=config.peer_repeats) / len(points)
+
+
 def bench_landscape_peers(config, setup, rate: float) -> dict:
     """A G x G surface and a G-point line: jaxdl against loss-landscapes (``random_plane``,
     ``linear_interpolation``) and against point-by-point PyTorch loops (Li et al.'s code), each
-    with its FLOP floor (points x forward matmul FLOPs / the measured matmul rate)."""
+    with its FLOP floor (points x forward matmul FLOPs / the measured matmul rate) and, as a profile,
+    the time of the forward's matmuls alone at every point (:func:`matmul_chain_seconds`)."""
     import torch  # noqa: PLC0415
     from loss_landscapes import linear_interpolation, random_plane  # noqa: PLC0415
     from loss_landscapes.metrics import Loss  # noqa: PLC0415
@@ -321,7 +349,9 @@ def bench_landscape_peers(config, setup, rate: float) -> dict:
     relative = lambda a, b: float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-6)))
     point_flops = mlp_forward_flops(setup["input_dim"], config.peer_widths, int(setup["y"].max()) + 1,
                                     len(setup["y"]))
+    chain = matmul_chain_seconds(config, setup, direction_x, direction_y)
     return {**timed, "surface_floor": grid * grid * point_flops / rate, "line_floor": grid * point_flops / rate,
+            "surface_chain": grid * grid * chain, "line_chain": grid * chain,
             "surface_difference": relative(values["surface"], values["loop_surface"]),
             "line_difference": relative(values["line"], values["loop_line"]), "num_points": grid * grid}
 

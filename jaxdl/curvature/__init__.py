@@ -8,12 +8,14 @@ quantities are size-weighted means over chunks of ``chunk_size`` examples
 second call on the same model and shapes (:mod:`jaxdl.compiled`).
 
 - products: :func:`hvp` (Pearlmutter 1994), :func:`gauss_newton_vp` (Schraudolph 2002) and
-  their flat operators :func:`hessian_matvec`, :func:`gauss_newton_matvec`; the quadratic
+  their flat operators :func:`hessian_matvec` (with the gradient:
+  :func:`gradient_and_hessian_matvec`), :func:`gauss_newton_matvec`; the quadratic
   form :func:`hessian_quadratic_form` (forward-over-forward);
 - eigenpairs: :func:`hessian_top_eigenvalues` (Lanczos with full reorthogonalisation, top or
   bottom k, a fixed number of steps or to a relative tolerance on the eigenvalues estimated
-  from the Ritz residuals), :func:`hessian_power_iteration` (with deflation, for comparison),
-  the generic :func:`lanczos`, :func:`lanczos_to_tolerance` and :func:`ritz_errors`, and
+  from the Ritz residuals; the top eigenvalue started along the gradient, :func:`start_vector`),
+  :func:`hessian_power_iteration` (with deflation, for comparison), the generic
+  :func:`lanczos`, :func:`lanczos_to_tolerance` and :func:`ritz_errors`, and
   :class:`SharpnessProbe`, the top eigenvalue tracked inside a compiled training loop
   (warm-started Lanczos);
 - :func:`hessian_trace` (Hutchinson 1989) and :func:`hessian_spectral_density` (stochastic
@@ -24,10 +26,11 @@ second call on the same model and shapes (:mod:`jaxdl.compiled`).
   another Hessian), :func:`alpha_scaling_blocks` and :func:`alpha_scaled_trace` (the trace
   it predicts from per-block traces, ``hessian_trace(..., where=mask)``).
 """
-from jaxdl.curvature.hvp import gauss_newton_matvec, gauss_newton_vp, hessian_matvec, hessian_quadratic_form, hvp
+from jaxdl.curvature.hvp import (gauss_newton_matvec, gauss_newton_vp, gradient_and_hessian_matvec, hessian_matvec,
+                                 hessian_quadratic_form, hvp)
 from jaxdl.curvature.eigen import (Eigenpairs, LanczosResult, PowerIteration, SharpnessProbe, hessian_power_iteration,
                                      hessian_top_eigenvalues, lanczos, lanczos_to_tolerance, ritz_errors, ritz_pairs,
-                                     tridiagonal)
+                                     start_vector, tridiagonal)
 from jaxdl.curvature.reparametrization import (alpha_scale, alpha_scaled_trace, alpha_scaling, alpha_scaling_blocks,
                                                layer_paths)
 from jaxdl.curvature.sharpness import Sharpness, ball_sharpness, epsilon_sharpness
@@ -35,10 +38,11 @@ from jaxdl.curvature.stochastic import (PROBES_PER_CHUNK, SpectralDensity, Trace
                                         hessian_spectral_density, hessian_trace)
 
 __all__ = [
-    "gauss_newton_matvec", "gauss_newton_vp", "hessian_matvec", "hessian_quadratic_form", "hvp",
+    "gauss_newton_matvec", "gauss_newton_vp", "gradient_and_hessian_matvec", "hessian_matvec",
+    "hessian_quadratic_form", "hvp",
     "Eigenpairs", "LanczosResult", "PowerIteration", "SharpnessProbe", "hessian_power_iteration",
     "hessian_top_eigenvalues",
-    "lanczos", "lanczos_to_tolerance", "ritz_errors", "ritz_pairs", "tridiagonal",
+    "lanczos", "lanczos_to_tolerance", "ritz_errors", "ritz_pairs", "start_vector", "tridiagonal",
     "Sharpness", "ball_sharpness", "epsilon_sharpness",
     "alpha_scale", "alpha_scaled_trace", "alpha_scaling", "alpha_scaling_blocks", "layer_paths",
     "PROBES_PER_CHUNK", "SpectralDensity", "TraceEstimate", "default_probes_per_chunk", "hessian_spectral_density",

@@ -111,15 +111,18 @@ def gauss_newton_vp(apply_fn: Callable, output_loss_fn: Callable, params: PyTree
     return batching.dataset_mean(chunk_gnvp, batch, chunk_size)
 
 
-def hessian_matvec(loss_fn: Callable, params: PyTree, batch: PyTree, *,
-                   chunk_size: int | None = None) -> Callable[[jax.Array], jax.Array]:
-    """The Hessian at ``params`` as a linear operator on flat vectors: ``v_P -> (H v)_P``.
+def gradient_and_hessian_matvec(loss_fn: Callable, params: PyTree, batch: PyTree, *,
+                                chunk_size: int | None = None) -> tuple[jax.Array, Callable[[jax.Array], jax.Array]]:
+    """The flat gradient ``g_P`` of the data-set mean loss at ``params`` and the Hessian there as
+    a linear operator on flat vectors, ``v_P -> (H v)_P`` (:func:`jaxdl.tree.flatten` order).
 
-    Flat vectors follow :func:`jaxdl.tree.flatten` order. With ``chunk_size=None`` the gradient
-    is linearised once (``jax.linearize``): the primal forward and backward passes are shared by
-    every later product, each of which then costs only the tangent passes -- what makes a
-    Lanczos or Hutchinson loop cheaper than repeated :func:`hvp` calls. With chunks, each
-    product recomputes them per chunk (memory bounded by one chunk). Call inside ``jit``.
+    With ``chunk_size=None`` the gradient is linearised once (``jax.linearize``): the gradient is
+    its primal output, and the primal forward and backward passes are shared by every later
+    product, each of which then costs only the tangent passes -- what makes a Lanczos or
+    Hutchinson loop cheaper than repeated :func:`hvp` calls. With chunks, the gradient is one
+    more pass over the chunks and each product recomputes the primal passes per chunk (memory
+    bounded by one chunk). An unused gradient costs nothing under ``jit`` (dead code). Call
+    inside ``jit``.
     """
     checks.integer("chunk_size", chunk_size, allow_none=True)
     params_P, unflatten = tree.flatten(params)
@@ -127,8 +130,18 @@ def hessian_matvec(loss_fn: Callable, params: PyTree, batch: PyTree, *,
         def flat_gradient(theta_P):
             return tree.flatten(jax.grad(loss_fn)(unflatten(theta_P), batch))[0]
 
-        return jax.linearize(flat_gradient, params_P)[1]
-    return lambda v_P: tree.flatten(hvp(loss_fn, params, batch, unflatten(v_P), chunk_size=chunk_size))[0]
+        return jax.linearize(flat_gradient, params_P)
+    gradient = batching.dataset_mean(lambda chunk: jax.grad(loss_fn)(params, chunk), batch, chunk_size)
+    matvec = lambda v_P: tree.flatten(hvp(loss_fn, params, batch, unflatten(v_P), chunk_size=chunk_size))[0]
+    return tree.flatten(gradient)[0], matvec
+
+
+def hessian_matvec(loss_fn: Callable, params: PyTree, batch: PyTree, *,
+                   chunk_size: int | None = None) -> Callable[[jax.Array], jax.Array]:
+    """The Hessian at ``params`` as a linear operator on flat vectors: ``v_P -> (H v)_P``, the
+    operator of :func:`gradient_and_hessian_matvec` (linearised once without chunks). Call
+    inside ``jit``."""
+    return gradient_and_hessian_matvec(loss_fn, params, batch, chunk_size=chunk_size)[1]
 
 
 def gauss_newton_matvec(apply_fn: Callable, output_loss_fn: Callable, params: PyTree, batch: PyTree, *,
