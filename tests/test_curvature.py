@@ -239,6 +239,11 @@ def test_a_start_along_the_gradient_finds_the_same_top_eigenvalue_in_fewer_steps
         for run in runs.values():
             np.testing.assert_allclose(float(run.eigenvalues[0]), 12.0, rtol=1e-4)
         assert int(runs["auto"].steps) == int(runs["gradient"].steps) < int(runs["random"].steps)
+    # For k > 1 'auto' keeps the Gaussian start.
+    auto, random = (curvature.hessian_top_eigenvalues(quadratic_loss, params, batch, k=2, num_steps=60, start=start)
+                    for start in ("auto", "random"))
+    np.testing.assert_array_equal(np.asarray(auto.eigenvalues), np.asarray(random.eigenvalues))
+    np.testing.assert_allclose(np.asarray(auto.eigenvalues), [12.0, 11.0], rtol=1e-3)
 
 
 def test_a_zero_gradient_leaves_the_gaussian_start():
@@ -250,6 +255,7 @@ def test_a_zero_gradient_leaves_the_gaussian_start():
                                                           start=start) for start in ("gradient", "random"))
     assert int(gradient.steps) == int(random.steps)
     np.testing.assert_array_equal(np.asarray(gradient.eigenvalues), np.asarray(random.eigenvalues))
+    np.testing.assert_allclose(float(gradient.eigenvalues[0]), 12.0, rtol=1e-3)
 
 
 @pytest.mark.parametrize("chunk_size", [None, 16])
@@ -258,8 +264,13 @@ def test_gradient_and_hessian_matvec_match_jax_grad_and_the_dense_hessian_float6
     with jax.enable_x64(True):
         params, data = _problem(jnp.float64)
         v_P = jnp.asarray(np.random.default_rng(2).normal(size=hessian.shape[0]))
-        gradient_P, product_P = jax.jit(lambda p, v: (lambda g, mv: (g, mv(v)))(
-            *curvature.gradient_and_hessian_matvec(loss, p, data, chunk_size=chunk_size)))(params, v_P)
+
+        @jax.jit
+        def gradient_and_product(p, v):
+            gradient, matvec = curvature.gradient_and_hessian_matvec(loss, p, data, chunk_size=chunk_size)
+            return gradient, matvec(v)
+
+        gradient_P, product_P = gradient_and_product(params, v_P)
         expected_gradient = tree.flatten(jax.grad(loss)(params, data))[0]
         np.testing.assert_allclose(np.asarray(gradient_P), np.asarray(expected_gradient), rtol=1e-10, atol=1e-13)
     np.testing.assert_allclose(np.asarray(product_P), hessian @ np.asarray(v_P), rtol=1e-9, atol=1e-12)

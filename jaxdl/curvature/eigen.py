@@ -323,8 +323,8 @@ def hessian_top_eigenvalues(loss_fn: Callable, params: PyTree, batch: PyTree, k:
     k = checks.integer("k", k, maximum=num_steps, maximum_name="num_steps")
     tol = checks.number("tol", tol, allow_none=True)
     checks.one_of("which", which, ("top", "bottom"))
-    batch, params = batching.shard_examples(batch, params)
     checks.one_of("start", start, ("auto", "gradient", "random"))
+    batch, params = batching.shard_examples(batch, params)
     use_gradient = start == "gradient" or (start == "auto" and which == "top" and k == 1)
     return _lanczos_eigenpairs(loss_fn, params, batch, default_key(key), tol, num_steps=num_steps,
                                chunk_size=chunk_size, k=k, which=which, use_gradient=use_gradient)

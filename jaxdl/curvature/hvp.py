@@ -111,6 +111,10 @@ def gauss_newton_vp(apply_fn: Callable, output_loss_fn: Callable, params: PyTree
     return batching.dataset_mean(chunk_gnvp, batch, chunk_size)
 
 
+def _one_pass(batch, chunk_size) -> bool:
+    return chunk_size is None or chunk_size >= batching.num_examples(batch)
+
+
 def gradient_and_hessian_matvec(loss_fn: Callable, params: PyTree, batch: PyTree, *,
                                 chunk_size: int | None = None) -> tuple[jax.Array, Callable[[jax.Array], jax.Array]]:
     """The flat gradient ``g_P`` of the data-set mean loss at ``params`` and the Hessian there as
@@ -121,27 +125,27 @@ def gradient_and_hessian_matvec(loss_fn: Callable, params: PyTree, batch: PyTree
     product, each of which then costs only the tangent passes -- what makes a Lanczos or
     Hutchinson loop cheaper than repeated :func:`hvp` calls. With chunks, the gradient is one
     more pass over the chunks and each product recomputes the primal passes per chunk (memory
-    bounded by one chunk). An unused gradient costs nothing under ``jit`` (dead code). Call
-    inside ``jit``.
+    bounded by one chunk). Call inside ``jit``.
     """
     checks.integer("chunk_size", chunk_size, allow_none=True)
     params_P, unflatten = tree.flatten(params)
-    if chunk_size is None or chunk_size >= batching.num_examples(batch):
-        def flat_gradient(theta_P):
-            return tree.flatten(jax.grad(loss_fn)(unflatten(theta_P), batch))[0]
-
-        return jax.linearize(flat_gradient, params_P)
+    if _one_pass(batch, chunk_size):
+        return jax.linearize(lambda theta_P: tree.flatten(jax.grad(loss_fn)(unflatten(theta_P), batch))[0], params_P)
     gradient = batching.dataset_mean(lambda chunk: jax.grad(loss_fn)(params, chunk), batch, chunk_size)
-    matvec = lambda v_P: tree.flatten(hvp(loss_fn, params, batch, unflatten(v_P), chunk_size=chunk_size))[0]
-    return tree.flatten(gradient)[0], matvec
+    return tree.flatten(gradient)[0], hessian_matvec(loss_fn, params, batch, chunk_size=chunk_size)
 
 
 def hessian_matvec(loss_fn: Callable, params: PyTree, batch: PyTree, *,
                    chunk_size: int | None = None) -> Callable[[jax.Array], jax.Array]:
     """The Hessian at ``params`` as a linear operator on flat vectors: ``v_P -> (H v)_P``, the
-    operator of :func:`gradient_and_hessian_matvec` (linearised once without chunks). Call
-    inside ``jit``."""
-    return gradient_and_hessian_matvec(loss_fn, params, batch, chunk_size=chunk_size)[1]
+    operator of :func:`gradient_and_hessian_matvec` (the gradient linearised once without
+    chunks; with chunks each product recomputes it per chunk, and no gradient pass is spent).
+    Call inside ``jit``."""
+    checks.integer("chunk_size", chunk_size, allow_none=True)
+    if _one_pass(batch, chunk_size):
+        return gradient_and_hessian_matvec(loss_fn, params, batch, chunk_size=chunk_size)[1]
+    unflatten = tree.flatten(params)[1]
+    return lambda v_P: tree.flatten(hvp(loss_fn, params, batch, unflatten(v_P), chunk_size=chunk_size))[0]
 
 
 def gauss_newton_matvec(apply_fn: Callable, output_loss_fn: Callable, params: PyTree, batch: PyTree, *,
