@@ -1,293 +1,202 @@
 """Adversarial examples: the fast gradient sign method and adversarial training.
 
-Goodfellow, Shlens & Szegedy 2015: x_adv = x + eps sign(grad_x L) moves every input feature by at
-most eps, yet fools a trained network because its logits are close to linear in x. We train an
-MLP and the zoo CNN on ``digits`` (8x8 images) and ``mnist1d`` (the published MNIST-1D CNN,
-Greydanus 2020), measure test accuracy under FGSM against eps, find the smallest eps that halves
-it, draw clean and perturbed examples with their predicted labels and confidences (the course's
-panda and gibbon in small), and retrain each model with the paper's mixed objective
-0.5 L(x) + 0.5 L(x_adv) at the first eps of the grid that halves its accuracy
-(:class:`jaxdl.adversarial.FGSMRegularizer`), attacking it again there with its own gradients.
+Goodfellow, Shlens & Szegedy 2015: x_adv = x + eps sign(grad_x L) moves each input feature by at
+most eps, yet fools a network whose logits are close to linear in x. On MNIST at eps = 0.25 (pixels
+in [0, 1]) a maxout network misclassified 89.4% of the perturbed test set; adversarial training on
+0.5 L(x) + 0.5 L(x_adv) at that eps cut this to 17.9%. We train an MLP and the zoo CNN on ``digits``
+(8x8) and ``mnist1d`` (the published MNIST-1D CNN, Greydanus 2020), ``seeds`` seeds in one vmapped
+fit each, measure test accuracy under FGSM against eps, retrain with the paper's objective at the
+paper's eps (:class:`jaxdl.adversarial.FGSMRegularizer`; seed k shares its initialisation and
+minibatches with the standard run) and attack again with the new model's gradients.
 
-Units of eps: inputs are loaded raw (``standardize=False``): digits are pixel intensities in
-[0, 1], as the paper's MNIST; mnist1d signals as generated (globally centred, unit std, as
-published). Per-pixel standardisation would divide the near-constant border pixels of digits by
-tiny deviations, so that one eps would be a large change in some pixels and none in others.
-eps is stated as a fraction of the training inputs' global range max(x) - min(x), and perturbed
-inputs are clipped to [min(x), max(x)], so every attacked input stays in the range of the data.
+Units of eps are the paper's, pixel intensities in [0, 1]: digits are loaded raw, in [0, 1], so eps
+is the paper's eps. mnist1d has no pixel range; eps is translated by the inputs' standard deviation:
+the paper's 0.25 is 0.81 of MNIST's pixel standard deviation (0.3081), so mnist1d's eps is
+0.25 / 0.3081 * std(x_train). Attacked inputs are clipped to the training inputs' [min, max]. By the
+paper's own linearity argument the same eps is a weaker attack on 64 or 40 features than on 784.
 """
 from __future__ import annotations
 
 import sys
-import time
 
 import jax
 import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 
-from experiments import common
-from jaxdl import adversarial, compiled, io, optim, plot, train
+from experiments import framework as fw
+from jaxdl import adversarial, optim, plot, train
 from jaxdl import data as datasets
-from jaxdl.models import get_model
 
 NAME = "adversarial"
 DESCRIPTION = "FGSM (Goodfellow et al. 2015) on an MLP and a CNN on digits and mnist1d; adversarial training"
-
+DEVICE_FIELDS = {"seeds": "seeds"}
 PAPER = "Goodfellow, Shlens & Szegedy 2015"
-# The paper's MNIST eps (pixels in [0, 1]): there FGSM drives a shallow softmax to 99.9% and a
-# maxout network to 89.4% error. The claim's bound on the eps that halves accuracy.
-PAPER_EPS_FRACTION = 0.25
-DATASETS = ("digits", "mnist1d")
-MODEL_ORDER = ("mlp", "cnn")  # ConfigDict sorts its keys; tables and figures follow this order
+PAPER_EPS = 0.25  # MNIST, pixels in [0, 1]
+PAPER_ERROR, PAPER_ADV_ERROR = 0.894, 0.179  # the maxout network under FGSM at PAPER_EPS, before and after
+MNIST_PIXEL_STD = 0.3081
 
 
-def _ordered(names):
-    return sorted(names, key=lambda n: (MODEL_ORDER.index(n) if n in MODEL_ORDER else len(MODEL_ORDER), n))
+def _spec(name, learning_rate, epochs, batch_size, **hparams):
+    return dict(fw.model_spec(name, **hparams), learning_rate=learning_rate, epochs=epochs, batch_size=batch_size)
 
 
-def _models(size: str) -> ml_collections.ConfigDict:
-    def spec(name, learning_rate, epochs, batch_size, **hparams):
-        return dict(name=name, learning_rate=learning_rate, epochs=epochs, batch_size=batch_size, hparams=hparams)
-
-    # mnist1d: the published residual MLP 100-100 and CNN (3 x 25 channels, kernel 5, stride 2,
-    # linear read-out), as in experiments.architectures; Adam with a cosine decay throughout.
-    models = {
-        "digits": {"mlp": spec("mlp", 3e-3, 30, 64, widths=(256,)),
-                   "cnn": spec("cnn2d", 3e-3, 30, 64, channels=(16, 32), dense_widths=(64,),
-                               conv_implementation="patches")},
-        "mnist1d": {"mlp": spec("mlp", 1e-2, 60, 100, widths=(100, 100), residual=True),
-                    "cnn": spec("cnn1d", 2e-2, 40, 100, channels=(25, 25, 25), kernel_size=5, strides=2, pool="none",
-                                dense_widths=(), conv_implementation="patches")},
-    }
-    if size == "quick":
-        models = {"digits": {"mlp": dict(models["digits"]["mlp"], epochs=2, hparams=dict(widths=(32,)))}}
-    elif size == "full":
-        for by_model in models.values():
-            for model in by_model.values():
-                model["epochs"] *= 3
-    return ml_collections.ConfigDict(models)
+def get_config() -> ml_collections.ConfigDict:
+    """The default size: about a minute on 2 CPU cores (epochs cut for 5 seeds). mnist1d: the published
+    residual MLP 100-100 and CNN (3 x 25 channels, kernel 5, stride 2); Adam with a cosine decay."""
+    return ml_collections.ConfigDict(dict(
+        seed=0, seeds=5, mnist1d_samples=5000,
+        models={"digits": {"mlp": _spec("mlp", 3e-3, 15, 64, widths=(256,)),
+                           "cnn": _spec("cnn2d", 3e-3, 15, 64, channels=(16, 32), dense_widths=(64,),
+                                        conv_implementation="patches")},
+                "mnist1d": {"mlp": _spec("mlp", 1e-2, 30, 100, widths=(100, 100), residual=True),
+                            "cnn": _spec("cnn1d", 2e-2, 25, 100, channels=(25, 25, 25), kernel_size=5, strides=2,
+                                         pool="none", dense_widths=(), conv_implementation="patches")}},
+        # The eps grid in the paper's units: 0, a geometric grid, and the paper's eps.
+        eps_min=1e-3, eps_max=0.5, num_eps=25, alpha=0.5, chunk_size=1000, figure_examples=4, figure_model="cnn"))
 
 
-def get_config(size: str = "default") -> ml_collections.ConfigDict:
-    """Sizes: ``quick`` (seconds, tests: a small MLP on digits, 2 epochs), ``default`` (about two
-    minutes on 2 CPU cores, mostly compilation), ``full`` (three times the epochs, a finer eps grid)."""
-    common.check_size(size)
-    c = ml_collections.ConfigDict()
-    c.seed = 0
-    c.mnist1d_samples = 5000
-    c.models = _models(size)
-    # The eps grid, as fractions of the input range: 0 and a geometric grid (mnist1d breaks at
-    # about 1% of its range, digits at about 10%).
-    c.eps_min = 1e-3
-    c.eps_max = 0.5
-    c.num_eps = 25
-    c.alpha = 0.5  # the paper's weight of the clean loss in adversarial training
-    c.chunk_size = 1000  # test examples per chunk of the attack
-    c.figure_examples = 4
-    c.figure_model = "cnn"
-    if size == "quick":
-        c.num_eps = 9
-        c.figure_examples = 3
-        c.figure_model = "mlp"
-    elif size == "full":
-        c.num_eps = 49
-    return c
-
-
-def _validate(config):
-    for field in ("num_eps", "chunk_size", "figure_examples"):
-        common.require(int(config[field]) > 0, field, "a positive integer", config[field])
-    common.require(config.num_eps >= 3, "num_eps", "at least 3", config.num_eps)
-    common.require(0 < config.eps_min < config.eps_max, "eps_min", f"in (0, eps_max={config.eps_max})", config.eps_min)
-    common.require(0 < config.alpha <= 1, "alpha", "in (0, 1]", config.alpha)
-    common.require(config.mnist1d_samples % 10 == 0 and config.mnist1d_samples >= 100, "mnist1d_samples",
-                   "a multiple of 10, at least 100", config.mnist1d_samples)
-    common.require(set(config.models) <= set(DATASETS), "models", f"data sets among {DATASETS}", list(config.models))
-    for dataset_name, by_model in config.models.items():
-        common.require(config.figure_model in by_model, "figure_model", "a model of every data set",
-                       config.figure_model)
-        for name, spec in by_model.items():
-            field = f"models.{dataset_name}.{name}"
-            common.require(spec.learning_rate > 0, f"{field}.learning_rate", "a positive learning rate",
-                           spec.learning_rate)
-            for key in ("epochs", "batch_size"):
-                common.require(int(spec[key]) > 0, f"{field}.{key}", "a positive integer", spec[key])
+SIZES = {"quick": {"seeds": 2, "models": {"digits": {"mlp": _spec("mlp", 3e-3, 2, 64, widths=(32,))}},
+                   "num_eps": 9, "figure_examples": 3, "figure_model": "mlp"},
+         "full": {"seeds": 10, "num_eps": 49, "models.digits.mlp.epochs": 90, "models.digits.cnn.epochs": 90,
+                  "models.mnist1d.mlp.epochs": 180, "models.mnist1d.cnn.epochs": 120}}
+FIELDS = {"seeds": fw.positive_int, "num_eps": fw.expect(lambda v: int(v) == v >= 3, "an integer >= 3"),
+          "chunk_size": fw.positive_int, "figure_examples": fw.positive_int,
+          "eps_min": fw.expect(lambda v, c: 0 < v < c.eps_max, "in (0, eps_max)", uses_config=True),
+          "alpha": fw.expect(lambda v: 0 < v <= 1, "in (0, 1]"),
+          "mnist1d_samples": fw.expect(lambda v: v % 10 == 0 and v >= 100, "a multiple of 10, at least 100"),
+          "models": fw.expect(lambda v: 0 < len(v) and set(v) <= {"digits", "mnist1d"}, "digits and/or mnist1d"),
+          "figure_model": fw.expect(lambda v, c: all(v in m for m in c.models.values()), "a model of every data set",
+                                    uses_config=True),
+          "models.*.*.learning_rate": fw.positive, "models.*.*.epochs": fw.positive_int,
+          "models.*.*.batch_size": fw.positive_int}
 
 
 def eps_grid(config) -> np.ndarray:
-    """``fractions_E``: 0, then ``num_eps - 1`` geometric steps from ``eps_min`` to ``eps_max``."""
-    return np.concatenate([[0.0], np.geomspace(config.eps_min, config.eps_max, config.num_eps - 1)])
+    """``eps_E`` in the paper's units: 0, ``PAPER_EPS`` and ``num_eps - 1`` geometric steps."""
+    return np.unique(np.concatenate([[0.0, PAPER_EPS], np.geomspace(config.eps_min, config.eps_max,
+                                                                    config.num_eps - 1)]))
 
 
-def _load(dataset_name, config):
+def load(dataset_name, config):
+    """The raw data set, its clip range ``(low, high)`` and ``scale``: input units per paper unit
+    (1 for digits' [0, 1] pixels; std(x_train) / 0.3081 for mnist1d, see the module docstring)."""
     options = dict(num_samples=config.mnist1d_samples) if dataset_name == "mnist1d" else {}
     data = datasets.load(dataset_name, standardize=False, **options)
     low, high = float(data.x_train.min()), float(data.x_train.max())
-    return data, (low, high)
+    scale = high - low if dataset_name == "digits" else float(data.x_train.std()) / MNIST_PIXEL_STD
+    return data, (low, high), scale
 
 
-def _train(model, data, spec, config, logger, regularizer=None):
-    steps = int(spec.epochs) * (data.x_train.shape[0] // int(spec.batch_size))
+def _fit(model, data, spec, config, ctx, run, regularizer=None):
+    steps = spec.epochs * (data.num_train // spec.batch_size)
     tx = optim.get_optimizer("adam", spec.learning_rate, schedule="cosine", total_steps=steps)
-    result = train.fit(model, data, tx, epochs=int(spec.epochs), batch_size=int(spec.batch_size), seed=config.seed,
-                       eval_every=int(spec.epochs), regularizer=regularizer, logger=logger)
-    return train.make_apply_fn(model, result.state.model_state), result.state.params
+    result = train.fit_seeds(model, data, tx, seeds=fw.seeds(config), epochs=spec.epochs, batch_size=spec.batch_size,
+                             eval_every=spec.epochs, epochs_per_call=spec.epochs, regularizer=regularizer,
+                             logger=ctx.logger.with_tags(run=run))
+    state = jax.device_get(result.state)  # split on the host: no compiled slice per seed and leaf
+    return [(train.make_apply_fn(model, s.model_state), s.params)
+            for s in (jax.tree.map(lambda leaf: leaf[k], state) for k in range(config.seeds))]
 
 
-def _attack(apply_fn, params, data, eps_E, clip, config) -> np.ndarray:
-    out = adversarial.accuracy_under_attack(apply_fn, params, (data.x_test, data.y_test), eps_E, clip=clip,
-                                            chunk_size=int(config.chunk_size))
-    return np.asarray(out["accuracy"])
+def dataset_phase(config, ctx, dataset_name) -> fw.Phase:
+    """Every model of ``dataset_name``: standard training over the seeds, the FGSM curve of each
+    seed, adversarial training at the paper's eps and its FGSM curve; seed 0's examples."""
+    (data, clip, scale), eps_E = load(dataset_name, config), eps_grid(config)
+    paper = int(np.flatnonzero(eps_E == PAPER_EPS)[0])
+    phase, rows, lines = fw.Phase(), [], {}
+    curves_KxE = lambda models: np.stack([adversarial.accuracy_under_attack(
+        f, p, (data.x_test, data.y_test), eps_E * scale, clip=clip, chunk_size=config.chunk_size)["accuracy"]
+        for f, p in models])
+    for name in config.models[dataset_name]:
+        spec, run = config.models[dataset_name][name], f"{dataset_name}/{name}"
+        model = fw.build_model(spec, data.num_classes)
+        standard = _fit(model, data, spec, config, ctx, run)
+        curve_KxE = curves_KxE(standard)
+        regularizer = adversarial.FGSMRegularizer(PAPER_EPS * scale, alpha=config.alpha, clip=clip)
+        adv_KxE = curves_KxE(_fit(model, data, spec, config, ctx, f"{run}/adv", regularizer))
+        phase.numbers[run] = {"clean": curve_KxE[:, 0], "at_paper_eps": curve_KxE[:, paper],
+                              "adv_clean": adv_KxE[:, 0], "adv_at_paper_eps": adv_KxE[:, paper]}
+        phase.arrays.update({f"{run}/curve_KxE": curve_KxE, f"{run}/adv_curve_KxE": adv_KxE})
+        mean, adv_mean = curve_KxE.mean(0), adv_KxE.mean(0)
+        rows.append([name, mean[0], adversarial.critical_eps(eps_E, mean), mean[paper], adv_mean[0], adv_mean[paper],
+                     adversarial.critical_eps(eps_E, adv_mean)])
+        lines[name] = (eps_E[1:], mean[1:], curve_KxE.std(0)[1:])
+        lines[f"{name}, adversarially trained"] = (eps_E[1:], adv_mean[1:], adv_KxE.std(0)[1:])
+        if name == config.figure_model:
+            phase.figures[f"examples_{dataset_name}"], bounds = _examples_figure(
+                *standard[0], data, clip, PAPER_EPS * scale, config.figure_examples, dataset_name, name)
+            phase.numbers[f"{dataset_name}/fgsm_bounds"] = {"change_over_eps": bounds[0], "clipped": bool(bounds[1])}
+    phase.arrays[f"{dataset_name}/eps_E"] = eps_E
+    units = "pixel intensity in [0, 1]" if dataset_name == "digits" else f"x std / {MNIST_PIXEL_STD}"
+    fig = plot.line_plot(lines, xlabel=f"eps (paper's units: {units})", ylabel="test accuracy under FGSM",
+                         logx=True, title=f"{dataset_name}: FGSM (mean +- std over {config.seeds} seeds)")
+    fig.axes[0].axvline(PAPER_EPS, color="k", lw=0.8, ls="-.", label=f"paper's eps ({PAPER_EPS})")
+    fig.axes[0].legend(fontsize=7, loc="lower left")
+    phase.figures[f"accuracy_vs_eps_{dataset_name}"] = fig
+    phase.tables[f"FGSM and adversarial training on {dataset_name} (test set, means over {config.seeds} seeds)"] = (
+        fw.format_table(["model", "clean acc", "eps halving acc", f"acc at eps {PAPER_EPS}", "adv. trained: clean acc",
+                         f"adv. trained: acc at eps {PAPER_EPS}", "adv. trained: eps halving acc"], rows)
+        + f"\n\neps in the paper's units ({units}); adversarial training at eps {PAPER_EPS} on "
+        f"{config.alpha:g} L(x) + {1 - config.alpha:g} L(x_adv)")
+    return phase
 
 
-def _study(dataset_name, name, spec, data, clip, config, logger) -> dict:
-    """Standard training, the FGSM curve, adversarial training at the eps that halves accuracy."""
-    scale = clip[1] - clip[0]
-    fractions_E = eps_grid(config)
-    model = get_model(spec.name, num_outputs=data.num_classes, **spec.hparams.to_dict())
-    start = time.perf_counter()
-    apply_fn, params = _train(model, data, spec, config, logger.with_tags(run=f"{dataset_name}/{name}"))
-    curve = _attack(apply_fn, params, data, fractions_E * scale, clip, config)
-    halving = adversarial.critical_eps(fractions_E, curve, 0.5)
-    # Adversarial training at the first grid eps where accuracy is at most half the clean one
-    # (the largest grid eps if there is none): there both models' accuracies are measured
-    # exactly, by the same compiled program as the rest of the curve.
-    below = np.flatnonzero(curve <= curve[0] / 2)
-    index = int(below[0]) if below.size else len(fractions_E) - 1
-    train_fraction = float(fractions_E[index])
-    regularizer = adversarial.FGSMRegularizer(train_fraction * scale, alpha=float(config.alpha), clip=clip)
-    adv_apply_fn, adv_params = _train(model, data, spec, config, logger.with_tags(run=f"{dataset_name}/{name}/adv"),
-                                      regularizer)
-    adv_curve = _attack(adv_apply_fn, adv_params, data, fractions_E * scale, clip, config)
-    return {"curve": curve, "adv_curve": adv_curve, "clean": float(curve[0]), "adv_clean": float(adv_curve[0]),
-            "halving": halving, "adv_halving": adversarial.critical_eps(fractions_E, adv_curve, 0.5),
-            "train_fraction": train_fraction, "at_train": float(curve[index]), "adv_at_train": float(adv_curve[index]),
-            "alpha": float(config.alpha), "seconds": time.perf_counter() - start,
-            "apply_fn": apply_fn, "params": params}
-
-
-def _curves_figure(studies, fractions_E, run_dir):
-    names = list(dict.fromkeys(d for d, _ in studies))
-    fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 4), squeeze=False)
-    for ax, dataset_name in zip(axes[0], names):
-        for (d, name), s in studies.items():
-            if d != dataset_name:
-                continue
-            # A log axis has no 0: the clean accuracy is the horizontal dotted line.
-            (line,) = ax.plot(fractions_E[1:], s["curve"][1:], marker=".", label=f"{name}")
-            ax.plot(fractions_E[1:], s["adv_curve"][1:], "--", color=line.get_color(),
-                    label=f"{name}, adversarially trained at eps={s['train_fraction']:.3g}")
-            ax.axhline(s["clean"] / 2, color=line.get_color(), lw=0.8, ls=":")
-            ax.axvline(s["train_fraction"], color=line.get_color(), lw=0.8, alpha=0.5)
-        ax.axvline(PAPER_EPS_FRACTION, color="k", lw=0.8, ls="-.", label=f"paper's MNIST eps ({PAPER_EPS_FRACTION})")
-        ax.set(xscale="log", ylim=(0, 1), xlabel="eps / (max x - min x) of the training inputs",
-               ylabel="test accuracy under FGSM", title=f"{dataset_name}: FGSM (dotted: half of clean accuracy)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="lower left")
-    return plot.save_figure(fig, run_dir.figure_path("accuracy_vs_eps"))
-
-
-@compiled.jit
-def _probabilities(apply_fn, params, x):
-    return jax.nn.softmax(apply_fn(params, x))
-
-
-def _examples(study, data, clip, count):
-    """The first ``count`` test examples that the model gets right and FGSM at the training eps
-    turns wrong (test order; fewer if there are fewer), with labels and confidences."""
-    apply_fn, params = study["apply_fn"], study["params"]
-    eps = study["train_fraction"] * (clip[1] - clip[0])
-    x_adv = adversarial.fgsm(apply_fn, params, data.x_test, data.y_test, eps, clip=clip)
-    probs, adv_probs = (np.asarray(_probabilities(apply_fn, params, x)) for x in (data.x_test, x_adv))
-    x_adv = np.asarray(x_adv)
+def _examples_figure(apply_fn, params, data, clip, eps, count, dataset_name, model_name):
+    """The first ``count`` test examples that the model gets right and FGSM at ``eps`` turns wrong,
+    with the predicted labels and confidences (the course's panda and gibbon in small)."""
+    x_adv = np.asarray(adversarial.fgsm(apply_fn, params, data.x_test, data.y_test, eps, clip=clip))
+    bounds = (np.abs(x_adv - data.x_test).max() / eps, x_adv.min() >= clip[0] and x_adv.max() <= clip[1])
+    probs, adv_probs = (np.asarray(jax.nn.softmax(apply_fn(params, x))) for x in (data.x_test, x_adv))
     fooled = np.flatnonzero((probs.argmax(1) == data.y_test) & (adv_probs.argmax(1) != data.y_test))[:count]
-    return [(data.x_test[i], x_adv[i], probs[i], adv_probs[i], eps, study["train_fraction"]) for i in fooled]
-
-
-def _examples_figure(examples_by_dataset, model_name, run_dir):
-    rows = sum(len(e) for e in examples_by_dataset.values())
-    fig, axes = plt.subplots(max(rows, 1), 3, figsize=(8, 2.1 * max(rows, 1)), squeeze=False)
-    row = 0
-    for dataset_name, examples in examples_by_dataset.items():
-        for x, x_adv, probs, adv_probs, eps, fraction in examples:
-            clean_text = f"{probs.argmax()} ({probs.max():.0%})"
-            adv_text = f"{adv_probs.argmax()} ({adv_probs.max():.0%})"
-            ax_clean, ax_delta, ax_adv = axes[row]
-            if x.ndim >= 2:  # an image
-                low, high = float(min(x.min(), x_adv.min())), float(max(x.max(), x_adv.max()))
-                ax_clean.imshow(x[..., 0], cmap="gray", vmin=low, vmax=high)
-                ax_delta.imshow((x_adv - x)[..., 0], cmap="RdBu", vmin=-eps, vmax=eps)
-                ax_adv.imshow(x_adv[..., 0], cmap="gray", vmin=low, vmax=high)
-                for ax in axes[row]:
-                    ax.set_xticks([]), ax.set_yticks([])
+    fig, axes = plt.subplots(max(len(fooled), 1), 3, figsize=(8, 2.1 * max(len(fooled), 1)), squeeze=False)
+    for row, i in zip(axes, fooled):
+        images, ranges = (data.x_test[i], x_adv[i] - data.x_test[i], x_adv[i]), (clip, (-eps, eps), clip)
+        titles = (f"{probs[i].argmax()} ({probs[i].max():.0%})", f"+ {eps:.3g} sign(grad_x L)",
+                  f"= {adv_probs[i].argmax()} ({adv_probs[i].max():.0%})")
+        for ax, image, cmap, (low, high), title in zip(row, images, ("gray", "RdBu", "gray"), ranges, titles):
+            if image.ndim >= 2:  # an image
+                ax.imshow(image[..., 0], cmap=cmap, vmin=low, vmax=high)
+                ax.set_xticks([]), ax.set_yticks([])
             else:  # a signal
-                ax_clean.plot(x, color="k")
-                ax_delta.plot(x_adv - x, color="tab:red")
-                ax_delta.set_ylim(-1.2 * eps, 1.2 * eps)
-                ax_adv.plot(x, color="k", alpha=0.3)
-                ax_adv.plot(x_adv, color="tab:red")
-            ax_clean.set_title(f"{dataset_name}: {clean_text}", fontsize=9)
-            ax_delta.set_title(f"+ {eps:.3g} sign(grad_x L) ({fraction:.3g} of the range)", fontsize=9)
-            ax_adv.set_title(f"= {adv_text}", fontsize=9)
-            row += 1
-    fig.suptitle(f"FGSM against the {model_name}: predicted label (confidence), clean and perturbed", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.98))
-    return plot.save_figure(fig, run_dir.figure_path("examples"))
+                ax.plot(image, color="k" if cmap == "gray" else "tab:red")
+            ax.set_title(title, fontsize=9)
+    fig.suptitle(f"{dataset_name}: FGSM at the paper's eps against the {model_name} (seed 0): predicted label "
+                 "(confidence), clean and perturbed", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    return fig, bounds
 
 
-def run(config, run_dir: io.RunDir) -> dict:
-    _validate(config)
-    fractions_E = eps_grid(config)
-    studies, examples = {}, {}
-    with run_dir.logger() as logger:
-        for dataset_name in config.models:
-            data, clip = _load(dataset_name, config)
-            for name in _ordered(config.models[dataset_name]):
-                spec = config.models[dataset_name][name]
-                studies[(dataset_name, name)] = _study(dataset_name, name, spec, data, clip, config, logger)
-                s = studies[(dataset_name, name)]
-                print(f"{dataset_name:8s} {name:4s} clean {s['clean']:.3f}, halved at eps {s['halving']:.4f} of "
-                      f"the range; at that eps {s['at_train']:.3f} -> {s['adv_at_train']:.3f} adversarially trained "
-                      f"({s['seconds']:.1f} s)")
-            examples[dataset_name] = _examples(studies[(dataset_name, config.figure_model)], data, clip,
-                                               int(config.figure_examples))
-    figures = [_curves_figure(studies, fractions_E, run_dir), _examples_figure(examples, config.figure_model, run_dir)]
-    run_dir.save_results(eps_fractions=fractions_E,
-                         **{f"{d}/{m}/{kind}": s[kind] for (d, m), s in studies.items()
-                            for kind in ("curve", "adv_curve")})
-    rows = [[d, m, s["clean"], s["halving"], s["train_fraction"], s["at_train"], s["adv_clean"], s["adv_at_train"],
-             s["adv_halving"], s["seconds"]] for (d, m), s in studies.items()]
-    table = common.format_table(
-        ["data set", "model", "clean acc", "eps halving acc", "training eps", "acc at training eps",
-         "adv. trained: clean acc", "adv. trained: acc at training eps", "adv. trained: eps halving acc", "seconds"],
-        rows, float_format="{:.4g}")
-    summary = {f"{d}/{m}": {k: v for k, v in s.items() if k not in ("apply_fn", "params", "curve", "adv_curve")}
-               for (d, m), s in studies.items()}
-    alpha = float(config.alpha)
-    note = ("eps as a fraction of the training inputs' range max(x) - min(x); 'eps halving acc' interpolated on the "
-            "grid; 'training eps' the first grid eps with at most half the clean accuracy, where the model is "
-            f"retrained on {alpha:g} L(x) + {1 - alpha:g} L(x_adv)")
-    tables = {"FGSM and adversarial training (test set)": table + "\n\n" + note}
-    return {"tables": tables, "figures": figures, "studies": summary}
+def run(config, ctx) -> None:
+    for dataset_name in config.models:
+        ctx.phase(dataset_name, dataset_phase, config, ctx, dataset_name)
 
 
-def claims(result: dict) -> list:
-    out = []
-    for key, s in result["studies"].items():
-        out.append(common.Claim.at_most(
-            PAPER, f"{key}: FGSM halves test accuracy at an eps of at most {PAPER_EPS_FRACTION} of the input range "
-            "(the paper's MNIST eps); measured: the smallest eps that does", s["halving"], PAPER_EPS_FRACTION,
-            fmt="{:.4f}"))
-        out.append(common.Claim.check(
-            PAPER, f"{key}: adversarial training (alpha={s['alpha']:g}) at the first grid eps that halves accuracy "
-            "raises FGSM test accuracy there", f"> {s['at_train']:.3f} (standard training)", s["adv_at_train"],
-            lambda value, baseline=s["at_train"]: value > baseline))
+def claims(config, numbers) -> list:
+    out, seeds = [], f"mean over {config.seeds} seeds"
+    for dataset_name, by_model in config.models.items():
+        change, clipped = (numbers[f"{dataset_name}/fgsm_bounds"][k] for k in ("change_over_eps", "clipped"))
+        out.append(fw.Check.that(f"{dataset_name}_fgsm_within_budget", "FGSM's construction", f"{dataset_name}: FGSM "
+                                 "moves no feature by more than eps and stays in the training range (largest change / "
+                                 "eps)", change <= 1 + 1e-5 and clipped, "<= 1, inside [min, max]", f"{change:.6f}"))
+        eps = "eps 0.25 of the [0, 1] pixel range" if dataset_name == "digits" else "eps 0.25 / 0.3081 = 0.81 input std"
+        for name in by_model:
+            key, s = f"{dataset_name}_{name}", numbers[f"{dataset_name}/{name}"]
+            out += [fw.Claim.mean(f"{key}_clean_accuracy", f"{PAPER} (positive control)", f"{key}: the attacked "
+                                  f"model classifies clean test inputs: accuracy above 0.5, 5x chance ({seeds})",
+                                  s["clean"], above=0.5),
+                    fw.Claim.mean(f"{key}_fgsm_at_paper_eps", PAPER, f"{key}: FGSM at the paper's MNIST eps ({eps}) "
+                                  f"leaves at most the paper's maxout accuracy, {1 - PAPER_ERROR:.3f} (89.4% error; "
+                                  f"test accuracy under attack, {seeds})", s["at_paper_eps"], below=1 - PAPER_ERROR),
+                    fw.Claim.difference(f"{key}_adversarial_training", PAPER, f"{key}: adversarial training at that "
+                                        f"eps raises FGSM test accuracy there (the paper: {1 - PAPER_ERROR:.3f} to "
+                                        f"{1 - PAPER_ADV_ERROR:.3f}); minus standard, paired over {config.seeds} "
+                                        "seeds", s["adv_at_paper_eps"], s["at_paper_eps"], above=0.0, paired=True)]
     return out
 
 
 def main(argv=None):
-    return common.experiment_main(sys.modules[__name__], argv)
+    return fw.experiment_main(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

@@ -1,18 +1,12 @@
 """Backprop by hand: the delta rule (Rumelhart, Hinton & Williams 1986) against autodiff.
 
-First the course's walkthrough on a 2-2-1 sigmoid network: forward, backward (every z, a, delta
-and gradient), one gradient-descent update, forward again. Then, on ``digits``, zoo MLPs of
-several activations and depths are trained for a few full-batch gradient-descent steps driven by
-the hand-written delta rule (:mod:`jaxdl.backprop`), and at the trained parameters (non-zero
-biases) its gradient is compared, layer by layer, with
-
-- reverse-mode autodiff (``jax.grad`` of the zoo model's loss) in float32, on the whole training
-  set: relative error ``||g - g_ref|| / max(||g||, ||g_ref||)`` over each layer's kernel and bias;
-- central finite differences ``(J(theta + h e_i) - J(theta - h e_i)) / 2h`` in float64, at
-  randomly drawn coordinates of each layer, on a subset of the examples. The loss of a ReLU net is
-  not differentiable where a pre-activation is 0: a coordinate whose stencil moves any
-  pre-activation across 0 is skipped (and counted), since there a central difference measures a
-  kink rather than the gradient.
+The course's walkthrough on a 2-2-1 sigmoid network (forward, backward, one update, forward
+again); then zoo MLPs of several activations and depths trained on ``digits`` for a few full-batch
+gradient-descent steps by the hand-written delta rule (:mod:`jaxdl.backprop`), whose gradient is
+compared per layer, ``||g - g_ref|| / max(||g||, ||g_ref||)``, with reverse-mode autodiff (float32,
+whole training set) and with central finite differences (float64, random coordinates, a subset of
+the examples; a ReLU stencil across a kink is skipped and counted). Agreements between two
+implementations and a first-order identity: checks, not a paper's findings.
 """
 from __future__ import annotations
 
@@ -24,78 +18,40 @@ import matplotlib.ticker
 import ml_collections
 import numpy as np
 
-from experiments import common
-from jaxdl import backprop, checks, compiled, io, losses, plot, train, tree
+from experiments import framework as fw
+from jaxdl import backprop, compiled, losses, plot, train, tree
 from jaxdl import data as datasets
 from jaxdl.models import get_model
 from jaxdl.models.mlp import ACTIVATIONS
 
 NAME = "backprop"
 DESCRIPTION = "the delta rule by hand: the course's walkthrough, and equality with autodiff and finite differences"
-
 PAPER = "Rumelhart, Hinton & Williams 1986"
 AUTODIFF_TOLERANCE = 1e-5  # float32: ~100 ulps, the same sums taken in another order
 FINITE_DIFFERENCE_TOLERANCE = 1e-6  # float64 central differences: O(h^2) truncation + O(eps / h) rounding
 
 
-def get_config(size: str = "default") -> ml_collections.ConfigDict:
-    """Sizes: ``quick`` (seconds, tests), ``default`` (about half a minute on 2 CPU cores), ``full``."""
-    common.check_size(size)
-    c = ml_collections.ConfigDict()
-    c.seed = 0
-    c.walkthrough_learning_rate = 0.1
-    c.activations = ("relu", "tanh", "sigmoid", "gelu")
-    c.depths = (1, 2, 3)  # hidden layers
-    c.width = 32
-    c.loss_names = ("cross_entropy", "mse")  # mse on one-hot targets
-    c.train_steps = 100  # full-batch gradient descent on the cross-entropy, by the delta rule
-    c.learning_rate = 0.5
-    c.fd_examples = 256
-    c.fd_coordinates = 24  # per layer (all of a smaller layer)
-    c.fd_step = 1e-5
-    if size == "quick":
-        c.activations = ("relu",)
-        c.depths = (2,)
-        c.width = 8
-        c.train_steps = 5
-        c.fd_examples = 32
-        c.fd_coordinates = 4
-    elif size == "full":
-        c.activations = tuple(sorted(ACTIVATIONS))
-        c.depths = (1, 2, 3, 4)
-        c.width = 128
-        c.learning_rate = 0.1  # 0.5 diverges for the deep linear (identity) nets
-        c.fd_examples = 512
-        c.fd_coordinates = 64
-    return c
+def get_config() -> ml_collections.ConfigDict:
+    """The default size: about ten seconds on 2 CPU cores."""
+    return ml_collections.ConfigDict(dict(
+        seed=0, walkthrough_learning_rate=0.1, activations=("relu", "tanh", "sigmoid", "gelu"), depths=(1, 2, 3),
+        width=32, loss_names=("cross_entropy", "mse"),  # mse on one-hot targets
+        train_steps=100, learning_rate=0.5,  # full-batch gradient descent on the cross-entropy, by the delta rule
+        fd_examples=256, fd_coordinates=24, fd_step=1e-5))  # fd_coordinates per layer (all of a smaller one)
 
 
-def _validate(config):
-    for field in ("width", "train_steps", "fd_examples", "fd_coordinates"):
-        common.require(checks.is_integer(config[field]) and config[field] > 0, field, "a positive integer",
-                       config[field])
-    for field in ("walkthrough_learning_rate", "learning_rate", "fd_step"):
-        common.require(config[field] > 0, field, "a positive number", config[field])
-    common.require(len(config.activations) > 0 and all(a in ACTIVATIONS for a in config.activations), "activations",
-                   f"names among {sorted(ACTIVATIONS)}", config.activations)
-    common.require(len(config.depths) > 0 and all(checks.is_integer(d) and d >= 1 for d in config.depths), "depths",
-                   "positive integers (hidden layers)", config.depths)
-    common.require(len(config.loss_names) > 0 and all(n in ("cross_entropy", "mse") for n in config.loss_names),
-                   "loss_names", "names among cross_entropy, mse", config.loss_names)
+SIZES = {"quick": {"activations": ("relu",), "depths": (2,), "width": 8, "train_steps": 5, "fd_examples": 32,
+                   "fd_coordinates": 4},
+         "full": {"activations": tuple(sorted(ACTIVATIONS)), "depths": (1, 2, 3, 4), "width": 128,
+                  "learning_rate": 0.1, "fd_examples": 512, "fd_coordinates": 64}}  # 0.5 diverges: deep identity nets
+FIELDS = {**dict.fromkeys(("width", "train_steps", "fd_examples", "fd_coordinates"), fw.positive_int),
+          **dict.fromkeys(("walkthrough_learning_rate", "learning_rate", "fd_step"), fw.positive),
+          "activations": fw.subset_of(*sorted(ACTIVATIONS)), "depths": fw.positive_ints,
+          "loss_names": fw.subset_of("cross_entropy", "mse")}
 
 
 def _targets(loss_name, labels_N, num_classes):
     return labels_N if loss_name == "cross_entropy" else jax.nn.one_hot(labels_N, num_classes, dtype=jnp.float32)
-
-
-def _layer_errors(grads, reference):
-    """Relative error ``||g - g_ref|| / max(||g||, ||g_ref||)`` of each layer (kernel and bias
-    together), in layer order; 0 where both are 0."""
-    errors = []
-    for name in backprop.layer_names(grads):
-        g, r = tree.flatten(grads[name])[0], tree.flatten(reference[name])[0]
-        errors.append(_relative(g, r))
-    return jnp.stack(errors)
 
 
 def _relative(a, b):
@@ -112,40 +68,35 @@ def _delta_rule_grads(params, x, targets, activation, loss_names):
             for name, y in zip(loss_names, targets)]
 
 
-def _train_and_check_one(model, params, x, labels, learning_rate, loss_names, train_steps, num_classes):
-    apply_fn, activation = train.make_apply_fn(model), model.activation
-
-    def step(p, _):
-        loss, g = backprop.value_and_grad(p, (x, labels), activation, "cross_entropy")
-        return tree.axpy(-learning_rate, g, p), loss
-
-    trained, losses_S = jax.lax.scan(step, params, None, length=train_steps)
-    final = backprop.value_and_grad(trained, (x, labels), activation, "cross_entropy")[0]
-    targets = [_targets(name, labels, num_classes) for name in loss_names]
-    by_hand = _delta_rule_grads(trained, x, targets, activation, loss_names)
-    # jax.grad(J o apply_fn) is the model's pullback of grad J: one reverse pass of the zoo model, for each loss.
-    outputs, pullback = jax.vjp(lambda p: apply_fn(p, x), trained)
-    reference = [pullback(jax.grad(lambda o, n=name, t=y: losses.batch_loss(n, o, t))(outputs))[0]
-                 for name, y in zip(loss_names, targets)]
-    errors = jnp.stack([_layer_errors(g, r) for g, r in zip(by_hand, reference)])
-    return trained, jnp.stack([losses_S[0], final]), errors
-
-
 @compiled.jit(static_argnames=("loss_names", "train_steps", "num_classes"))
 def train_and_check(models, key, x, labels, learning_rate, *, loss_names, train_steps, num_classes):
-    """For each zoo MLP of ``models`` (one program for all): initialise with ``key``, take
-    ``train_steps`` steps of gradient descent on the cross-entropy with delta-rule gradients, then
-    measure the relative error of the delta rule against reverse-mode autodiff per layer for each
-    loss. Returns one ``(params, [loss at the start, at the end], errors)`` per model, ``errors`` of
-    shape ``(len(loss_names), L)``."""
+    """For each zoo MLP (one program for all): ``train_steps`` of gradient descent by the delta rule
+    from ``key``'s init, then the delta rule against autodiff per loss and layer. One ``(params,
+    [loss at the start, at the end], errors of shape (len(loss_names), L))`` per model."""
+    targets = [_targets(name, labels, num_classes) for name in loss_names]
+
+    def one(model, params):
+        value_and_grad = lambda p: backprop.value_and_grad(p, (x, labels), model.activation, "cross_entropy")
+
+        def step(p, _):
+            loss, g = value_and_grad(p)
+            return tree.axpy(-learning_rate, g, p), loss
+
+        trained, losses_S = jax.lax.scan(step, params, None, length=train_steps)
+        by_hand = _delta_rule_grads(trained, x, targets, model.activation, loss_names)
+        # jax.grad(J o apply_fn) is the model's pullback of grad J: one reverse pass of the zoo model per loss.
+        outputs, pullback = jax.vjp(lambda p: train.make_apply_fn(model)(p, x), trained)
+        reference = [pullback(jax.grad(lambda o, n=name, t=y: losses.batch_loss(n, o, t))(outputs))[0]
+                     for name, y in zip(loss_names, targets)]
+        errors = jnp.stack([jnp.stack([_relative(tree.flatten(g[name])[0], tree.flatten(r[name])[0])
+                                       for name in backprop.layer_names(g)]) for g, r in zip(by_hand, reference)])
+        return trained, jnp.stack([losses_S[0], value_and_grad(trained)[0]]), errors
+
     initial = {}  # the initial parameters depend on the widths, not on the activation
-    out = []
     for model in models:
         if model.widths not in initial:
             initial[model.widths] = model.init(key, x[:1])["params"]
-        out.append(_train_and_check_one(model, initial[model.widths], x, labels, learning_rate, loss_names,
-                                        train_steps, num_classes))
-    return out
+    return [one(model, initial[model.widths]) for model in models]
 
 
 def layer_coordinates(params, rng: np.random.Generator, per_layer: int):
@@ -186,45 +137,31 @@ def _central_differences_one(model, params, x, labels, indices_R, step, loss_nam
 
 @compiled.jit(static_argnames=("loss_names", "num_classes"))
 def finite_difference_check(models, params, x, labels, indices, step, *, loss_names, num_classes):
-    """For each zoo MLP of ``models`` at its ``params`` (one program for all; float64 when called
-    under ``jax.enable_x64``): central differences of the model's loss along the coordinates of
-    its ``indices`` entry (flat indices of :func:`jaxdl.tree.flatten`). Returns one
-    ``(central, by_hand, smooth_R)`` per model, the first two of shape ``(len(loss_names), R)``
-    (the delta rule's entries beside the differences), ``smooth_R`` whether the stencil of each
-    coordinate stays off the ReLU kinks."""
+    """For each zoo MLP at its ``params`` (one program; float64 under ``jax.enable_x64``): central
+    differences of each loss along its ``indices`` (of :func:`jaxdl.tree.flatten`), the delta rule's
+    entries beside them, both ``(len(loss_names), R)``, and whether each stencil stays off ReLU kinks."""
     return [_central_differences_one(model, p, x, labels, indices_R, step, loss_names, num_classes)
             for model, p, indices_R in zip(models, params, indices)]
 
 
-def _finite_difference_errors(central_LxR, by_hand_LxR, smooth_R, layers_R, num_layers):
-    """Per loss and layer, the relative error over the layer's smooth coordinates, and counts."""
-    errors = np.zeros((len(central_LxR), num_layers))
-    for m in range(num_layers):
-        keep = smooth_R & (layers_R == m)
-        for row in range(len(central_LxR)):
-            errors[row, m] = _relative(by_hand_LxR[row][keep], central_LxR[row][keep])
-    return errors, np.array([np.sum(smooth_R & (layers_R == m)) for m in range(num_layers)])
-
-
-def walkthrough_phase(config) -> dict:
+def walkthrough_phase(config) -> fw.Phase:
     trace = backprop.walkthrough(learning_rate=config.walkthrough_learning_rate)
-    return {"text": backprop.format_walkthrough(trace), "loss": float(trace.loss),
-            "loss_after": float(trace.loss_after), "predicted_loss_after": float(trace.predicted_loss_after)}
+    numbers = {k: float(getattr(trace, k)) for k in ("loss", "loss_after", "predicted_loss_after")}
+    return fw.Phase(tables={"walkthrough": backprop.format_walkthrough(trace)}, numbers={"walkthrough": numbers})
 
 
-def checks_phase(config) -> dict:
-    """Every (activation, depth): train by the delta rule, then check it (two programs for the
-    whole grid: float32, then float64); ``{(activation, depth): {...}}``."""
+def delta_rule_phase(config) -> fw.Phase:
+    """Every (activation, depth) trained by the delta rule, then checked (float32, then float64: two programs)."""
     digits = datasets.load("digits", seed=config.seed)
     grid = [(activation, depth) for activation in config.activations for depth in config.depths]
     models = tuple(get_model("mlp", widths=(config.width,) * depth, activation=activation,
                              num_outputs=digits.num_classes) for activation, depth in grid)
-    loss_names = tuple(config.loss_names)
-    # The claim is about the algebra: keep accelerators' reduced-precision matmul passes out of it.
+    names, num_classes = tuple(config.loss_names), digits.num_classes
+    # The checks are about the algebra: keep accelerators' reduced-precision matmul passes out of them.
     with jax.default_matmul_precision("highest"):
         trained = jax.device_get(train_and_check(
             models, jax.random.key(config.seed), digits.x_train, digits.y_train, float(config.learning_rate),
-            loss_names=loss_names, train_steps=config.train_steps, num_classes=digits.num_classes))
+            loss_names=names, train_steps=config.train_steps, num_classes=num_classes))
     for (activation, depth), (_, losses_2, _) in zip(grid, trained):
         if not np.all(np.isfinite(losses_2)):
             raise FloatingPointError(f"the {activation} MLP with {depth} hidden layers diverged under gradient descent "
@@ -235,92 +172,67 @@ def checks_phase(config) -> dict:
         differences = jax.device_get(finite_difference_check(
             models, [jax.tree.map(lambda p: np.asarray(p, np.float64), params) for params, _, _ in trained],
             np.asarray(digits.x_train[:config.fd_examples], np.float64), digits.y_train[:config.fd_examples],
-            [indices_R for indices_R, _ in coordinates], float(config.fd_step), loss_names=loss_names,
-            num_classes=digits.num_classes))
-    out = {}
+            [indices_R for indices_R, _ in coordinates], float(config.fd_step), loss_names=names,
+            num_classes=num_classes))
+    rows, training_rows, errors = [], [], {}
     for (activation, depth), (_, losses_2, autodiff), (_, layers_R), (central, by_hand, smooth) in zip(
             grid, trained, coordinates, differences):
-        fd_errors, checked = _finite_difference_errors(central, by_hand, smooth, layers_R, depth + 1)
-        out[(activation, depth)] = {"loss_start": float(losses_2[0]), "loss_end": float(losses_2[1]),
-                                    "autodiff": autodiff, "finite_differences": fd_errors, "checked": checked,
-                                    "skipped": int(np.sum(~smooth))}
-    return out
-
-
-def _error_figure(measured, config, key, run_dir, title, name):
-    depth = max(config.depths)
-    curves = {}
-    for activation in config.activations:
-        errors = measured[(activation, depth)][key]
-        for row, loss_name in enumerate(config.loss_names):
-            # A log axis has no 0: an exact agreement would be drawn at 1e-12.
-            curves[f"{activation}, {loss_name}"] = (np.arange(1, depth + 2), np.maximum(errors[row], 1e-12))
-    fig = plot.line_plot(curves, xlabel=f"layer m (1..{depth} hidden, {depth + 1} read-out)",
-                         ylabel="relative error ||g - g_ref|| / max(||g||, ||g_ref||)", title=title, logy=True)
-    ax = fig.axes[0]
-    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-    ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)  # beside the axes: the curves interleave
-    return plot.save_figure(fig, run_dir.figure_path(name))
-
-
-def run(config, run_dir: io.RunDir) -> dict:
-    _validate(config)
-    timed = common.PhaseTimer()
-    walk = timed("walkthrough", walkthrough_phase, config)
-    measured = timed("delta rule against autodiff and finite differences", checks_phase, config)
-    rows, training_rows = [], []
-    for (activation, depth), c in measured.items():
-        training_rows.append([activation, depth, c["loss_start"], c["loss_end"]])
-        for row, loss_name in enumerate(config.loss_names):
-            rows.append([activation, depth, loss_name, float(c["autodiff"][row].max()),
-                         float(c["finite_differences"][row].max()), int(c["checked"].sum()), c["skipped"]])
-    figures = [
-        _error_figure(measured, config, "autodiff", run_dir, "delta rule vs jax.grad per layer (float32, "
-                      f"{max(config.depths)} hidden layers; claim <= {AUTODIFF_TOLERANCE:g})", "errors_autodiff"),
-        _error_figure(measured, config, "finite_differences", run_dir, "delta rule vs central differences per layer "
-                      f"(float64, {max(config.depths)} hidden layers; claim <= {FINITE_DIFFERENCE_TOLERANCE:g})",
-                      "errors_finite_differences"),
-    ]
-    run_dir.save_results(**{f"{kind}/{a}/depth{d}": c[kind] for (a, d), c in measured.items()
-                            for kind in ("autodiff", "finite_differences", "checked")})
+        keep_MxR = smooth & (layers_R == np.arange(depth + 1)[:, None])  # per layer, its smooth coordinates
+        fd = np.array([[_relative(by_hand[row][keep], central[row][keep]) for keep in keep_MxR]
+                       for row in range(len(names))])
+        errors[activation, depth] = {"autodiff": autodiff, "finite_differences": fd, "checked": keep_MxR.sum(axis=1)}
+        training_rows.append([activation, depth, *losses_2])
+        rows += [[activation, depth, name, float(autodiff[row].max()), float(fd[row].max()),
+                  int(keep_MxR.sum()), int(np.sum(~smooth))] for row, name in enumerate(names)]
+    figures, depth = {}, max(config.depths)
+    for key, what, tolerance in (("autodiff", "jax.grad (float32)", AUTODIFF_TOLERANCE),
+                                 ("finite_differences", "central differences (float64)", FINITE_DIFFERENCE_TOLERANCE)):
+        figures[f"errors_{key}"] = fig = plot.line_plot(  # a log axis has no 0: exact agreement is drawn at 1e-12
+            {f"{a}, {name}": (np.arange(1, depth + 2), np.maximum(errors[a, depth][key][row], 1e-12))
+             for a in config.activations for row, name in enumerate(names)}, logy=True,
+            xlabel=f"layer m (1..{depth} hidden, {depth + 1} read-out)", ylabel="||g - g_ref|| / max(||g||, ||g_ref||)",
+            title=f"delta rule vs {what} per layer ({depth} hidden layers; check <= {tolerance:g})")
+        fig.axes[0].xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        fig.axes[0].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)  # beside: curves interleave
     tables = {
-        "walkthrough": walk["text"],
-        "delta rule against autodiff and finite differences (max over layers)": common.format_table(
+        "delta rule against autodiff and finite differences (max over layers)": fw.format_table(
             ["activation", "hidden layers", "loss", "vs jax.grad (float32)", "vs central differences (float64)",
              "coordinates checked", "skipped at ReLU kinks"], rows, float_format="{:.2e}"),
-        f"digits cross-entropy, {config.train_steps} gradient-descent steps by the delta rule": common.format_table(
-            ["activation", "hidden layers", "at initialisation", "after"], training_rows, float_format="{:.4f}"),
-        "seconds per phase": timed.table(),
-    }
-    return {"tables": tables, "figures": figures, "walkthrough": {k: v for k, v in walk.items() if k != "text"},
-            # np.max, not max: a NaN must reach the claim (which then fails), not be skipped.
-            "autodiff_error": float(np.max([r[3] for r in rows])),
-            "finite_difference_error": float(np.max([r[4] for r in rows])),
-            "coordinates_checked": sum(int(c["checked"].sum()) for c in measured.values()),
-            "coordinates_skipped": sum(c["skipped"] for c in measured.values())}
+        f"digits cross-entropy, {config.train_steps} gradient-descent steps by the delta rule": fw.format_table(
+            ["activation", "hidden layers", "at initialisation", "after"], training_rows, float_format="{:.4f}")}
+    # np.max, not max: a NaN must reach the check (which then fails), not be skipped.
+    numbers = {"autodiff_error": float(np.max([r[3] for r in rows])),
+               "finite_difference_error": float(np.max([r[4] for r in rows])),
+               "coordinates_checked": sum(r[5] for r in rows[::len(names)]),
+               "coordinates_skipped": sum(r[6] for r in rows[::len(names)])}
+    return fw.Phase(tables=tables, figures=figures, numbers=numbers,
+                    arrays={f"{kind}/{a}/depth{d}": e[kind] for (a, d), e in errors.items() for kind in e})
 
 
-def claims(result: dict) -> list:
-    walk = result["walkthrough"]
+def run(config, ctx) -> None:
+    ctx.phase("walkthrough", walkthrough_phase, config)
+    ctx.phase("delta rule against autodiff and finite differences", delta_rule_phase, config)
+
+
+def claims(config, numbers) -> list:
+    walk = numbers["walkthrough"]
     return [
-        common.Claim.at_most(
-            PAPER, "the delta rule equals reverse-mode autodiff (jax.grad of the zoo MLP; every layer, activation, "
-            "depth and loss; largest relative error, float32)", result["autodiff_error"], AUTODIFF_TOLERANCE,
-            "{:.1e}"),
-        common.Claim.at_most(
-            PAPER, "the delta rule equals central finite differences (float64; largest relative error over "
-            f"{result['coordinates_checked']} coordinates, each for every loss; {result['coordinates_skipped']} "
-            "ReLU stencil(s) across a kink skipped)", result["finite_difference_error"], FINITE_DIFFERENCE_TOLERANCE,
-            "{:.1e}"),
-        common.Claim.check(
-            "course walkthrough", "one gradient-descent step along the delta-rule gradient lowers the loss "
-            f"(first-order prediction {walk['predicted_loss_after']:.4f})", f"< {walk['loss']:.4f} (before)",
-            walk["loss_after"], lambda after: after < walk["loss"], "{:.4f}"),
+        fw.Check.at_most("delta_rule_equals_autodiff", PAPER, "the delta rule equals reverse-mode autodiff (jax.grad "
+                         "of the zoo MLP; every layer, activation, depth and loss; largest relative error, float32)",
+                         numbers["autodiff_error"], AUTODIFF_TOLERANCE, "{:.1e}"),
+        fw.Check.at_most("delta_rule_equals_finite_differences", PAPER, "the delta rule equals central finite "
+                         f"differences (float64; largest relative error over {numbers['coordinates_checked']} "
+                         f"coordinates, each for every loss; {numbers['coordinates_skipped']} ReLU stencil(s) across "
+                         "a kink skipped)", numbers["finite_difference_error"], FINITE_DIFFERENCE_TOLERANCE, "{:.1e}"),
+        fw.Check.that("walkthrough_step_lowers_loss", "course walkthrough", "one small gradient-descent step along "
+                      "the delta-rule gradient lowers the loss (J - lr ||g||^2 to first order: "
+                      f"{walk['predicted_loss_after']:.4f})", walk["loss_after"] < walk["loss"],
+                      f"< {walk['loss']:.4f} (before)", f"{walk['loss_after']:.4f}"),
     ]
 
 
 def main(argv=None):
-    return common.experiment_main(sys.modules[__name__], argv)
+    return fw.experiment_main(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

@@ -69,23 +69,23 @@ import sys
 
 import jax
 
-from experiments import common
+from experiments import framework as fw
 from experiments.benchmarks import peer_report, peers
 from experiments.benchmarks.analysis import bench_curvature, bench_landscape, bench_ntk, bench_sharpness_tracking
-from experiments.benchmarks.config import get_config
-from experiments.benchmarks.config import validate as _validate
+from experiments.benchmarks.config import FIELDS, SIZES, get_config
 from experiments.benchmarks.devices import bench_devices
 from experiments.benchmarks.regions import regions_rows
 from experiments.benchmarks.width_sweep import bench_width_sweep
 from experiments.benchmarks.timing import (compiled_flops, measure_matmul_rate, mlp_forward_flops, net_name,
                                            synthetic_data, time_call, time_interleaved)
+from experiments.benchmarks.peer_report import target
 from experiments.benchmarks.training import (bench_conv_implementations, bench_conv_step, bench_epoch,
                                              bench_regularized_step, bench_seed_fits, bench_seed_programs, bench_step)
-from jaxdl import io
 from jaxdl.models import get_model
 
 # The helpers lived here before experiments.benchmarks; they stay importable from this module.
-__all__ = ["NAME", "DESCRIPTION", "get_config", "run", "claims", "main", "time_call", "time_interleaved",
+__all__ = ["NAME", "DESCRIPTION", "get_config", "SIZES", "FIELDS", "run", "claims", "main", "time_call",
+           "time_interleaved",
            "measure_matmul_rate", "mlp_forward_flops", "compiled_flops", "synthetic_data", "bench_step",
            "bench_conv_step", "bench_epoch", "bench_conv_implementations", "bench_seed_fits", "bench_seed_programs",
            "bench_curvature", "bench_landscape"]
@@ -270,8 +270,8 @@ def _device_rows(config):
                   "forced_device_difference": max(timed[phase]["difference"] for phase in labels)}
 
 
-def run(config, run_dir: io.RunDir) -> dict:
-    _validate(config)
+def benchmark_phase(config) -> fw.Phase:
+    """Every row, the peer section, and the design targets with whether this run met them."""
     device = jax.devices()[0]
     rate = measure_matmul_rate(config.matmul_size, config.repeats)
     training_rows, training = _training_rows(config, rate)
@@ -279,59 +279,70 @@ def run(config, run_dir: io.RunDir) -> dict:
     device_rows, device_result = _device_rows(config)
     region_rows, region_result = regions_rows(config)
     sweep_rows, sweep_result = bench_width_sweep(config)
-    table = common.format_table(["row", "ms", "reference", "reference ms", "ratio", "target"],
-                                training_rows + analysis_rows + device_rows + region_rows + sweep_rows,
-                                float_format="{:.3g}")
+    table = fw.format_table(["row", "ms", "reference", "reference ms", "ratio", "target"],
+                            training_rows + analysis_rows + device_rows + region_rows + sweep_rows,
+                            float_format="{:.3g}")
     peer_table, peer_result = peer_report.table(config, peers.peer_section(config, rate))
     header = (f"device: {device.platform} ({device.device_kind}), {jax.device_count()} device(s); "
               f"matmul rate {rate / 1e9:.1f} GFLOP/s at {config.matmul_size}^3 float32")
     print(header)
-    return {"tables": {"benchmark": header + "\n\n" + table, "peers": peer_table}, "figures": [],
-            "matmul_gflops": rate / 1e9, **training, **analysis, **device_result, **region_result,
-            **sweep_result, **peer_result}
+    numbers = {"matmul_gflops": rate / 1e9, **training, **analysis, **device_result, **region_result,
+               **sweep_result, **peer_result}
+    rows = _targets(numbers) + peer_report.targets(numbers)
+    return fw.Phase(tables={"benchmark": header + "\n\n" + table, "peers": peer_table,
+                            "design targets (timings: this machine, this load)": fw.format_table(
+                                ["Source", "Target", "Threshold", "Measured", "Met"], rows)},
+                    numbers=numbers)
 
 
-def claims(result: dict) -> list:
-    return peer_report.claims(result) + [
-        common.Claim.at_most("design target", "an MLP train step runs within 2x of its FLOP floor",
-                             result["step_over_floor"], 2.0, "{:.2f}x"),
-        common.Claim.at_least("design target", "a scanned epoch of an overhead-bound (tiny) MLP is >= 1.5x "
-                              "faster per step than a Python loop of jitted steps", result["scan_speedup"], 1.5, "{:.2f}x"),
-        common.Claim.at_least("design target", f"{result['seeds']} seeds in one vmapped fit are at least as fast as "
-                              f"{result['seeds']} fit calls (both compiled already)", result["vmap_fit_speedup"], 1.0,
-                              "{:.2f}x"),
-        common.Claim.at_most("design target", "a train step with the explicit SGD regulariser (minibatch gradients "
-                             "vmapped, differentiated again) costs <= 4x a plain step on the same batch",
-                             result["regularized_step_over_plain"], 4.0, "{:.2f}x"),
-        common.Claim.at_most("design target", "a full-data Hessian-vector product (forward-over-reverse) costs "
-                             "<= 3x a full-data gradient", result["hvp_over_gradient"], 3.0, "{:.2f}x"),
-        common.Claim.at_most("design target", "Hutchinson's trace (default probe batching) costs <= 1.1x its "
-                             "Hessian-vector products done one after another", result["trace_over_floor"], 1.1,
-                             "{:.2f}x"),
-        common.Claim.at_least("design target", "Lanczos as one compiled program is >= 1.5x faster than a Python "
-                              "loop of jitted HVPs", result["lanczos_speedup"], 1.5, "{:.2f}x"),
-        common.Claim.at_most("design target", "a 2-D loss surface (one compiled surface call) runs within 3x of "
-                             "its FLOP floor (grid points x forward matmul FLOPs)", result["surface_over_floor"], 3.0,
-                             "{:.2f}x"),
-        common.Claim.at_least("design target", "a 2-D loss surface is at least as fast as a Python loop over grid "
-                              "points of a jitted per-point loss", result["surface_speedup"], 1.0, "{:.2f}x"),
-        common.Claim.at_least("design target", "sharpness tracked inside the compiled training loop is at least as "
-                              "fast as the same measurements by separate host calls (small network, measured every 5 "
-                              "steps)", result["tracking_speedup"], 1.0, "{:.2f}x"),
-        common.Claim.at_least("Novak et al. 2022 (about 70x in neural-tangents)", f"the empirical NTK of an "
-                              f"{result['ntk_mlp']} by structured derivatives is >= 30x faster than the Jacobian "
-                              "contraction", result["ntk_structured_speedup"], 30.0, "{:.1f}x"),
-        common.Claim.at_most("design target", f"every sharded phase (fit, fit_seeds, eigenvalues, trace, surface) on "
-                             f"{result['forced_devices'][1]} forced CPU devices gives the numbers of 1 device (largest "
-                             "relative difference, float32)", result["forced_device_difference"], 1e-4, "{:.1e}"),
-        common.Claim.at_most("design target", "every NTK method agrees with the Jacobian contraction (largest "
-                             "difference relative to the kernel's largest entry, float32)", result["ntk_agreement"],
-                             1e-5, "{:.1e}"),
+def run(config, ctx) -> None:
+    ctx.phase("benchmark", benchmark_phase, config)
+
+
+def _targets(result: dict) -> list[list]:
+    """The design targets of the main section (the README's Benchmarks section states them)."""
+    return [
+        target("an MLP train step runs within 2x of its FLOP floor", result["step_over_floor"], 2.0, above=False),
+        target("a scanned epoch of an overhead-bound (tiny) MLP is >= 1.5x faster per step than a Python loop of "
+               "jitted steps", result["scan_speedup"], 1.5, above=True),
+        target(f"{result['seeds']} seeds in one vmapped fit are at least as fast as {result['seeds']} fit calls (both "
+               "compiled already)", result["vmap_fit_speedup"], 1.0, above=True),
+        target("a train step with the explicit SGD regulariser (minibatch gradients vmapped, differentiated again) "
+               "costs <= 4x a plain step on the same batch", result["regularized_step_over_plain"], 4.0, above=False),
+        target("a full-data Hessian-vector product (forward-over-reverse) costs <= 3x a full-data gradient",
+               result["hvp_over_gradient"], 3.0, above=False),
+        target("Hutchinson's trace (default probe batching) costs <= 1.1x its Hessian-vector products done one "
+               "after another", result["trace_over_floor"], 1.1, above=False),
+        target("Lanczos as one compiled program is >= 1.5x faster than a Python loop of jitted HVPs",
+               result["lanczos_speedup"], 1.5, above=True),
+        target("a 2-D loss surface (one compiled surface call) runs within 3x of its FLOP floor (grid points x "
+               "forward matmul FLOPs)", result["surface_over_floor"], 3.0, above=False),
+        target("a 2-D loss surface is at least as fast as a Python loop over grid points of a jitted per-point loss",
+               result["surface_speedup"], 1.0, above=True),
+        target("sharpness tracked inside the compiled training loop is at least as fast as the same measurements by "
+               "separate host calls (small network, measured every 5 steps)", result["tracking_speedup"], 1.0,
+               above=True),
+        target(f"the empirical NTK of an {result['ntk_mlp']} by structured derivatives is >= 30x faster than the "
+               "Jacobian contraction", result["ntk_structured_speedup"], 30.0, above=True, fmt="{:.1f}x",
+               source="Novak et al. 2022 (about 70x in neural-tangents)"),
+    ]
+
+
+def claims(config, numbers) -> list:
+    """The benchmark makes no claim; its checks are agreements that only a bug can break."""
+    return peer_report.checks(numbers) + [
+        fw.Check.at_most("sharded_equals_one_device", "design", f"every sharded phase (fit, fit_seeds, eigenvalues, "
+                         f"trace, surface) on {numbers['forced_devices'][1]} forced CPU devices gives the numbers of "
+                         "1 device (largest relative difference, float32)", numbers["forced_device_difference"], 1e-4,
+                         "{:.1e}"),
+        fw.Check.at_most("ntk_methods_agree", "design", "every NTK method agrees with the Jacobian contraction "
+                         "(largest difference relative to the kernel's largest entry, float32)",
+                         numbers["ntk_agreement"], 1e-5, "{:.1e}"),
     ]
 
 
 def main(argv=None):
-    return common.experiment_main(sys.modules[__name__], argv)
+    return fw.experiment_main(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,11 @@
 """A small graph task for ``experiments.architectures``: graph network versus MLP.
 
-The data set is :func:`jaxdl.data.degree_graphs` (does a random graph have a node of high
-degree?). A graph network (Battaglia et al. 2018) computes degrees with one round of sum
-aggregation and pools over nodes, whatever their order; an MLP on the flattened adjacency
-matrix has to learn both the per-node sums and the invariance to node order from examples.
-The test set is evaluated once as drawn and once with every graph's nodes permuted
-(:func:`jaxdl.data.permute_graph_nodes`): the graph network's outputs do not change, the MLP's do.
+Does a random graph have a node of high degree (:func:`jaxdl.data.degree_graphs`)? A graph network
+(Battaglia et al. 2018) computes degrees with one round of sum aggregation and pools over nodes,
+whatever their order; an MLP on the flattened adjacency matrix must learn both the per-node sums
+and the invariance to node order from examples. Both train over the seeds (one vmapped fit
+each); the test set is evaluated as drawn and with every graph's nodes permuted: the graph
+network's outputs do not change (a check), the MLP's do.
 """
 from __future__ import annotations
 
@@ -14,94 +14,78 @@ import dataclasses
 import jax
 import ml_collections
 import numpy as np
+from scipy import stats
 
-from experiments import common
+from experiments import framework as fw
 from jaxdl import data as datasets
 from jaxdl import optim, plot, train
 from jaxdl.models import as_graph, get_model
 
 
-def get_config(size: str = "default") -> ml_collections.ConfigDict:
-    c = ml_collections.ConfigDict()
-    c.seed = 0
-    c.max_nodes = 12
-    c.edge_probability = 0.25
-    c.num_train = 2000
-    c.num_test = 1000
-    c.epochs = 25
-    c.batch_size = 100
-    c.learning_rate = 3e-3
-    c.hidden_dim = 32
-    c.mlp_widths = (256, 256)
-    if size == "quick":
-        c.num_train, c.num_test, c.epochs, c.hidden_dim, c.mlp_widths = 200, 100, 1, 8, (32,)
-    elif size == "full":
-        c.num_train, c.num_test, c.epochs = 10000, 2000, 100
-    return c
+def get_config() -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(dict(max_nodes=12, edge_probability=0.25, num_train=2000, num_test=1000,
+                                          epochs=25, batch_size=100, learning_rate=3e-3, hidden_dim=32,
+                                          mlp_widths=(256, 256)))
 
 
-def run(config, logger) -> dict:
-    for field in ("num_train", "num_test", "epochs", "batch_size", "hidden_dim"):
-        common.require(int(config[field]) > 0, f"graph.{field}", "a positive integer", config[field])
-    common.require(0 < config.edge_probability < 1, "graph.edge_probability", "a number in (0, 1)",
-                   config.edge_probability)
-    common.require(config.max_nodes >= datasets.graphs.MIN_NODES, "graph.max_nodes",
-                   f"an integer >= {datasets.graphs.MIN_NODES}", config.max_nodes)
-    graphs = datasets.degree_graphs(config.num_train, config.num_test, config.max_nodes, config.edge_probability,
-                                    seed=config.seed)
+QUICK = {"graph.num_train": 200, "graph.num_test": 100, "graph.epochs": 1, "graph.hidden_dim": 8,
+         "graph.mlp_widths": (32,)}
+FULL = {"graph.num_train": 10000, "graph.num_test": 2000, "graph.epochs": 100}
+FIELDS = {**dict.fromkeys(("graph.num_train", "graph.num_test", "graph.epochs", "graph.batch_size",
+                           "graph.hidden_dim"), fw.positive_int),
+          "graph.mlp_widths": fw.positive_ints, "graph.learning_rate": fw.positive,
+          "graph.edge_probability": fw.expect(lambda v: 0 < v < 1, "a number in (0, 1)"),
+          "graph.max_nodes": fw.expect(lambda v: int(v) == v >= datasets.graphs.MIN_NODES,
+                                       f"an integer >= {datasets.graphs.MIN_NODES}")}
+
+
+def graph_phase(config, ctx) -> fw.Phase:
+    """A graph network and an MLP on the degree task over the seeds: test accuracy as drawn and
+    with the nodes permuted, and the largest relative change of the outputs."""
+    cfg = config.graph
+    graphs = datasets.degree_graphs(cfg.num_train, cfg.num_test, cfg.max_nodes, cfg.edge_probability, seed=config.seed)
     permuted = datasets.permute_graph_nodes(graphs.x_test, seed=config.seed + 1)
     adjacency = lambda x: np.asarray(as_graph(x).adjacency_BxNxN).reshape(len(x), -1)
-    views = {
-        "graph_network": (graphs, permuted),
-        "mlp": (dataclasses.replace(graphs, x_train=adjacency(graphs.x_train), x_test=adjacency(graphs.x_test),
-                                    name="degree_graphs/adjacency"), adjacency(permuted)),
-    }
-    models = {
-        "graph_network": get_model("graph_network", hidden_dim=config.hidden_dim, num_layers=2, num_outputs=2),
-        "mlp": get_model("mlp", widths=tuple(config.mlp_widths), num_outputs=2),
-    }
-    tx = optim.get_optimizer("adam", config.learning_rate)
-    summary, arrays, rows = {}, {}, []
+    views = {"graph_network": (graphs, permuted),
+             "mlp": (dataclasses.replace(graphs, x_train=adjacency(graphs.x_train), x_test=adjacency(graphs.x_test),
+                                         name="degree_graphs/adjacency"), adjacency(permuted))}
+    models = {"graph_network": get_model("graph_network", hidden_dim=cfg.hidden_dim, num_layers=2, num_outputs=2),
+              "mlp": get_model("mlp", widths=tuple(cfg.mlp_widths), num_outputs=2)}
+    numbers, rows = {}, []
     for name, (data, x_permuted) in views.items():
-        result = train.fit(models[name], data, tx, epochs=config.epochs, batch_size=config.batch_size,
-                           seed=config.seed, logger=logger)
-        apply_fn = jax.jit(train.make_apply_fn(models[name], result.state.model_state))
+        result = train.fit_seeds(models[name], data, optim.get_optimizer("adam", cfg.learning_rate),
+                                 seeds=fw.seeds(config), epochs=cfg.epochs, batch_size=cfg.batch_size,
+                                 eval_every=cfg.epochs, logger=ctx.logger.with_tags(run=f"graph/{name}"))
+        apply_fn = jax.jit(jax.vmap(train.make_apply_fn(models[name]), in_axes=(0, None)))
         # Full float32 matmuls: on GPUs the default (TF32) rounding would hide what is checked.
         with jax.default_matmul_precision("highest"):
-            logits = np.asarray(apply_fn(result.state.params, data.x_test))
-            logits_permuted = np.asarray(apply_fn(result.state.params, x_permuted))
-        accuracy = float(np.mean(logits.argmax(-1) == data.y_test))
-        accuracy_permuted = float(np.mean(logits_permuted.argmax(-1) == data.y_test))
+            logits_KxBxC, permuted_KxBxC = (np.asarray(apply_fn(result.state.params, x)) for x in (data.x_test,
+                                                                                                    x_permuted))
         # Relative to the logits' scale: summing the same messages in another order moves
         # float32 results by rounding only.
-        change = float(np.max(np.abs(logits - logits_permuted)) / max(np.max(np.abs(logits)), 1e-12))
-        summary[name] = {"train_accuracy": float(result.history["train_accuracy"][-1]), "test_accuracy": accuracy,
-                         "permuted_test_accuracy": accuracy_permuted, "max_output_change": change}
-        arrays[f"{name}/test_accuracy"] = result.history["test_accuracy"]
-        rows.append([name, summary[name]["train_accuracy"], accuracy, accuracy_permuted, change])
-    table = common.format_table(["model", "train accuracy", "test accuracy", "test accuracy (nodes permuted)",
-                                 "max relative output change under permutation"], rows, float_format="{:.3g}")
-    threshold = datasets.degree_threshold(graphs)
-
-    def figures(run_dir):
-        path = run_dir.figure_path("graph_task_accuracy")
-        labels = [f"{n}\n{v}" for n in summary for v in ("as drawn", "permuted")]
-        values = [summary[n][k] for n in summary for k in ("test_accuracy", "permuted_test_accuracy")]
-        plot.bar_chart(labels, values, ylabel="test accuracy",
-                       title=f"has a node of degree >= {threshold:g}? (chance 0.5)", path=path)
-        return [path]
-
-    return {"table": table, "figures": figures, "summary": summary, "arrays": arrays}
+        change_K = np.abs(logits_KxBxC - permuted_KxBxC).max((1, 2)) / np.abs(logits_KxBxC).max((1, 2))
+        numbers[f"graph/{name}"] = {"test": (logits_KxBxC.argmax(-1) == data.y_test).mean(-1).tolist(),
+                                    "permuted": (permuted_KxBxC.argmax(-1) == data.y_test).mean(-1).tolist(),
+                                    "change": change_K.tolist()}
+        rows.append([name, *(f"{np.mean(v):.3f} +- {stats.sem(v):.3f}" for v in (
+            result.history["train_accuracy"][:, -1], numbers[f"graph/{name}"]["test"],
+            numbers[f"graph/{name}"]["permuted"])), float(change_K.max())])
+    table = fw.format_table(["model", "train accuracy", "test accuracy", "test accuracy (nodes permuted)",
+                             "max relative output change under permutation"], rows, float_format="{:.3g}")
+    bars = {f"{n.replace('_', ' ')}\n{v}": numbers[f"graph/{n}"][k] for n in views
+            for k, v in (("test", "as drawn"), ("permuted", "permuted"))}
+    title = f"has a node of degree >= {datasets.degree_threshold(graphs):g}? (chance 0.5; {config.seeds} seeds)"
+    figure = plot.bar_chart(list(bars), [np.mean(v) for v in bars.values()], [stats.sem(v) for v in bars.values()],
+                            ylabel="test accuracy", title=title)
+    return fw.Phase(tables={"graph": table}, figures={"graph_task_accuracy": figure}, numbers=numbers)
 
 
-def claims(summary: dict) -> list:
-    gn, mlp = summary["graph_network"], summary["mlp"]
-    return [
-        common.Claim.check(
-            "Battaglia et al. 2018", "a graph network beats an MLP on the flattened adjacency (test accuracy)",
-            "GN > MLP", (gn["test_accuracy"], mlp["test_accuracy"]), lambda v: v[0] > v[1],
-            "{0[0]:.3f} vs {0[1]:.3f}"),
-        common.Claim.at_most(
-            "Battaglia et al. 2018", "graph-network outputs are unchanged when the nodes are permuted "
-            "(max relative change, float32 rounding only)", gn["max_output_change"], 1e-5, "{:.2g}"),
-    ]
+def claims(config, numbers) -> list:
+    gn, mlp = numbers["graph/graph_network"], numbers["graph/mlp"]
+    return [fw.Claim.difference(
+        "graph_network_beats_mlp", "Battaglia et al. 2018", "degree task: test accuracy of a graph network minus an "
+        f"MLP on the flattened adjacency matrix ({config.seeds} seeds each)", gn["test"], mlp["test"], above=0.0),
+        fw.Check.at_most(
+        "graph_network_permutation_invariant", "Battaglia et al. 2018", "graph-network outputs are unchanged when the "
+        "nodes are permuted (sum aggregation; max relative change over seeds, float32 rounding only)",
+        max(gn["change"]), 1e-5, "{:.2g}")]

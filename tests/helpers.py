@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import pathlib
+import re
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -78,14 +79,15 @@ kwargs = dict(epochs=3, batch_size=16, progress=False)
 """
 
 
-def assert_config_error_names_field(module, size: str, field: str, value: Any, run_dir) -> None:
-    """``module.run`` on its ``size`` config with the dotted ``field`` (``group.name``) set to
-    ``value`` raises ``ValueError`` whose message names the field."""
-    config = module.get_config(size)
-    group, name = field.split(".")
-    config[group][name] = value
+def assert_config_error_names_field(module, size: str, field: str, value: Any) -> None:
+    """The experiment ``module``'s declared checks reject its ``size`` config with the dotted
+    ``field`` set to ``value``, with a ``ValueError`` that names the field."""
+    from experiments import framework as fw  # noqa: PLC0415 -- only these tests need the runner
+
+    config = fw.config_for(module, size)
+    fw.config.set_field(config, field, value)
     with pytest.raises(ValueError, match=field.replace(".", r"\.")):
-        module.run(config, run_dir)
+        fw.validate(module, config)
 
 
 def json_result(stdout: str, tag: str = "RESULT") -> Any:
@@ -156,3 +158,9 @@ def count_compiles() -> Iterator[CompileCount]:
         yield counter
     finally:
         counter._stop = _lowerings()
+
+
+def numbers_in(text: str) -> list[float]:
+    """Every number written in ``text`` (integers, decimals, exponents, signs), in order:
+    ``numbers_in("3 of 1.5e-3, -2")`` is ``[3.0, 0.0015, -2.0]``."""
+    return [float(v) for v in re.findall(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?", text)]

@@ -1,11 +1,13 @@
 """Tests for the pieces of experiments/continual.py: training on from given states, per-task
-accuracies, and shrink-and-perturb over seeds."""
+accuracies, shrink-and-perturb over seeds, and the claims read per seed."""
 
 import jax
 import numpy as np
+import pytest
 from helpers import count_compiles, flat
 
 from experiments import continual
+from experiments import framework as fw
 from jaxdl import optim, train
 from jaxdl.data import Dataset
 from jaxdl.models import get_model
@@ -76,8 +78,22 @@ def test_equal_sizes_cuts_every_task_to_the_smallest():
     assert tasks[1].name == "small"
 
 
-def test_plasticity_compares_the_first_new_task_with_the_late_ones():
-    matrix = np.diag([0.6, 0.58, 0.5, 0.52, 0.48]) + 0.1 * np.tri(5, k=-1)
-    p = continual._plasticity(matrix)
-    assert p["fresh"] == 0.6 and p["late_tasks"] == "2-4"
-    assert abs(p["late"] - 0.5) < 1e-12
+def test_claims_read_forgetting_plasticity_and_the_warm_start_gap_per_seed():
+    config = fw.config_for(continual, "quick")  # digits/permuted, 3 tasks
+    rng = np.random.default_rng(0)
+    # Task 0 at 0.9 after task 0, 0.3 after the last: (0.9 - 0.3) / (0.9 - 0.1) = 0.75 of it erased.
+    after_KxTxT = np.full((6, 3, 3), 0.5) + 0.01 * rng.standard_normal((6, 3, 3))
+    after_KxTxT[:, 0, 0], after_KxTxT[:, -1, 0] = 0.9, 0.3
+    after_KxTxT[:, 1, 1], after_KxTxT[:, 2, 2] = 0.8, 0.7 + 0.01 * rng.standard_normal(6)
+    test_3xK = np.array([0.60, 0.65, 0.64])[:, None] + 0.002 * rng.standard_normal((3, 6))
+    numbers = {"digits/permuted": {"after_task_KxTxT": after_KxTxT.tolist(), "chance": 0.1},
+               "warm_start": {"test_3xK": test_3xK.tolist(), "restart_change": 0.0}}
+    items = {item.key: item for item in continual.claims(config, numbers)}
+    assert items["digits_permuted_forgetting"].statistic == pytest.approx(0.75)
+    assert items["digits_permuted_forgetting"].verdict == fw.HELD
+    plasticity = items["digits_permuted_plasticity_loss"]  # task 0 (0.9) minus tasks 1-2 (0.8, 0.7)
+    assert plasticity.statistic == pytest.approx(0.15, abs=0.01) and plasticity.verdict == fw.HELD
+    assert items["warm_start_gap"].statistic == pytest.approx(0.05, abs=0.005)
+    # Shrink-perturb (0.64) is above the midpoint (0.625) of warm start and scratch.
+    assert items["shrink_perturb_closes_half_the_gap"].statistic == pytest.approx(0.015, abs=0.003)
+    assert items["warm_start_resumes_first_round"].passed

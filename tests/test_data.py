@@ -439,3 +439,21 @@ def test_permute_graph_nodes_relabels_every_graph_consistently():
     np.testing.assert_array_equal(permuted[0], expected)
     with pytest.raises(ValueError, match="max_nodes must be an integer >= 8"):
         data.degree_graphs(max_nodes=5)
+
+
+def test_validation_split_holds_out_the_end_of_the_training_set():
+    ds = data.load("moons", seed=0)
+    split = data.validation_split(ds, 100)
+    np.testing.assert_array_equal(split.x_train, ds.x_train[:-100])
+    np.testing.assert_array_equal(split.x_test, ds.x_train[-100:])
+    np.testing.assert_array_equal(split.y_test, ds.y_train[-100:])
+    assert split.name == "moons/validation" and split.num_classes == ds.num_classes
+    subset = data.validation_split(ds, 100, num_train=50)
+    np.testing.assert_array_equal(subset.x_train, ds.x_train[:50])
+    np.testing.assert_array_equal(subset.x_test, ds.x_train[-100:])  # the same held-out examples
+    with pytest.raises(ValueError, match="num_validation"):
+        data.validation_split(ds, 0)
+    with pytest.raises(ValueError, match="num_validation"):
+        data.validation_split(ds, ds.num_train)
+    with pytest.raises(ValueError, match="num_train"):
+        data.validation_split(ds, 100, num_train=ds.num_train)

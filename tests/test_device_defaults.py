@@ -1,4 +1,4 @@
-"""Tests of experiments.device_defaults and its wiring in the runner: the resolver's rules against
+"""Tests of experiments.framework.devices and its wiring in the runner: the resolver's rules against
 hand-computed sizes, bad declarations and values, every registered experiment's DEVICE_FIELDS
 against its three configs, the runner and the tour with a fake experiment on pretend devices,
 and one real experiment on 8 forced CPU devices in a fresh interpreter."""
@@ -12,9 +12,10 @@ import ml_collections
 import pytest
 
 import experiments
-from experiments import __main__ as tour
-from experiments import common, device_defaults
-from experiments.device_defaults import resolve_device_defaults
+from experiments import framework as fw
+from experiments.framework import devices as device_defaults
+from experiments.framework import lock, tour
+from experiments.framework.devices import resolve_device_defaults
 from helpers import json_result, run_on_devices
 from jaxdl import io
 
@@ -137,12 +138,12 @@ def test_bad_device_count_or_platform_names_the_argument():
 def test_every_experiments_device_fields_exist_and_resolve_in_every_size(name):
     module = experiments.get_experiment(name)
     fields = getattr(module, "DEVICE_FIELDS", {})
-    for size in common.SIZES:
-        config = module.get_config(size)
+    for size in fw.SIZES:
+        config = fw.config_for(module, size)
         assert "device_aware" not in config  # a runner field: the experiment must not define it
         resolved, _ = resolve_device_defaults(config, fields, num_devices=8, platform="tpu")
         for field, kind in fields.items():
-            value = common.flatten_config(resolved)[field]
+            value = fw.flatten_config(resolved)[field]
             if kind == "seeds":
                 assert (len(value) if isinstance(value, tuple) else value) % 8 == 0, (size, field, value)
 
@@ -150,7 +151,7 @@ def test_every_experiments_device_fields_exist_and_resolve_in_every_size(name):
 def test_the_experiments_that_train_seeds_side_by_side_declare_them():
     declared = {name: experiments.get_experiment(name).DEVICE_FIELDS for name in experiments.EXPERIMENTS
                 if hasattr(experiments.get_experiment(name), "DEVICE_FIELDS")}
-    assert declared["optimizers"] == {"seeds": "seeds"}
+    assert declared["parametrization"] == {"seeds": "seeds"}
     assert declared["sharp_flat"] == {"seeds": "seeds", "chunk_size": "examples_per_chunk"}
     assert declared["loss_landscape"] == {"points_per_chunk": "points_per_chunk"}
 
@@ -163,15 +164,14 @@ def make_experiment(name: str = "fake") -> types.ModuleType:
     module.NAME, module.DESCRIPTION = name, f"A fake experiment called {name}."
     module.DEVICE_FIELDS = {"seeds": "seeds", "chunk_size": "examples_per_chunk"}
 
-    def get_config(size="default"):
-        common.check_size(size)
-        return ml_collections.ConfigDict(dict(seeds=10 if size == "full" else 3, chunk_size=100, batch_size=32))
+    module.get_config = lambda: ml_collections.ConfigDict(dict(seeds=3, chunk_size=100, batch_size=32))
+    module.SIZES = {"full": {"seeds": 10}}
 
-    def run(config, run_dir):
+    def run(config, ctx):
         module.seen = config.to_dict()
-        return {"tables": {"seeds": f"{config.seeds} seeds"}, "figures": []}
+        ctx.phase("seeds", lambda: fw.Phase(tables={"seeds": f"{config.seeds} seeds"}))
 
-    module.get_config, module.run, module.claims = get_config, run, lambda result: []
+    module.run, module.claims = run, lambda config, numbers: []
     return module
 
 
@@ -191,13 +191,13 @@ def eight_tpus(monkeypatch):
 
 def test_a_full_run_is_device_aware_and_records_the_resolved_config(tmp_path, capsys, eight_tpus):
     module = make_experiment()
-    result = common.experiment_main(module, ["--size", "full", "--workdir", str(tmp_path)])
+    result = fw.experiment_main(module, ["--size", "full", "--workdir", str(tmp_path)])
     assert module.seen == {"seeds": 16, "chunk_size": 800, "batch_size": 32}
     assert io.load_json(tmp_path / "config.json") == module.seen
     line = "device-aware defaults: seeds: 10 -> 16 (8 tpu devices); chunk_size: 100 -> 800 (8 tpu devices)"
     assert line in capsys.readouterr().out
     assert f"## Devices\n\n{line}" in (tmp_path / "report.md").read_text()
-    assert result["device_defaults"].changes == tuple(line.split(": ", 1)[1].split("; "))
+    assert result["devices"] == line
 
 
 @pytest.mark.parametrize("arguments, seen, looked", [
@@ -209,7 +209,7 @@ def test_a_full_run_is_device_aware_and_records_the_resolved_config(tmp_path, ca
     (["--size", "full", "--config.chunk_size", "7"], {"seeds": 16, "chunk_size": 7, "batch_size": 32}, True)])
 def test_device_aware_follows_the_size_and_the_command_line(tmp_path, eight_tpus, arguments, seen, looked):
     module = make_experiment()
-    common.experiment_main(module, [*arguments, "--workdir", str(tmp_path)])
+    fw.experiment_main(module, [*arguments, "--workdir", str(tmp_path)])
     assert module.seen == seen and io.load_json(tmp_path / "config.json") == seen
     assert bool(eight_tpus) is looked  # the devices are not looked at by a run that is not device-aware
     assert ("## Devices" in (tmp_path / "report.md").read_text()) is looked
@@ -218,22 +218,23 @@ def test_device_aware_follows_the_size_and_the_command_line(tmp_path, eight_tpus
 def test_help_lists_device_aware_with_its_default_for_the_size(capsys):
     for size, default in (("quick", False), ("full", True)):
         with pytest.raises(SystemExit):
-            common.parse_args(make_experiment(), ["--size", size, "--help"])
+            fw.parse_args(make_experiment(), ["--size", size, "--help"])
         out = capsys.readouterr().out
         assert f"device_aware = {default}" in out and "seeds = " in out
 
 
 def test_device_aware_takes_its_value_after_an_equals_sign(capsys):
     with pytest.raises(SystemExit):
-        common.parse_args(make_experiment(), ["--config.device_aware", "false"])
+        fw.parse_args(make_experiment(), ["--config.device_aware", "false"])
     assert "--config.device_aware=false" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        common.parse_args(make_experiment(), ["--config.device_aware=maybe"])
+        fw.parse_args(make_experiment(), ["--config.device_aware=maybe"])
     assert "--config.device_aware" in capsys.readouterr().err
 
 
 def test_the_full_tour_is_device_aware_and_reports_what_ran(tmp_path, monkeypatch, eight_tpus):
     module = make_experiment("alpha")
+    monkeypatch.setattr(lock, "LOCK_PATH", str(tmp_path / "no.lock.json"))
     monkeypatch.setattr(experiments, "EXPERIMENTS", ("alpha",))
     monkeypatch.setattr(experiments, "get_experiment", lambda name: module)
     assert tour.main(["--size", "full", "--workdir", str(tmp_path)]) == 0
@@ -247,22 +248,22 @@ def test_the_full_tour_is_device_aware_and_reports_what_ran(tmp_path, monkeypatc
 
 _SCRIPT = textwrap.dedent("""
     import json, sys
-    from experiments import cli, device_defaults, optimizers
+    from experiments import framework as fw, parametrization
+    from experiments.framework import devices
     # A real experiment, cut short by overrides (which also stay as given).
-    result = optimizers.main(["--size", "quick", "--config.device_aware=true", "--config.epochs=1",
-                              "--config.quadratic_steps=20", "--config.rosenbrock_steps=20",
-                              "--config.trajectory_steps_shown=10", "--workdir", sys.argv[1]])
+    result = parametrization.main(["--size", "quick", "--config.device_aware=true", "--config.toy_epochs=1",
+                                   "--config.digits_epochs=1", "--config.figure_resolution=8", "--workdir", sys.argv[1]])
     # The configs the runner would hand to run, without running.
     def resolved(*argv):
-        args = cli.parse_args(optimizers, list(argv))
-        devices = device_defaults.for_run(optimizers, args.config, device_aware=args.device_aware,
-                                          overridden=args.overridden)
-        return devices.config.to_dict(), list(devices.changes)
+        args = fw.parse_args(parametrization, list(argv))
+        sized = devices.for_run(parametrization, args.config, device_aware=args.device_aware,
+                                overridden=args.overridden)
+        return sized.config.to_dict(), list(sized.changes)
     print("RESULT " + json.dumps({
-        "changes": list(result["device_defaults"].changes), "claims": len(result["claims"]),
+        "devices": result["devices"], "claims": len(result["claims"]),
         "quick": resolved("--size", "quick"), "full": resolved("--size", "full"),
         "full_seeds_given": resolved("--size", "full", "--config.seeds=10"),
-        "reference": {size: optimizers.get_config(size).to_dict() for size in ("quick", "full")}}))
+        "reference": {size: fw.config_for(parametrization, size).to_dict() for size in ("quick", "full")}}))
 """)
 
 
@@ -272,8 +273,8 @@ def test_an_experiment_on_eight_cpu_devices(tmp_path):
     saved = json.loads((workdir / "config.json").read_text())
     quick = out["reference"]["quick"]
     assert quick["seeds"] == 2 and saved["seeds"] == 8  # 2 seeds rounded up to the 8 devices
-    assert out["changes"] == ["seeds: 2 -> 8 (8 cpu devices)"]
-    assert (saved["epochs"], saved["quadratic_steps"], saved["batch_size"]) == (1, 20, quick["batch_size"])
+    assert out["devices"] == "device-aware defaults: seeds: 2 -> 8 (8 cpu devices)"
+    assert (saved["toy_epochs"], saved["digits_epochs"], saved["toy_batch_size"]) == (1, 1, quick["toy_batch_size"])
     assert "## Devices" in (workdir / "report.md").read_text() and out["claims"] > 0
     # Quick (and default) runs are not device-aware: the same config on 8 devices as on one.
     assert out["quick"] == [quick, []]

@@ -5,13 +5,12 @@ runs in two fresh interpreters, one seeing 1 device and one seeing 8 (the device
 XLA flag read once, when JAX starts)."""
 from __future__ import annotations
 
-import re
 import textwrap
 
 import numpy as np
 import pytest
 
-from helpers import TOY_FIT_PROBLEM, json_result, run_on_devices
+from helpers import TOY_FIT_PROBLEM, json_result, numbers_in, run_on_devices
 
 _SCRIPT = textwrap.dedent("""
     import json
@@ -87,24 +86,29 @@ def test_curvature_surface_and_ntk_on_eight_devices_equal_one(runs):
 
 
 _EXPERIMENT_SCRIPT = textwrap.dedent("""
-    import json, sys
+    import json
     from experiments import loss_landscape
-    result = loss_landscape.main(["--size", "quick", "--workdir", sys.argv[1] if len(sys.argv) > 1 else "{workdir}"])
-    print("RESULT " + json.dumps([[c.claim, c.measured, bool(c.held)] for c in result["claims"]]))
+    outcome = loss_landscape.main(["--size", "quick", "--workdir", WORKDIR])
+    print("RESULT " + json.dumps({"claims": outcome["claims"], "checks": outcome["checks"]}))
 """)
-
-
-def _numbers(text):
-    return [float(v) for v in re.findall(r"-?\\d+\\.?\\d*(?:e[-+]?\\d+)?", text)]
 
 
 def test_an_experiment_on_eight_devices_measures_what_one_device_does(tmp_path):
     # The loss-landscape experiment (fit, fit_curve on other batch sizes, lines, a surface,
-    # BatchNorm statistics) at its quick size: the same claims, held or not alike, and the same
-    # numbers to float32 reassociation.
-    claims = {n: json_result(run_on_devices(_EXPERIMENT_SCRIPT.format(workdir=tmp_path / str(n)), num_devices=n,
-                                            timeout=600)) for n in (1, 8)}
-    assert [c[0] for c in claims[8]] == [c[0] for c in claims[1]]
-    assert [c[2] for c in claims[8]] == [c[2] for c in claims[1]]
-    for (_, measured_8, _), (_, measured_1, _) in zip(claims[8], claims[1]):
-        np.testing.assert_allclose(_numbers(measured_8), _numbers(measured_1), rtol=1e-3, atol=1e-6)
+    # BatchNorm statistics) at its quick size: the same claims and checks, decided alike, and
+    # the same numbers to float32 reassociation, compared number by number.
+    runs = {n: json_result(run_on_devices(_EXPERIMENT_SCRIPT.replace("WORKDIR", repr(str(tmp_path / str(n)))),
+                                          num_devices=n, timeout=600)) for n in (1, 8)}
+    one, eight = runs[1], runs[8]
+    assert [c["key"] for c in eight["claims"]] == [c["key"] for c in one["claims"]]
+    assert [c["verdict"] for c in eight["claims"]] == [c["verdict"] for c in one["claims"]]
+    assert [c["passed"] for c in eight["checks"]] == [c["passed"] for c in one["checks"]]
+    for claim_8, claim_1 in zip(eight["claims"], one["claims"]):
+        np.testing.assert_allclose(claim_8["samples"], claim_1["samples"], rtol=1e-3, atol=1e-6)
+        np.testing.assert_allclose(claim_8["statistic"], claim_1["statistic"], rtol=1e-3, atol=1e-6)
+    for check_8, check_1 in zip(eight["checks"], one["checks"]):
+        measured_8, measured_1 = numbers_in(check_8["measured"]), numbers_in(check_1["measured"])
+        assert len(measured_8) == len(measured_1) > 0, (check_8, check_1)
+        # A check's measured value is often a rounding error (1e-7): compare it by its bound.
+        bound = max(numbers_in(check_1["expected"]) or [0.0])
+        np.testing.assert_allclose(measured_8, measured_1, rtol=1e-3, atol=max(1e-6, abs(bound)))

@@ -20,13 +20,13 @@ from helpers import REPO_ROOT, TOY_FIT_PROBLEM, json_result, run_on_devices
 _SCRIPT = textwrap.dedent("""
     import json, os, sys
 
-    from experiments import common
-    common.initialize_distributed(False)  # JAXDL_DISTRIBUTED=1 and JAX_* in the environment
+    from experiments import framework as fw
+    fw.initialize_distributed(False)  # JAXDL_DISTRIBUTED=1 and JAX_* in the environment
 
     import jax
     import numpy as np
 
-    from experiments import optimizers
+    from experiments import parametrization
     from jaxdl import optim, train
 """) + TOY_FIT_PROBLEM + textwrap.dedent("""
     from jax.experimental import multihost_utils  # the results of a 2-process run span both processes
@@ -55,8 +55,9 @@ _SCRIPT = textwrap.dedent("""
     train.fit(model, data, tx, checkpoint_dir=checkpoints, **dict(kwargs, epochs=2))
     resumed = train.fit(model, data, tx, checkpoint_dir=checkpoints, **kwargs)
     out["resumed"] = leaves(resumed.state.params) + [resumed.history["batch_loss"].tolist()]
-    optimizers.main(["--size", "quick", "--workdir", os.path.join(sys.argv[1], "run")])
-    out["writes_to"] = common.writing_workdir(os.path.join(sys.argv[1], "run"))
+    parametrization.main(["--size", "quick", "--config.toy_epochs=1", "--config.digits_epochs=1",
+                          "--workdir", os.path.join(sys.argv[1], "run")])
+    out["writes_to"] = fw.writing_workdir(os.path.join(sys.argv[1], "run"))
     print("RESULT " + json.dumps(out))
 """)
 

@@ -1,11 +1,11 @@
 """Tests for experiments/generalization.py beyond its quick run (tests/test_experiments.py): the
-epochs-to-fit count, the peak finder, and config errors that name the field."""
+epochs-to-fit count, the double-descent claims on made-up curves, and config errors that name the
+field."""
 import numpy as np
 import pytest
 
+from experiments import framework as fw
 from experiments import generalization
-from jaxdl import io
-
 from helpers import assert_config_error_names_field
 
 
@@ -16,9 +16,25 @@ def test_epochs_to_fit_is_the_first_epoch_at_the_threshold():
     np.testing.assert_array_equal(generalization.epochs_to_fit(accuracy, 0.99), [2, 4, 5])
 
 
-def test_peak_is_the_largest_error_and_the_drop_is_measured_at_the_largest_model():
-    sizes, errors = np.array([10, 20, 40, 80]), np.array([1.0, 4.0, 2.0, 1.0])
-    assert generalization._peak(sizes, errors) == (20.0, 0.25)
+def test_second_descent_is_judged_against_the_under_parametrised_sweet_spot():
+    config = fw.config_for(generalization, "quick")
+    config.double_descent.label_noise = (0.0,)
+    config.random_labels.datasets = ()
+    rng = np.random.default_rng(0)
+    sizes = [10, 25, 50, 100, 200, 400]
+
+    def verdicts(final_loss):
+        curve_PxK = np.array([1.5, 1.0, 1.2, 9.0, 3.0, final_loss])[:, None] + 0.01 * rng.standard_normal((6, 5))
+        numbers = {"poly": {"train": np.ones((5, 6)).tolist(), "test": np.ones((5, 6)).tolist()},
+                   "double_descent": {"rf": {"sizes": sizes, "threshold": 100, "test_loss": [curve_PxK.tolist()]}}}
+        return {c.key: c for c in generalization.claims(config, numbers)}
+
+    below, above = verdicts(0.8), verdicts(1.2)
+    assert below["rf_noise0_peak_at_threshold"].verdict == fw.HELD
+    assert below["rf_noise0_second_descent_below_sweet_spot"].verdict == fw.HELD
+    # Falling after the peak (9 -> 1.2) is not enough: the sweet spot (1.0 at size 25) is not beaten.
+    assert above["rf_noise0_second_descent_below_sweet_spot"].verdict == fw.NOT_HELD
+    assert above["rf_noise0_second_descent_below_sweet_spot"].statistic == pytest.approx(0.2, abs=0.02)
 
 
 @pytest.mark.parametrize("field, value", [
@@ -31,5 +47,5 @@ def test_peak_is_the_largest_error_and_the_drop_is_measured_at_the_largest_model
     ("poly.l2", 0.0),
     ("random_labels.datasets", ("cifar10",)),
 ])
-def test_bad_config_values_name_the_field(field, value, tmp_path):
-    assert_config_error_names_field(generalization, "quick", field, value, io.RunDir(tmp_path))
+def test_bad_config_values_name_the_field(field, value):
+    assert_config_error_names_field(generalization, "quick", field, value)

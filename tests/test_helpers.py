@@ -1,4 +1,5 @@
-"""Tests of the shared test helpers (tests/helpers.py), each able to fail: ``flat`` against
+"""Tests of the shared test helpers (tests/helpers.py), each able to fail: ``numbers_in`` against
+numbers written out by hand, ``flat`` against
 vectors written out by hand, ``random_params`` against the same NumPy draws, ``run_on_devices``
 against what the subprocess reports, and ``count_compiles`` against calls that must and must
 not compile."""
@@ -13,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from helpers import REPO_ROOT, count_compiles, flat, json_result, random_params, run_on_devices
+from helpers import REPO_ROOT, count_compiles, flat, json_result, numbers_in, random_params, run_on_devices
 
 
 # ----------------------------------------------------------------------------- flat
@@ -127,3 +128,10 @@ def test_count_compiles_blocks_nest_and_freeze_on_exit():
     frozen = outer.count
     jax.jit(lambda v: v + 5.0)(np.ones(3, np.float32))
     assert outer.count == frozen
+
+
+def test_numbers_in_finds_every_number_of_a_string():
+    assert numbers_in("3 of 1.5e-3, -2") == [3.0, 0.0015, -2.0]
+    assert numbers_in("0.912 +- 0.004 (n=5)") == [0.912, 0.004, 5.0]
+    assert numbers_in("4.49 vs 8.45; +0.017 and 2.5E+2") == [4.49, 8.45, 0.017, 250.0]
+    assert numbers_in("yes") == []

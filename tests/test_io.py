@@ -256,3 +256,21 @@ def test_save_figure_picks_format_from_extension(tmp_path):
     path = plot.save_figure(fig, tmp_path / "figure.pdf")
     assert open(path, "rb").read(4) == b"%PDF"
     assert sorted(os.listdir(tmp_path)) == ["figure.pdf"]
+
+
+def test_panels_draws_each_panel_with_its_dashed_prediction(tmp_path):
+    x = np.arange(1, 6)
+    path = tmp_path / "panels.png"
+    fig = plot.panels({"first": {"a": (x, x ** 2.0, x ** 2.0 + 1)}, "second": {"b": (x, x + 1.0)},
+                       "third": {"c": (x, 2.0 * x)}}, columns=2, xlabel=("step", "width", "depth"),
+                      logy=(True, False, False), ylim=(None, (0, 10), None), path=path)
+    _assert_png(path)
+    titles = [ax.get_title() for ax in fig.axes]  # the axes row by row
+    assert titles == ["first", "third", "second", ""]  # panels fill the columns: second is below first
+    assert not fig.axes[3].axison  # the spare panel is blank
+    first, second = fig.axes[0], fig.axes[2]
+    lines = first.get_lines()
+    assert len(lines) == 2 and lines[1].get_linestyle() == "--" and lines[1].get_color() == lines[0].get_color()
+    np.testing.assert_allclose(lines[1].get_ydata(), x ** 2.0 + 1)
+    assert first.get_yscale() == "log" and second.get_yscale() == "linear" and second.get_ylim() == (0, 10)
+    assert first.get_xlabel() == "step" and second.get_xlabel() == "width"

@@ -40,8 +40,8 @@ def _starts(name: str, prefixes) -> bool:
 
 def test_the_checker_sees_imports(tmp_path):
     probe = tmp_path / "probe.py"
-    probe.write_text("import os\nfrom jaxdl import models\n\ndef f():\n    from experiments import common\n")
-    assert {"os", "jaxdl.models", "experiments.common"} <= imports_of(probe)
+    probe.write_text("import os\nfrom jaxdl import models\n\ndef f():\n    from experiments import framework\n")
+    assert {"os", "jaxdl.models", "experiments.framework"} <= imports_of(probe)
 
 
 @pytest.mark.parametrize("path", LIBRARY, ids=_module_name)

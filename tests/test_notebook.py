@@ -17,7 +17,7 @@ def test_the_colab_notebook_runs_on_cpu_with_the_quick_sizes(tmp_path, monkeypat
     nbclient = pytest.importorskip("nbclient")
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     monkeypatch.setenv("JAXDL_NOTEBOOK_SIZE", "quick")
-    monkeypatch.setenv("JAXDL_NOTEBOOK_ONLY", "optimizers")
+    monkeypatch.setenv("JAXDL_NOTEBOOK_ONLY", "parametrization")
     monkeypatch.setenv("JAXDL_NOTEBOOK_WORKDIR", str(tmp_path / "runs"))
     monkeypatch.setenv("MPLBACKEND", "Agg")
     # Raises CellExecutionError, naming the cell, if any cell fails.
@@ -27,6 +27,6 @@ def test_the_colab_notebook_runs_on_cpu_with_the_quick_sizes(tmp_path, monkeypat
     text = "".join(output.get("text", "") for output in outputs)
     assert "device(s), backend 'cpu'" in text and "every experiment ran" in text
     markdown = [output["data"]["text/markdown"] for output in outputs if "text/markdown" in output.get("data", {})]
-    assert any(m.startswith("## optimizers:") and "| Paper | Claim |" in m for m in markdown)
+    assert any(m.startswith("## parametrization:") and "| Paper | Claim |" in m and "Checks" in m for m in markdown)
     assert any("image/png" in output.get("data", {}) for output in outputs)
     assert (tmp_path / "runs" / "report.md").exists()

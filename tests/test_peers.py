@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from experiments import benchmark
+from experiments import framework as fw
 from experiments.benchmarks import peer_report, peers
 from jaxdl import curvature, losses, train, tree
 from jaxdl.models import get_model
@@ -25,11 +26,11 @@ def test_without_the_peers_the_section_is_one_line_saying_how_to_enable_it(monke
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pyhessian" else real(name, *a))
     assert "PyHessian" in peers.missing()  # with the other peers installed or not
-    section = peers.peer_section(benchmark.get_config("quick"), rate=1e9)
+    section = peers.peer_section(fw.config_for(benchmark, "quick"), rate=1e9)
     assert set(section) == {"skipped"} and peers.INSTALL in section["skipped"] and "PyHessian" in section["skipped"]
-    table, result = peer_report.table(benchmark.get_config("quick"), section)
+    table, result = peer_report.table(fw.config_for(benchmark, "quick"), section)
     assert table == section["skipped"] and result == {}
-    assert peer_report.claims(result) == []
+    assert peer_report.targets(result) == [] and peer_report.checks(result) == []
 
 
 def _mlp(widths=(7, 5)):

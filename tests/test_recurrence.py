@@ -8,7 +8,7 @@ import pytest
 from helpers import assert_config_error_names_field, count_compiles, random_params
 
 from experiments import rnn_gradients
-from jaxdl import data, io, optim, recurrence
+from jaxdl import data, optim, recurrence
 from jaxdl.models import get_model
 
 
@@ -285,8 +285,8 @@ def test_adding_problem_rejects_bad_options(options, field):
     ("adding.lags", (41,)), ("adding.models", ("elman",)), ("cliff.clip_norm", 0.0),
     ("jacobian.radii", (0.5, 0.9, 1.0, 1.1)), ("jacobian.activations", ("tanh",)), ("adding.epochs", 0),
 ])
-def test_experiment_config_errors_name_the_field(field, value, tmp_path):
-    assert_config_error_names_field(rnn_gradients, "default", field, value, io.RunDir(tmp_path))
+def test_experiment_config_errors_name_the_field(field, value):
+    assert_config_error_names_field(rnn_gradients, "default", field, value)
 
 
 def test_adding_problem_is_raw_by_default_and_standardised_only_when_asked():

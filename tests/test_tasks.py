@@ -107,15 +107,15 @@ def test_class_split_of_a_regression_set_or_a_missing_class_raises():
         class_split_tasks(missing, 2)
 
 
-def test_experiment_rejects_an_unknown_task_split(tmp_path):
+def test_experiment_rejects_an_unknown_task_split():
     from experiments import continual
-    from jaxdl import io
+    from experiments import framework as fw
 
-    config = continual.get_config("quick")
+    config = fw.config_for(continual, "quick")
     config.task_sequences = ("digits/rotated",)
     with pytest.raises(ValueError, match=r"config.task_sequences must be .*class_split.*'digits/rotated'"):
-        continual.run(config, io.RunDir(str(tmp_path)))
-    config = continual.get_config("quick")
+        fw.validate(continual, config)
+    config = fw.config_for(continual, "quick")
     config.shrink = 1.5
     with pytest.raises(ValueError, match="config.shrink"):
-        continual.run(config, io.RunDir(str(tmp_path)))
+        fw.validate(continual, config)

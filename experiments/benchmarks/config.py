@@ -1,14 +1,15 @@
 """The benchmark's config (``python -m experiments.benchmark --help`` lists every field): sizes
-quick (the tests), default (minutes on a 2-core CPU) and full (a GPU or TPU), and its checks."""
+quick (the tests), default (minutes on a 2-core CPU) and full (a GPU or TPU), as data, and the
+fields' declared checks."""
 from __future__ import annotations
 
 import ml_collections
 
-from experiments import common
+from experiments import framework as fw
 
 
-def get_config(size: str = "default") -> ml_collections.ConfigDict:
-    common.check_size(size)
+def get_config() -> ml_collections.ConfigDict:
+    """The default size: minutes on a 2-core CPU."""
     c = ml_collections.ConfigDict()
     c.seed = 0
     c.repeats = 5
@@ -98,99 +99,48 @@ def get_config(size: str = "default") -> ml_collections.ConfigDict:
     c.width_sweep_steps = 500
     c.width_sweep_seeds = 2
     c.profile_scan_length = 2  # iterations of the conv profile's scans
-    if size == "quick":
-        c.repeats = 2
-        c.matmul_size = 256
-        c.step_widths = (64, 64)
-        c.step_input_dim = 64
-        c.step_batch_size = 32
-        c.epoch_steps = 5
-        c.seeds = 2
-        c.seed_widths = (16,)
-        c.tiny_widths = (8,)
-        c.seed_steps = 5
-        c.seed_epochs = 1
-        c.regularizer_batch_size = 40
-        c.regularizer_num_batches = 4
-        c.curvature_widths = (16,)
-        c.curvature_input_dim = 8
-        c.curvature_examples = 64
-        c.lanczos_steps = 5
-        c.trace_probes = 4
-        c.curvature_repeats = 2
-        c.conv_image_shape = (8, 8, 3)
-        c.conv_batch_size = 8
-        c.conv_channels = (4, 8)
-        c.resnet_depth = 8
-        c.conv_repeats = 2
-        c.cnn1d_channels = (4, 4, 4)
-        c.cnn1d_batch_size = 8
-        c.cnn1d_steps = 5
-        c.landscape_grid = 5
-        c.landscape_widths = (16,)
-        c.landscape_input_dim = 8
-        c.landscape_examples = 64
-        c.landscape_loop_points = 5
-        c.tracking_widths = c.tracking_small_widths = (16,)
-        c.tracking_examples = c.tracking_small_examples = 64
-        c.tracking_steps = 20
-        c.tracking_every = c.tracking_small_every = 5
-        c.tracking_lanczos_steps = 4
-        c.ntk_examples = 4
-        c.ntk_outputs = 3
-        c.ntk_input_dim = 8
-        c.ntk_mlp_widths = (32, 32)
-        c.ntk_image_shape = (6, 6, 1)
-        c.ntk_cnn_channels = (3, 4)
-        c.ntk_repeats = 1
-        c.peer_examples = 128
-        c.peer_widths = (16, 16)
-        c.peer_probes = 4
-        c.peer_batch_size = 32
-        c.peer_repeats = 1
-        c.peer_seeds = 1
-        c.peer_conv_steps = 2
-        c.forced_devices = 2
-        c.devices_examples = 256
-        c.devices_width = 16
-        c.regions_widths = (8, 8)
-        c.regions_resolution = 64
-        c.width_sweep_widths = (2, 4)
-        c.width_sweep_examples = 16
-        c.width_sweep_steps = 2
-        c.width_sweep_seeds = 1
-    elif size == "full":
-        c.repeats = 20
-        c.matmul_size = 4096
-        c.epoch_steps = 200
-        c.conv_repeats = 10
-        c.landscape_repeats = 3
-        c.landscape_loop_points = 2601
-        c.ntk_repeats = 5
-        c.width_sweep_steps = 2000
     return c
 
 
-def validate(config):
-    """ValueError naming the first config field out of range."""
-    for field in ("repeats", "matmul_size", "step_batch_size", "tiny_batch_size", "epoch_steps", "seeds",
-                  "seed_batch_size", "seed_steps", "seed_epochs", "curvature_input_dim", "curvature_examples",
-                  "lanczos_steps", "curvature_repeats", "conv_batch_size", "conv_repeats", "cnn1d_length",
-                  "cnn1d_batch_size", "cnn1d_steps", "landscape_grid", "landscape_input_dim", "trace_probes",
-                  "landscape_examples",
-                  "landscape_points_per_chunk", "landscape_loop_points", "landscape_repeats", "ntk_examples",
-                  "ntk_outputs", "ntk_input_dim", "ntk_repeats", "peer_examples", "peer_probes", "peer_repeats",
-                  "peer_batch_size", "peer_seeds", "peer_conv_steps", "profile_scan_length", "forced_devices",
-                  "devices_examples", "devices_width", "regions_resolution", "width_sweep_examples",
-                  "width_sweep_input_dim", "width_sweep_steps", "width_sweep_seeds"):
-        common.require(int(config[field]) > 0, field, "a positive integer", config[field])
-    for field in ("regions_widths", "width_sweep_widths"):
-        common.require(len(config[field]) > 0 and min(config[field]) > 0, field, "positive widths", config[field])
-    common.require(int(config.landscape_loop_points) <= int(config.landscape_grid) ** 2, "landscape_loop_points",
-                   "at most landscape_grid ** 2", config.landscape_loop_points)
-    common.require(int(config.landscape_chunk_size) >= 0, "landscape_chunk_size",
-                   "a non-negative integer (0: all examples in one pass)", config.landscape_chunk_size)
-    common.require(len(config.conv_image_shape) == 3 and min(config.conv_image_shape) > 0, "conv_image_shape",
-                   "a positive (height, width, channels)", config.conv_image_shape)
-    common.require((int(config.resnet_depth) - 2) % 6 == 0 and int(config.resnet_depth) >= 8, "resnet_depth",
-                   "6n + 2 with n >= 1 (8, 14, 20, ...)", config.resnet_depth)
+SIZES = {
+    "quick": {
+        "repeats": 2, "matmul_size": 256, "step_widths": (64, 64), "step_input_dim": 64, "step_batch_size": 32,
+        "epoch_steps": 5, "seeds": 2, "seed_widths": (16,), "tiny_widths": (8,), "seed_steps": 5, "seed_epochs": 1,
+        "regularizer_batch_size": 40, "regularizer_num_batches": 4, "curvature_widths": (16,),
+        "curvature_input_dim": 8, "curvature_examples": 64, "lanczos_steps": 5, "trace_probes": 4,
+        "curvature_repeats": 2, "conv_image_shape": (8, 8, 3), "conv_batch_size": 8, "conv_channels": (4, 8),
+        "resnet_depth": 8, "conv_repeats": 2, "cnn1d_channels": (4, 4, 4), "cnn1d_batch_size": 8, "cnn1d_steps": 5,
+        "landscape_grid": 5, "landscape_widths": (16,), "landscape_input_dim": 8, "landscape_examples": 64,
+        "landscape_loop_points": 5, "tracking_widths": (16,), "tracking_small_widths": (16,),
+        "tracking_examples": 64, "tracking_small_examples": 64, "tracking_steps": 20, "tracking_every": 5,
+        "tracking_small_every": 5, "tracking_lanczos_steps": 4, "ntk_examples": 4, "ntk_outputs": 3,
+        "ntk_input_dim": 8, "ntk_mlp_widths": (32, 32), "ntk_image_shape": (6, 6, 1), "ntk_cnn_channels": (3, 4),
+        "ntk_repeats": 1, "peer_examples": 128, "peer_widths": (16, 16), "peer_probes": 4, "peer_batch_size": 32,
+        "peer_repeats": 1, "peer_seeds": 1, "peer_conv_steps": 2, "forced_devices": 2, "devices_examples": 256,
+        "devices_width": 16, "regions_widths": (8, 8), "regions_resolution": 64, "width_sweep_widths": (2, 4),
+        "width_sweep_examples": 16, "width_sweep_steps": 2, "width_sweep_seeds": 1,
+    },
+    "full": {
+        "repeats": 20, "matmul_size": 4096, "epoch_steps": 200, "conv_repeats": 10, "landscape_repeats": 3,
+        "landscape_loop_points": 2601, "ntk_repeats": 5, "width_sweep_steps": 2000,
+    },
+}
+
+FIELDS = {
+    **{field: fw.positive_int for field in (
+        "repeats", "matmul_size", "step_batch_size", "tiny_batch_size", "epoch_steps", "seeds", "seed_batch_size",
+        "seed_steps", "seed_epochs", "curvature_input_dim", "curvature_examples", "lanczos_steps",
+        "curvature_repeats", "conv_batch_size", "conv_repeats", "cnn1d_length", "cnn1d_batch_size", "cnn1d_steps",
+        "landscape_grid", "landscape_input_dim", "trace_probes", "landscape_examples", "landscape_points_per_chunk",
+        "landscape_repeats", "ntk_examples", "ntk_outputs", "ntk_input_dim", "ntk_repeats",
+        "peer_examples", "peer_probes", "peer_repeats", "peer_batch_size", "peer_seeds", "peer_conv_steps",
+        "profile_scan_length", "forced_devices", "devices_examples", "devices_width", "regions_resolution",
+        "width_sweep_examples", "width_sweep_input_dim", "width_sweep_steps", "width_sweep_seeds",)},
+    "regions_widths": fw.positive_ints,
+    "width_sweep_widths": fw.positive_ints,
+    "landscape_loop_points": (fw.positive_int, fw.expect(lambda v, c: v <= c.landscape_grid ** 2,
+                                                         "at most landscape_grid ** 2", uses_config=True)),
+    "landscape_chunk_size": fw.expect(lambda v: v >= 0, "a non-negative integer (0: all examples in one pass)"),
+    "conv_image_shape": fw.expect(lambda v: len(v) == 3 and min(v) > 0, "a positive (height, width, channels)"),
+    "resnet_depth": fw.expect(lambda v: v >= 8 and (v - 2) % 6 == 0, "6n + 2 with n >= 1 (8, 14, 20, ...)"),
+}

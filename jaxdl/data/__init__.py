@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 from jaxdl import checks
 from jaxdl.data.corruption import corrupt_labels, replace_labels
-from jaxdl.data.dataset import Dataset, classification, standardize, streams
+from jaxdl.data.dataset import Dataset, classification, standardize, streams, validation_split
 from jaxdl.data.embedded import (_load_digits, _load_mnist1d, _load_moons, _load_poly, _load_spirals, _load_teacher,
                                  poly_true_function)
 from jaxdl.data.files import _load_cifar10, _load_fashion_mnist, _load_mnist
@@ -83,4 +83,4 @@ __all__ = ["ADDING_MEAN_PREDICTION_MSE", "adding_problem", "class_split_tasks", 
            "corrupt_labels", "Dataset", "degree_graphs", "degree_threshold", "get_loader", "load", "LOADERS",
            "make_tasks", "permute_graph_nodes", "permuted_tasks", "poly_true_function", "process_mesh",
            "process_shard", "random_graphs", "spread_over_processes",
-           "RAW_BY_DEFAULT", "replace_labels", "standardize", "streams", "TASK_SPLITS"]
+           "RAW_BY_DEFAULT", "replace_labels", "standardize", "streams", "TASK_SPLITS", "validation_split"]

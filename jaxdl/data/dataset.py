@@ -9,6 +9,8 @@ import dataclasses
 
 import numpy as np
 
+from jaxdl import checks
+
 
 @dataclasses.dataclass(frozen=True, eq=False, repr=False)
 class Dataset:
@@ -84,6 +86,26 @@ def standardize(dataset: Dataset) -> Dataset:
         x_train=((x_train - mean) / std).astype(np.float32),
         x_test=((dataset.x_test - mean) / std).astype(np.float32),
     )
+
+
+def validation_split(dataset: Dataset, num_validation: int, *, num_train: int | None = None) -> Dataset:
+    """The training set cut in two, for choosing hyper-parameters without looking at the test set:
+    the last ``num_validation`` training examples become the returned set's test split and the
+    first ``num_train`` (default: all the others) its training split. The real test set is not
+    in the result. Its name gains ``/validation``.
+
+    Raises:
+      ValueError: naming ``num_validation`` or ``num_train`` when they are not positive or do
+        not fit in the training set together.
+    """
+    num_validation = checks.integer("num_validation", num_validation, maximum=dataset.num_train - 1,
+                                    maximum_name="the training examples less one")
+    rest = dataset.num_train - num_validation
+    num_train = checks.integer("num_train", rest if num_train is None else num_train, maximum=rest,
+                               maximum_name="the training examples less num_validation")
+    return dataclasses.replace(dataset, x_train=dataset.x_train[:num_train], y_train=dataset.y_train[:num_train],
+                               x_test=dataset.x_train[rest:], y_test=dataset.y_train[rest:],
+                               name=f"{dataset.name}/validation")
 
 
 def streams(seed: int, count: int) -> list[np.random.Generator]:

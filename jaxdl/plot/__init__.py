@@ -3,7 +3,7 @@
 Every function returns the `Figure`; given `path`, it also saves the figure there atomically
 and closes it, so that long experiments do not accumulate open figures.
 """
-from jaxdl.plot.base import bar_chart, line_plot, loglog_panels, save_figure
+from jaxdl.plot.base import bar_chart, line_plot, loglog_panels, panels, save_figure
 from jaxdl.plot.continual import accuracy_matrix, task_curves
 from jaxdl.plot.planes import contour_surface, decision_boundaries, decision_boundary, trajectories_2d
 from jaxdl.plot.regions import linear_regions
@@ -11,4 +11,4 @@ from jaxdl.plot.studies import edge_of_stability, function_ensembles, parametric
 
 __all__ = ["accuracy_matrix", "bar_chart", "contour_surface", "decision_boundaries", "decision_boundary",
            "edge_of_stability", "function_ensembles", "line_plot", "linear_regions", "loglog_panels",
-           "parametric_plot", "save_figure", "spectral_density", "task_curves", "trajectories_2d"]
+           "panels", "parametric_plot", "save_figure", "spectral_density", "task_curves", "trajectories_2d"]

@@ -133,9 +133,53 @@ def loglog_panels(
             fitted = np.polyfit(np.log(x), np.log(y), 1)[0]
             ax.loglog(x, y, "o-", label=f"{label} (slope {fitted:.2f})")
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # decades only: no crowded labels
+        xs = np.unique(np.concatenate([np.asarray(x, np.float64) for x, _ in curves.values()]))
+        if len(xs) and xs.max() < 30 * xs.min():  # under a decade and a half: label the points themselves
+            ax.set_xticks(xs, [f"{v:g}" for v in xs])
         ax.set(xlabel=xlabel, ylabel=ylabel, title=panel)
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
+    return _finish(fig, path)
+
+
+def panels(
+    curves_by_panel: Mapping[str, Mapping[str, tuple]],
+    *,
+    columns: int = 2,
+    xlabel: str | Sequence[str] = "",
+    title: str = "",
+    logx: bool | Sequence[bool] = False,
+    logy: bool | Sequence[bool] = True,
+    ylim: tuple | None = None,
+    path: str | os.PathLike | None = None,
+) -> matplotlib.figure.Figure:
+    """A grid of panels filled column by column, each curve with an optional prediction dashed in
+    its colour (a measurement beside its theory).
+
+    Args:
+      curves_by_panel: panel title -> {label -> `(x, y)` or `(x, y, y_predicted)`}.
+      xlabel, logx, logy: one value for every panel, or a tuple of one per panel.
+      ylim: None, or a tuple of one `(low, high)` (or None) per panel.
+    """
+    count = len(curves_by_panel)
+    per_panel = lambda value: tuple(value) if isinstance(value, (tuple, list)) else (value,) * count
+    rows = -(-count // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(5.2 * columns, 3.6 * rows), squeeze=False, layout="constrained")
+    limits = per_panel(ylim) if ylim is not None else (None,) * count
+    for ax, (panel, curves), label, log_x, log_y, low_high in zip(axes.T.ravel(), curves_by_panel.items(),
+                                                                   per_panel(xlabel), per_panel(logx), per_panel(logy),
+                                                                   limits):
+        for name, (x, y, *predicted) in curves.items():
+            (line,) = ax.plot(x, y, label=str(name))
+            for prediction in predicted:
+                ax.plot(x, prediction, "--", color=line.get_color(), linewidth=1)
+        ax.set(xlabel=label, title=panel, xscale="log" if log_x else "linear", yscale="log" if log_y else "linear",
+               ylim=low_high)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in axes.T.ravel()[count:]:
+        ax.set_axis_off()
+    fig.suptitle(title)
     return _finish(fig, path)

@@ -1,4 +1,4 @@
-"""The command line of one experiment, and the runner that writes its run directory.
+"""The command line of one experiment.
 
     python -m experiments.<name> [--size quick|default|full] [--workdir DIR] [--config.<field>=value ...]
 
@@ -11,47 +11,28 @@ One more field belongs to the runner, not to the experiment's config: `device_aw
 `--size full`, else False; `--config.device_aware=true|false`). A device-aware run sizes the
 fields the experiment declares in `DEVICE_FIELDS` (seed counts, evaluation chunks) for the
 devices it finds, after `jax.distributed.initialize` and before `run`, leaving alone the fields
-given on the command line (`experiments.device_defaults`); config.json holds what `run` got.
+given on the command line (`experiments.framework.devices`); config.json holds what `run` got.
+
+Every value is checked against the experiment's declared `FIELDS` before anything runs: a bad
+one is a usage error that names the field (exit status 2), as an unknown field is.
 """
 from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 import sys
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from types import ModuleType
-from typing import Any
 
 import ml_collections
 from absl import flags
 from ml_collections import config_flags
 
-from experiments import device_defaults
-from experiments.device_defaults import field_value as _field_default
-from experiments.reporting import Claim, claims_table, flatten_config, report_sections
-from jaxdl import checks, io
-
-SIZES = ("quick", "default", "full")
+from experiments.framework.config import SIZES, config_for, flatten_config, validate
+from experiments.framework.config import field_value as _field_default
+from experiments.framework.runner import run_experiment
 
 _OVERRIDE_PREFIX = "--config."
-
-
-def check_size(size: str) -> None:
-    """Raises `ValueError` unless `size` is one of `SIZES` (for `get_config`)."""
-    if size not in SIZES:
-        raise ValueError(f"size {size!r} is not one of {', '.join(SIZES)}")
-
-
-def require(condition: Any, field: str, expected: str, value: Any) -> None:
-    """Config validation in `run`: raises `ValueError` naming the field unless `condition`.
-
-    Example: `require(config.lr > 0, "lr", "a positive learning rate", config.lr)` raises
-    "config.lr must be a positive learning rate, got -1" when `config.lr` is -1.
-    """
-    if not condition:
-        checks.fail(f"config.{field}", value, expected)
 
 
 # ----------------------------------------------------------------------------- overrides
@@ -209,16 +190,6 @@ def initialize_distributed(requested: bool) -> None:
                                    process_id=None if env["process_id"] is None else int(env["process_id"]))
 
 
-def writing_workdir(workdir: str) -> str:
-    """``workdir`` on process 0; on the other processes of a distributed run a private
-    temporary directory, so that only process 0 writes the run directory."""
-    import jax  # noqa: PLC0415
-
-    if jax.process_index() == 0:
-        return workdir
-    return tempfile.mkdtemp(prefix=f"jaxdl-process{jax.process_index()}-")
-
-
 def parse_args(module: ModuleType, argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parses an experiment's command line.
 
@@ -235,7 +206,7 @@ def parse_args(module: ModuleType, argv: Sequence[str] | None = None) -> argpars
     size_parser = argparse.ArgumentParser(prog=prog, add_help=False)
     size_parser.add_argument("--size", choices=SIZES, default="default")
     size = size_parser.parse_known_args(argv)[0].size
-    config = module.get_config(size)
+    config = config_for(module, size)
     runner = _runner_config(size)
 
     parser = _parser(module, config, size, prog, runner)
@@ -244,6 +215,7 @@ def parse_args(module: ModuleType, argv: Sequence[str] | None = None) -> argpars
     try:
         args.config = apply_overrides(config, overrides, prog)
         args.device_aware = bool(apply_overrides(runner, runner_overrides, prog).device_aware)
+        validate(module, args.config)
     except ValueError as error:
         parser.error(str(error))
     args.overridden = tuple(_override_fields(overrides))
@@ -253,62 +225,19 @@ def parse_args(module: ModuleType, argv: Sequence[str] | None = None) -> argpars
 # ----------------------------------------------------------------------------- running
 
 
-def _check_result(module: ModuleType, result: Any) -> None:
-    if not isinstance(result, Mapping):
-        raise TypeError(f"{module.NAME}.run must return a dict, got {type(result).__name__}")
-    if not isinstance(result.get("tables"), Mapping):
-        raise TypeError(f"{module.NAME}.run result needs 'tables': a dict of name -> table text")
-    if not isinstance(result.get("figures"), (list, tuple)):
-        raise TypeError(f"{module.NAME}.run result needs 'figures': a list of figure paths")
-
-
-def run_experiment(module: ModuleType, config: ml_collections.ConfigDict, workdir: str, *,
-                   device_aware: bool = False, overridden: Sequence[str] = ()) -> dict:
-    """Runs one experiment into the run directory `workdir` (an `io.RunDir` passed to `run`).
-
-    When `device_aware`, first sizes the fields of `module.DEVICE_FIELDS` not in `overridden`
-    for the devices (`device_defaults.for_run`; call this after `initialize_distributed`) and
-    prints the changes in one line. Writes config.json (the config `run` gets, before running,
-    so that an interrupted run records what it ran), report.md (with a "Devices" line when
-    device-aware) and claims.json; prints the tables, the claim table and the wall time.
-
-    Returns:
-      `module.run`'s result plus "claims" (list of Claim), "wall_time_s", "report" and
-      "device_defaults" (a `device_defaults.DeviceDefaults`: the config `run` got and the changes).
-    """
-    devices = device_defaults.for_run(module, config, device_aware=device_aware, overridden=overridden)
-    config = devices.config
-    if devices.device_aware:
-        print(devices.line(), flush=True)
-    run_dir = io.RunDir(writing_workdir(workdir))
-    run_dir.save_config(config)
-    start = time.perf_counter()
-    result = module.run(config, run_dir)
-    _check_result(module, result)
-    claims = list(module.claims(result))
-    if not all(isinstance(claim, Claim) for claim in claims):
-        raise TypeError(f"{module.NAME}.claims must return Claim objects, got {claims!r}")
-    wall_time_s = time.perf_counter() - start
-
-    for name, table in result["tables"].items():
-        print(f"\n{name}\n{table}")
-    print(f"\nClaims\n{claims_table(claims) if claims else '(no claims)'}")
-    sections = report_sections(module, config, result, claims, run_dir.root, run_dir.root,
-                               wall_time_s)
-    sections = device_defaults.with_device_section(sections, devices)
-    io.write_report(run_dir.report_path, module.NAME, sections)
-    io.save_json(os.path.join(run_dir.root, "claims.json"), [c.to_dict() for c in claims])
-    held = sum(c.held for c in claims)
-    print(f"\n{module.NAME}: {held}/{len(claims)} claims held; wall time {wall_time_s:.1f} s; "
-          f"report {run_dir.report_path}")
-    return {**result, "claims": claims, "wall_time_s": wall_time_s,
-            "report": run_dir.report_path, "device_defaults": devices}
-
-
 def experiment_main(module: ModuleType, argv: Sequence[str] | None = None) -> dict:
-    """The command line of one experiment: parse arguments, run, report."""
+    """The command line of one experiment: parse arguments, run, report.
+
+    A bad config value is a one-line usage error (exit status 2); Ctrl-C prints one line
+    saying what finished and exits with status 130.
+    """
     args = parse_args(module, argv)
     initialize_distributed(args.distributed)
     print(f"{module.NAME} ({args.size}): {module.DESCRIPTION}\nworkdir {args.workdir}")
-    return run_experiment(module, args.config, args.workdir, device_aware=args.device_aware,
-                          overridden=args.overridden)
+    try:
+        return run_experiment(module, args.config, args.workdir, size=args.size, device_aware=args.device_aware,
+                              overridden=args.overridden)
+    except KeyboardInterrupt:
+        print(f"\n{module.NAME}: interrupted; what finished is in {args.workdir} (config.json, metrics.jsonl, "
+              "results.npz and numbers.json of the finished phases)", file=sys.stderr, flush=True)
+        raise SystemExit(130) from None

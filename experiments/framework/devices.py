@@ -7,7 +7,7 @@ the dotted field name to its kind::
 
 and :func:`resolve_device_defaults` (pure: a new config and the changes, in words) sizes those
 fields for ``num_devices`` devices (of a ``platform``, 'cpu', 'gpu' or 'tpu', named in the
-changes; the library's own chunk defaults pick by backend). The runner (``experiments.cli``)
+changes; the library's own chunk defaults pick by backend). The runner (``experiments.framework.runner``)
 calls it, through :func:`for_run`, after ``jax.distributed.initialize`` and before the
 experiment's ``run``, when the run is device-aware: by default for ``--size full`` only,
 otherwise as ``--config.device_aware=true|false`` says. The quick and default sizes therefore
@@ -49,6 +49,7 @@ from typing import Any, NamedTuple
 import jax
 import ml_collections
 
+from experiments.framework.config import field_value, set_field
 from jaxdl import checks
 
 KINDS = ("seeds", "examples_per_chunk", "points_per_chunk")
@@ -78,24 +79,6 @@ def _devices_text(num_devices: int, platform: str) -> str:
 
 
 # ----------------------------------------------------------------------------- fields
-
-
-def field_value(config: ml_collections.ConfigDict, field: str) -> Any:
-    """The value of the dotted `field` in `config`; `LookupError` if the config has no such field."""
-    node = config
-    for name in field.split("."):
-        if not isinstance(node, ml_collections.ConfigDict) or name not in node:
-            raise LookupError(field)
-        node = node[name]
-    return node
-
-
-def _set(config: ml_collections.ConfigDict, field: str, value: Any) -> None:
-    *parents, name = field.split(".")
-    node = config
-    for parent in parents:
-        node = node[parent]
-    node[name] = value
 
 
 def check_fields(config: ml_collections.ConfigDict, fields: Mapping[str, str]) -> None:
@@ -184,7 +167,7 @@ def resolve_device_defaults(config: ml_collections.ConfigDict, fields: Mapping[s
         value = field_value(config, field)
         new = _RULES[kind](f"config.{field}", value, num_devices)
         if new != value:
-            _set(resolved, field, new)
+            set_field(resolved, field, new)
             changes.append(f"{field}: {value!r} -> {new!r} ({devices})")
     return resolved, changes
 
