@@ -6,7 +6,7 @@ in [0, 1]) a maxout network misclassified 89.4% of the perturbed test set; adver
 0.5 L(x) + 0.5 L(x_adv) at that eps cut this to 17.9%. We train an MLP and the zoo CNN on ``digits``
 (8x8) and ``mnist1d`` (the published MNIST-1D CNN, Greydanus 2020), ``seeds`` seeds in one vmapped
 fit each, measure test accuracy under FGSM against eps, retrain with the paper's objective at the
-paper's eps (:class:`jaxdl.adversarial.FGSMRegularizer`; seed k shares its initialisation and
+paper's eps (:class:`jaxdl.analysis.adversarial.FGSMRegularizer`; seed k shares its initialisation and
 minibatches with the standard run) and attack again with the new model's gradients.
 
 Units of eps are the paper's, pixel intensities in [0, 1]: digits are loaded raw, in [0, 1], so eps
@@ -20,12 +20,13 @@ from __future__ import annotations
 import sys
 
 import jax
-import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 
 from experiments import framework as fw
-from jaxdl import adversarial, optim, plot, train
+from jaxdl import plot, train
+from jaxdl.analysis import adversarial
+from jaxdl.train import optim
 from jaxdl import data as datasets
 
 NAME = "adversarial"
@@ -149,7 +150,7 @@ def _examples_figure(apply_fn, params, data, clip, eps, count, dataset_name, mod
     bounds = (np.abs(x_adv - data.x_test).max() / eps, x_adv.min() >= clip[0] and x_adv.max() <= clip[1])
     probs, adv_probs = (np.asarray(jax.nn.softmax(apply_fn(params, x))) for x in (data.x_test, x_adv))
     fooled = np.flatnonzero((probs.argmax(1) == data.y_test) & (adv_probs.argmax(1) != data.y_test))[:count]
-    fig, axes = plt.subplots(max(len(fooled), 1), 3, figsize=(8, 2.1 * max(len(fooled), 1)), squeeze=False)
+    fig, axes = plot.subplots(max(len(fooled), 1), 3, figsize=(8, 2.1 * max(len(fooled), 1)), squeeze=False)
     for row, i in zip(axes, fooled):
         images, ranges = (data.x_test[i], x_adv[i] - data.x_test[i], x_adv[i]), (clip, (-eps, eps), clip)
         titles = (f"{probs[i].argmax()} ({probs[i].max():.0%})", f"+ {eps:.3g} sign(grad_x L)",

@@ -20,7 +20,8 @@ from scipy import stats
 from experiments import framework as fw
 from experiments import graph_task
 from jaxdl import data as datasets
-from jaxdl import optim, plot, train
+from jaxdl import plot, train
+from jaxdl.train import optim
 
 NAME = "architectures"
 DESCRIPTION = "MNIST-1D: logistic, MLP, CNN, GRU (LSTM, transformer) on plain vs shuffled signals; graph network vs MLP"

@@ -2,7 +2,7 @@
 
 The course's walkthrough on a 2-2-1 sigmoid network (forward, backward, one update, forward
 again); then zoo MLPs of several activations and depths trained on ``digits`` for a few full-batch
-gradient-descent steps by the hand-written delta rule (:mod:`jaxdl.backprop`), whose gradient is
+gradient-descent steps by the hand-written delta rule (:mod:`jaxdl.course.backprop`), whose gradient is
 compared per layer, ``||g - g_ref|| / max(||g||, ||g_ref||)``, with reverse-mode autodiff (float32,
 whole training set) and with central finite differences (float64, random coordinates, a subset of
 the examples; a ReLU stencil across a kink is skipped and counted). Agreements between two
@@ -19,10 +19,13 @@ import ml_collections
 import numpy as np
 
 from experiments import framework as fw
-from jaxdl import backprop, compiled, losses, plot, train, tree
+from jaxdl import plot, train
+from jaxdl.core import compiled, tree
+from jaxdl.course import backprop
+from jaxdl.train import losses
 from jaxdl import data as datasets
 from jaxdl.models import get_model
-from jaxdl.models.mlp import ACTIVATIONS
+from jaxdl.models.activations import ACTIVATIONS
 
 NAME = "backprop"
 DESCRIPTION = "the delta rule by hand: the course's walkthrough, and equality with autodiff and finite differences"
@@ -100,7 +103,7 @@ def train_and_check(models, key, x, labels, learning_rate, *, loss_names, train_
 
 
 def layer_coordinates(params, rng: np.random.Generator, per_layer: int):
-    """Flat indices (in :func:`jaxdl.tree.flatten` order) of up to ``per_layer`` coordinates of
+    """Flat indices (in :func:`jaxdl.core.tree.flatten` order) of up to ``per_layer`` coordinates of
     each layer drawn without replacement, and the layer of each: ``(indices_R, layers_R)``."""
     paths_and_leaves = jax.tree_util.tree_flatten_with_path(params)[0]
     offsets = np.cumsum([0] + [np.size(leaf) for _, leaf in paths_and_leaves])
@@ -138,7 +141,7 @@ def _central_differences_one(model, params, x, labels, indices_R, step, loss_nam
 @compiled.jit(static_argnames=("loss_names", "num_classes"))
 def finite_difference_check(models, params, x, labels, indices, step, *, loss_names, num_classes):
     """For each zoo MLP at its ``params`` (one program; float64 under ``jax.enable_x64``): central
-    differences of each loss along its ``indices`` (of :func:`jaxdl.tree.flatten`), the delta rule's
+    differences of each loss along its ``indices`` (of :func:`jaxdl.core.tree.flatten`), the delta rule's
     entries beside them, both ``(len(loss_names), R)``, and whether each stencil stays off ReLU kinks."""
     return [_central_differences_one(model, p, x, labels, indices_R, step, loss_names, num_classes)
             for model, p, indices_R in zip(models, params, indices)]

@@ -27,7 +27,10 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from experiments import framework as fw
-from jaxdl import checks, compiled, optim, plot, train, warm_start
+from jaxdl import plot, train
+from jaxdl.core import checks, compiled, meshes
+from jaxdl.course import warm_start
+from jaxdl.train import optim
 from jaxdl import data as datasets
 from jaxdl.data.tasks import TASK_SPLITS, make_tasks
 from jaxdl.models import get_model
@@ -97,7 +100,7 @@ def continue_training(model, tx, states_K, data, data_keys_K, *, epochs: int, ba
     epoch (from ``first_epoch``): ``train.fit_seeds`` with a start state. ``measure(states_K,
     evaluate)`` runs before the first epoch and after each (``evaluate(states_K)``: train and test
     loss and accuracy of ``data``, each (K,)). Returns ``(states_K, [epochs + 1 measures])``."""
-    mesh = train.seeds_mesh(len(data_keys_K), batch_size)
+    mesh = meshes.seeds_mesh(len(data_keys_K), batch_size)
     plan = train.make_plan(data, batch_size, epochs, mesh=mesh)
     train_epoch, eval_both = train.build_epoch_programs(model, tx, "cross_entropy", plan, vmapped=True)
     # Committed to the mesh up front, as in fit, so that every epoch runs the same program.

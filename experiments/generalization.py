@@ -7,7 +7,7 @@
 - double descent (Belkin et al. 2019): test loss against model size on a ``mnist1d`` subset with
   one-hot squared-loss targets, for random Fourier features by min-norm least squares (a vmapped
   member per draw of the features) and one-hidden-layer MLPs by full-batch Adam (a masked member per
-  width and seed, :mod:`jaxdl.width_sweep`): a peak at the interpolation threshold (features = n;
+  width and seed, :mod:`jaxdl.course.width_sweep`): a peak at the interpolation threshold (features = n;
   parameters = n K fitted values), a second descent below the under-parametrised sweet spot.
 """
 from __future__ import annotations
@@ -23,7 +23,9 @@ import numpy as np
 
 from experiments import framework as fw
 from jaxdl import data as datasets
-from jaxdl import features, optim, plot, train, width_sweep
+from jaxdl import plot, train
+from jaxdl.course import features, width_sweep
+from jaxdl.train import optim
 from jaxdl.models import get_model
 
 NAME = "generalization"

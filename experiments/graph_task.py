@@ -18,7 +18,8 @@ from scipy import stats
 
 from experiments import framework as fw
 from jaxdl import data as datasets
-from jaxdl import optim, plot, train
+from jaxdl import plot, train
+from jaxdl.train import optim
 from jaxdl.models import as_graph, get_model
 
 

@@ -1,7 +1,7 @@
 """SGD's implicit regularisation: the modified losses measured, and the regulariser put to work.
 
 - backward error, in float64 on a two-parameter model and a tanh MLP small enough for an accurate
-  flow (RK4, :func:`jaxdl.implicit.gradient_flow`): GD with step h for time T against the flows on
+  flow (RK4, :func:`jaxdl.analysis.implicit.gradient_flow`): GD with step h for time T against the flows on
   C (distance O(h)) and on C_GD = C + (h/4) ||grad C||^2 (O(h^2), Barrett & Dherin 2021); the mean
   SGD iterate after one epoch of m minibatches, averaged exactly over all m! orders, against the
   flows for time m eps on C, C_GD and C_SGD = C + (eps/4m) sum_k ||grad C_k||^2 (O(eps^3), Smith,
@@ -28,7 +28,10 @@ import ml_collections
 import numpy as np
 
 from experiments import framework as fw
-from jaxdl import checks, compiled, implicit, losses, optim, plot, train, tree
+from jaxdl import plot, train
+from jaxdl.analysis import implicit
+from jaxdl.core import checks, compiled, tree
+from jaxdl.train import losses, optim
 from jaxdl import data as datasets
 from jaxdl.models import get_model
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from experiments import framework as fw
 from jaxdl import plot
-from jaxdl import propagation as prop
+from jaxdl.course import propagation as prop
 from jaxdl.models import get_model
 
 NAME = "initialisation"

@@ -1,5 +1,5 @@
 """Linear regions: how depth multiplies the pieces of a ReLU network, and how many a random or
-trained one has, on a 2-D plane of the inputs, exactly (:mod:`jaxdl.regions`).
+trained one has, on a 2-D plane of the inputs, exactly (:mod:`jaxdl.course.regions`).
 
 1. Checks of the counter: Zaslavsky (1975), m lines in general position cut R^2 into C(m, 2) +
    m + 1 regions (a grid sampler beside it); Montufar et al. (2014)'s folding net, L hidden layers
@@ -20,7 +20,9 @@ import numpy as np
 
 from experiments import framework as fw
 from jaxdl import data as datasets
-from jaxdl import optim, plot, regions, train
+from jaxdl import plot, train
+from jaxdl.course import regions
+from jaxdl.train import optim
 from jaxdl.models import get_model
 
 NAME = "linear_regions"

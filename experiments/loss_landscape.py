@@ -24,7 +24,9 @@ import numpy as np
 
 from experiments import framework as fw
 from jaxdl import data as datasets
-from jaxdl import landscape, optim, plot, train
+from jaxdl import plot, train
+from jaxdl.analysis import landscape
+from jaxdl.train import optim
 
 NAME = "loss_landscape"
 DESCRIPTION = ("init-to-solution lines, a filter-normalised 2-D surface, Bezier and polygonal-chain mode "

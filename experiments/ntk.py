@@ -20,7 +20,9 @@ import ml_collections
 import numpy as np
 
 from experiments import framework as fw
-from jaxdl import compiled, ntk, plot, train, tree
+from jaxdl import plot, train
+from jaxdl.analysis import ntk
+from jaxdl.core import compiled, tree
 from jaxdl import data as datasets
 from jaxdl.models import get_model
 

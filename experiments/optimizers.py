@@ -22,7 +22,8 @@ import optax
 
 from experiments import framework as fw
 from jaxdl import data as datasets
-from jaxdl import optim, plot, train
+from jaxdl import plot, train
+from jaxdl.train import optim
 from jaxdl.models import get_model
 
 NAME = "optimizers"

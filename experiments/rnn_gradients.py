@@ -23,7 +23,9 @@ import numpy as np
 
 from experiments import framework as fw
 from jaxdl import data as datasets
-from jaxdl import optim, plot, recurrence, train
+from jaxdl import plot, train
+from jaxdl.course import recurrence
+from jaxdl.train import optim
 from jaxdl.models import get_model
 
 NAME = "rnn_gradients"
@@ -45,7 +47,7 @@ def get_config() -> ml_collections.ConfigDict:
                    start=(7.0, -3.5), other_starts=((5.5, -4.0), (6.5, -3.0)), w_range=(2.5, 8.5),
                    b_range=(-5.0, -0.5), resolution=200),
         jacobian=dict(radii=(0.9, 1.0, 1.1), hidden_size=64, num_steps=60, recurrent_init="gaussian",
-                      input_scale=0.3, fit_from=1, slope_tolerance=0.02, activations=("linear", "tanh")),
+                      input_scale=0.3, fit_from=1, slope_tolerance=0.02, activations=("identity", "tanh")),
         adding=dict(models=("rnn", "rnn_omega", "lstm", "gru"), lags=(10, 25, 40), length=41, hidden_size=16,
                     learning_rate=0.01, clip_norm=1.0, omega_strength=0.01, epochs=15, batch_size=50,
                     num_train=2000, num_test=500)))
@@ -69,8 +71,8 @@ FIELDS = {
     "adding.models": fw.subset_of(*MODELS), "jacobian.input_scale": fw.non_negative,
     "adding.omega_strength": fw.non_negative,
     "jacobian.radii": fw.expect(lambda v: 0 < len(v) <= 3 and all(r > 0 for r in v), "one to three positive radii"),
-    "jacobian.activations": fw.expect(lambda v: "linear" in v and set(v) <= set(recurrence.JACOBIAN_ACTIVATIONS),
-                                      f"'linear' and any of {list(recurrence.JACOBIAN_ACTIVATIONS)}"),
+    "jacobian.activations": fw.expect(lambda v: "identity" in v and set(v) <= set(recurrence.JACOBIAN_ACTIVATIONS),
+                                      f"'identity' and any of {list(recurrence.JACOBIAN_ACTIVATIONS)}"),
     "jacobian.fit_from": fw.expect(lambda v, c: 0 <= v < c.jacobian.num_steps - 1, "in [0, jacobian.num_steps - 1)",
                                    uses_config=True),
     "adding.lags": fw.expect(lambda v, c: len(v) > 0 and all(type(n) is int and 0 < n < c.adding.length for n in v),
@@ -135,7 +137,7 @@ def jacobian_phase(config, ctx) -> fw.Phase:
             numbers[f"jacobian/{activation}/{radius:g}"] = {
                 "slope": slope, "seed_slopes": np.polyfit(k[fit], log_MxKxT[m, :, fit].T, 1)[0].tolist()}
             rows.append([activation, radius, np.log(radius), slope, np.exp(log_MxKxT[m, :, -1].mean())])
-        title = {"linear": "linear: h_t = h_(t-1) W + x_t", "tanh": "tanh: h_t = tanh(h_(t-1) W + x_t)"}[activation]
+        title = {"identity": "identity: h_t = h_(t-1) W + x_t", "tanh": "tanh: h_t = tanh(h_(t-1) W + x_t)"}[activation]
         panels[title] = {"predicted rho^k": np.log10(radii[:, None] ** k[None].astype(np.float64)),
                          **{f"rho = {r:g}": np.log10(norms_MxKxT[m]) for m, r in enumerate(radii)}}
     figure = plot.function_ensembles(k, panels, xlabel="k", ylabel="log10 ||dh_t / dh_(t-k)||_2",
@@ -211,7 +213,7 @@ def claims(config, numbers) -> list:
     out += [fw.Check.at_most(
         f"linear_slope_rho_{r:g}".replace(".", "_"), "Gelfand's formula", f"rho = {r:g}: the fitted log-slope of "
         f"||dh_t/dh_(t-k)|| = ||W^k|| against k is log(rho) = {np.log(r):.4f} (absolute error; geometric mean over "
-        f"{config.seeds} seeds)", abs(numbers[f"jacobian/linear/{r:g}"]["slope"] - np.log(r)), jac.slope_tolerance,
+        f"{config.seeds} seeds)", abs(numbers[f"jacobian/identity/{r:g}"]["slope"] - np.log(r)), jac.slope_tolerance,
         "{:.4f}") for r in jac.radii]
     out += [fw.Claim.mean(
         f"tanh_rho_{r:g}_still_vanishes".replace(".", "_"), f"{PAPER}, Sec. 2.1", f"rho = {r:g} > 1 is necessary but "

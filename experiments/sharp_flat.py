@@ -26,7 +26,10 @@ import numpy as np
 import optax
 
 from experiments import framework as fw
-from jaxdl import curvature, landscape, losses, optim, plot, train, tree
+from jaxdl import plot, train
+from jaxdl.analysis import curvature, landscape
+from jaxdl.core import tree
+from jaxdl.train import losses, optim
 from jaxdl import data as datasets
 
 NAME = "sharp_flat"

@@ -26,7 +26,7 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 def flat(tree) -> np.ndarray:
     """Every leaf of ``tree`` raveled and concatenated, in ``jax.tree.leaves`` order, as one
-    float64 NumPy vector (independent of ``jaxdl.tree.flatten``, which the tests check)."""
+    float64 NumPy vector (independent of ``jaxdl.core.tree.flatten``, which the tests check)."""
     leaves = [np.ravel(np.asarray(leaf, np.float64)) for leaf in jax.tree.leaves(tree)]
     return np.concatenate(leaves) if leaves else np.zeros(0)
 

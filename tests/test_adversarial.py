@@ -1,4 +1,4 @@
-"""Tests of jaxdl.adversarial: FGSM against the input gradient of a linear softmax model written out
+"""Tests of jaxdl.analysis.adversarial: FGSM against the input gradient of a linear softmax model written out
 by hand, against per-example ``jax.grad`` on a zoo MLP, the attack over an eps grid against a
 brute-force loop, adversarial training against a train step written out, bad inputs, compile once."""
 from __future__ import annotations
@@ -10,7 +10,9 @@ import optax
 import pytest
 from helpers import count_compiles, random_params
 
-from jaxdl import adversarial, losses, optim, train
+from jaxdl import train
+from jaxdl.analysis import adversarial
+from jaxdl.train import losses, optim
 from jaxdl.models import get_model
 
 RNG = np.random.default_rng(0)

@@ -1,4 +1,4 @@
-"""Tests of jaxdl.backprop: the delta rule against jax.grad of the zoo MLP's loss, against
+"""Tests of jaxdl.course.backprop: the delta rule against jax.grad of the zoo MLP's loss, against
 central finite differences in float64, the deltas against dJ/dz^m by autodiff, the walkthrough
 against hand-computed numbers and the first-order prediction, bad inputs, compile once."""
 from __future__ import annotations
@@ -9,9 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdl import backprop, losses
+from jaxdl.course import backprop
+from jaxdl.train import losses
 from jaxdl.models import get_model
-from jaxdl.models.mlp import ACTIVATIONS
+from jaxdl.models.activations import ACTIVATIONS
 from helpers import count_compiles, flat, random_params
 
 RNG = np.random.default_rng(0)

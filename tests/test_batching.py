@@ -1,4 +1,4 @@
-"""Tests of jaxdl.batching against the same quantity computed on the whole data set at once."""
+"""Tests of jaxdl.core.batching against the same quantity computed on the whole data set at once."""
 from __future__ import annotations
 
 import jax
@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdl import batching
+from jaxdl.core import batching
 
 
 def _batch(num=23, seed=0):

@@ -1,4 +1,4 @@
-"""Tests of jaxdl.checkpoint: Orbax save/restore round trips of pytrees."""
+"""Tests of jaxdl.core.checkpoint: Orbax save/restore round trips of pytrees."""
 from __future__ import annotations
 
 import chex
@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdl.checkpoint import Checkpointer
+from jaxdl.core.checkpoint import Checkpointer
 
 
 def _tree(offset):

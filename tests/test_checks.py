@@ -1,11 +1,11 @@
-"""Tests of jaxdl.checks: one behaviour for every argument check in the library."""
+"""Tests of jaxdl.core.checks: one behaviour for every argument check in the library."""
 from __future__ import annotations
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdl import checks
+from jaxdl.core import checks
 
 
 @pytest.mark.parametrize("value", [1, 7, np.int32(3), np.int64(5), np.uint8(2)])

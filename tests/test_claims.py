@@ -20,7 +20,7 @@ import pytest
 import experiments
 from experiments.framework import lock, runner
 from helpers import REPO_ROOT
-from jaxdl import io
+from jaxdl.core import io
 
 pytestmark = pytest.mark.claims
 

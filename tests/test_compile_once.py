@@ -15,7 +15,10 @@ import numpy as np
 import pytest
 from helpers import count_compiles
 
-from jaxdl import compiled, curvature, landscape, losses, optim, train
+from jaxdl import train
+from jaxdl.analysis import curvature, landscape
+from jaxdl.core import compiled
+from jaxdl.train import losses, optim
 from jaxdl.data import Dataset
 from jaxdl.models import get_model
 

@@ -1,4 +1,4 @@
-"""Tests of jaxdl.landscape mode connectivity (Garipov et al. 2018): curve coefficients against
+"""Tests of jaxdl.analysis.landscape mode connectivity (Garipov et al. 2018): curve coefficients against
 their closed forms, arc-length summaries against the trapezoid rule and polygon lengths computed
 in NumPy, BatchNorm statistics recomputed along a curve, and a trained curve on two moons.
 """
@@ -14,7 +14,8 @@ import optax
 import pytest
 
 from jaxdl import data as datasets
-from jaxdl import landscape, train
+from jaxdl import train
+from jaxdl.analysis import landscape
 from jaxdl.models import get_model
 from helpers import flat
 

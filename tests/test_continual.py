@@ -8,7 +8,8 @@ from helpers import count_compiles, flat
 
 from experiments import continual
 from experiments import framework as fw
-from jaxdl import optim, train
+from jaxdl import train
+from jaxdl.train import optim
 from jaxdl.data import Dataset
 from jaxdl.models import get_model
 

@@ -1,4 +1,4 @@
-"""Tests of jaxdl.curvature against independent truth: the dense Hessian from ``jax.hessian`` and
+"""Tests of jaxdl.analysis.curvature against independent truth: the dense Hessian from ``jax.hessian`` and
 its ``numpy.linalg.eigh``, dense Jacobians, closed forms of quadratics, and the variance formula
 of Hutchinson's estimator.
 
@@ -8,14 +8,15 @@ tests run inside ``jax.enable_x64(True)`` so x64 never leaks into other modules.
 from __future__ import annotations
 
 import functools
-import itertools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdl import curvature, plot, tree
+from jaxdl import plot
+from jaxdl.analysis import curvature
+from jaxdl.core import linalg, tree
 from helpers import flat
 
 DIMS = (10, 32, 3)
@@ -162,7 +163,7 @@ def test_lanczos_on_a_matrix_with_repeated_eigenvalues_restarts_cleanly():
     diagonal[:3] = (5.0, 2.0, -1.0)
     matvec = jax.jit(lambda v: jnp.asarray(diagonal, jnp.float32) * v)
     start = jax.random.normal(jax.random.key(0), (20,))
-    theta, vectors = jax.jit(lambda s: curvature.ritz_pairs(curvature.lanczos(matvec, s, 8)))(start)
+    theta, vectors = jax.jit(lambda s: linalg.ritz_pairs(linalg.lanczos(matvec, s, 8)))(start)
     np.testing.assert_allclose(np.sort(np.asarray(theta)), [-1, 0, 0, 0, 0, 0, 2, 5], atol=1e-5)
     np.testing.assert_allclose(np.asarray(vectors @ vectors.T), np.eye(8), atol=1e-5)
 
@@ -178,9 +179,9 @@ def test_lanczos_to_a_tolerance_stops_early_within_it_float64(tol):
         top = jax.tree.map(np.asarray, top)
         matvec = lambda v: jnp.asarray(hessian) @ v
         start = jax.random.normal(jax.random.key(0), (hessian.shape[0],), jnp.float64)
-        run = jax.jit(lambda s: curvature.lanczos_to_tolerance(matvec, s, 100, k=3, tol=tol, on="residual"))
+        run = jax.jit(lambda s: linalg.lanczos_to_tolerance(matvec, s, 100, k=3, tol=tol, on="residual"))
         result, residual_steps = run(start)
-        theta, ritz_vectors = curvature.ritz_pairs(result, residual_steps)
+        theta, ritz_vectors = linalg.ritz_pairs(result, residual_steps)
     steps = int(top.steps)
     assert 3 <= steps < 100
     # The default stop is on the eigenvalues: each within tol of the true one (dense eigh), and

@@ -1,4 +1,4 @@
-"""Tests for jaxdl.data and jaxdl.datafiles. No network: downloads go through a patched fetch."""
+"""Tests for jaxdl.data and jaxdl.data.readers. No network: downloads go through a patched fetch."""
 
 import gzip
 import hashlib
@@ -10,7 +10,8 @@ import tarfile
 import numpy as np
 import pytest
 
-from jaxdl import data, datafiles
+from jaxdl import data
+from jaxdl.data import readers
 
 # Small options keep the embedded sets fast; the expected (input_shape, num_classes, y shape).
 EMBEDDED = {
@@ -288,12 +289,12 @@ def _cifar_batch(rng: np.random.Generator, count: int) -> bytes:
 
 
 def _write_cifar_folder(root: pathlib.Path) -> pathlib.Path:
-    folder = root / datafiles.CIFAR10_FOLDER
+    folder = root / readers.CIFAR10_FOLDER
     folder.mkdir(parents=True)
     rng = np.random.default_rng(0)
-    for name in datafiles.CIFAR10_TRAIN_FILES:
+    for name in readers.CIFAR10_TRAIN_FILES:
         (folder / name).write_bytes(_cifar_batch(rng, 2))
-    (folder / datafiles.CIFAR10_TEST_FILE).write_bytes(_cifar_batch(rng, 3))
+    (folder / readers.CIFAR10_TEST_FILE).write_bytes(_cifar_batch(rng, 3))
     return folder
 
 
@@ -330,7 +331,7 @@ def _serve_from(source: pathlib.Path, monkeypatch) -> list:
         fetched.append(url)
         shutil.copyfile(source / url.rsplit("/", 1)[1], destination)
 
-    monkeypatch.setattr(datafiles, "_fetch_url", fake_fetch)
+    monkeypatch.setattr(readers, "_fetch_url", fake_fetch)
     return fetched
 
 
@@ -338,10 +339,10 @@ def test_idx_download_verifies_and_loads(tmp_path, monkeypatch):
     arrays = _write_idx_set(tmp_path / "server", gzipped=True)
     for path in (tmp_path / "server").iterdir():
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        monkeypatch.setitem(datafiles.CHECKSUMS["mnist"], path.name, digest)
+        monkeypatch.setitem(readers.CHECKSUMS["mnist"], path.name, digest)
     fetched = _serve_from(tmp_path / "server", monkeypatch)
     dataset = data.load("mnist", root=tmp_path / "mnist", download=True, standardize=False)
-    assert sorted(fetched) == sorted(datafiles.URLS["mnist"].values())
+    assert sorted(fetched) == sorted(readers.URLS["mnist"].values())
     assert all(url.startswith("https://ossci-datasets.s3.amazonaws.com/mnist/") for url in fetched)
     np.testing.assert_array_equal(dataset.y_test, arrays["t10k-labels-idx1-ubyte"])
     data.load("mnist", root=tmp_path / "mnist", download=True)  # files present: no refetch
@@ -360,41 +361,41 @@ def test_download_with_wrong_checksum_refuses(tmp_path, monkeypatch):
 def test_cifar_download_extracts_archive(tmp_path, monkeypatch):
     folder = _write_cifar_folder(tmp_path / "build")
     (tmp_path / "server").mkdir()
-    archive = tmp_path / "server" / datafiles.CIFAR10_ARCHIVE
+    archive = tmp_path / "server" / readers.CIFAR10_ARCHIVE
     with tarfile.open(archive, "w:gz") as tar:
-        tar.add(folder, arcname=datafiles.CIFAR10_FOLDER)
+        tar.add(folder, arcname=readers.CIFAR10_FOLDER)
     digest = hashlib.sha256(archive.read_bytes()).hexdigest()
-    monkeypatch.setitem(datafiles.CHECKSUMS["cifar10"], archive.name, digest)
+    monkeypatch.setitem(readers.CHECKSUMS["cifar10"], archive.name, digest)
     _serve_from(tmp_path / "server", monkeypatch)
     dataset = data.load("cifar10", root=tmp_path / "cifar", download=True, standardize=False)
     reference = data.load("cifar10", root=tmp_path / "build", standardize=False)
     np.testing.assert_array_equal(dataset.x_train, reference.x_train)
     np.testing.assert_array_equal(dataset.y_test, reference.y_test)
-    assert sorted(p.name for p in (tmp_path / "cifar").iterdir()) == [datafiles.CIFAR10_FOLDER]
+    assert sorted(p.name for p in (tmp_path / "cifar").iterdir()) == [readers.CIFAR10_FOLDER]
 
 
 def test_verify_sha256(tmp_path):
     path = tmp_path / "file.bin"
     path.write_bytes(b"jaxdl")
     digest = hashlib.sha256(b"jaxdl").hexdigest()
-    datafiles.verify_sha256(path, digest)
-    datafiles.verify_sha256(path, digest.upper())
+    readers.verify_sha256(path, digest)
+    readers.verify_sha256(path, digest.upper())
     mismatch = f"checksum mismatch for .*file.bin: expected 0+, got {digest}"
     with pytest.raises(ValueError, match=mismatch):
-        datafiles.verify_sha256(path, "0" * 64)
+        readers.verify_sha256(path, "0" * 64)
     with pytest.raises(ValueError, match=f"no known SHA-256 .* {digest}.*verify=False"):
-        datafiles.verify_sha256(path, None)
+        readers.verify_sha256(path, None)
 
 
 def test_checksum_table_is_complete():
-    for name, urls in datafiles.URLS.items():
-        assert set(urls) == set(datafiles.CHECKSUMS[name])
-        for digest in datafiles.CHECKSUMS[name].values():
+    for name, urls in readers.URLS.items():
+        assert set(urls) == set(readers.CHECKSUMS[name])
+        for digest in readers.CHECKSUMS[name].values():
             assert len(digest) == 64 and int(digest, 16) >= 0
 
 
 def test_no_pickle_in_readers():
-    modules = [pathlib.Path(datafiles.__file__), *pathlib.Path(data.__file__).parent.glob("*.py")]
+    modules = [pathlib.Path(readers.__file__), *pathlib.Path(data.__file__).parent.glob("*.py")]
     assert len(modules) >= 5
     for path in modules:
         source = path.read_text()

@@ -17,7 +17,7 @@ from experiments.framework import devices as device_defaults
 from experiments.framework import lock, tour
 from experiments.framework.devices import resolve_device_defaults
 from helpers import json_result, run_on_devices
-from jaxdl import io
+from jaxdl.core import io
 
 FIELDS = {"seeds": "seeds", "mlp.seeds": "seeds", "chunk_size": "examples_per_chunk",
           "points_per_chunk": "points_per_chunk"}

@@ -18,7 +18,10 @@ _SCRIPT = textwrap.dedent("""
     import jax
     import numpy as np
 
-    from jaxdl import curvature, landscape, losses, ntk, optim, train
+    from jaxdl import train
+    from jaxdl.core import meshes
+    from jaxdl.analysis import curvature, landscape, ntk
+    from jaxdl.train import losses, optim
 """) + TOY_FIT_PROBLEM + textwrap.dedent("""
     leaves = lambda tree: [np.asarray(v, np.float64).ravel().tolist() for v in jax.tree.leaves(tree)]
     out = {"devices": jax.device_count()}
@@ -29,7 +32,7 @@ _SCRIPT = textwrap.dedent("""
         seeds = train.fit_seeds(model, data, tx, seeds=list(range(k)), **kwargs)
         out[f"seeds_{k}"] = leaves(seeds.state.params) + [seeds.history["batch_loss"].ravel().tolist(),
                                                           seeds.history["test_loss"].ravel().tolist()]
-        out[f"mesh_{k}"] = dict(train.seeds_mesh(k, 16).shape)
+        out[f"mesh_{k}"] = dict(meshes.seeds_mesh(k, 16).shape)
     other = train.fit(model, data, tx, seed=1, **kwargs).state.params
     bend, history = landscape.fit_curve(model, {}, single.state.params, other, data, optim.get_optimizer("sgd", 0.05),
                                         epochs=2, batch_size=16, key=jax.random.key(3), progress=False)

@@ -27,7 +27,8 @@ _SCRIPT = textwrap.dedent("""
     import numpy as np
 
     from experiments import parametrization
-    from jaxdl import optim, train
+    from jaxdl import train
+    from jaxdl.train import optim
 """) + TOY_FIT_PROBLEM + textwrap.dedent("""
     from jax.experimental import multihost_utils  # the results of a 2-process run span both processes
     leaves = lambda tree: [np.asarray(multihost_utils.process_allgather(v, tiled=True), np.float64).ravel().tolist()

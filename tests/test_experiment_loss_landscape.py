@@ -4,7 +4,9 @@ import pytest
 
 from experiments import framework as fw
 from experiments import loss_landscape
-from jaxdl import io, optim, train
+from jaxdl import train
+from jaxdl.core import io
+from jaxdl.train import optim
 
 
 def test_lines_phase_starts_and_ends_at_the_endpoints(tmp_path):

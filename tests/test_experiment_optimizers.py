@@ -6,7 +6,7 @@ import pytest
 
 from experiments import framework as fw
 from experiments import optimizers
-from jaxdl import io
+from jaxdl.core import io
 
 
 def _claims_with(numbers):

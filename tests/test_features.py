@@ -1,12 +1,14 @@
-"""Tests for jaxdl.features against float64 NumPy references, the kernel random features estimate,
-and gradient descent with jaxdl.optim's L2 option."""
+"""Tests for jaxdl.course.features against float64 NumPy references, the kernel random features estimate,
+and gradient descent with jaxdl.train.optim's L2 option."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from helpers import count_compiles
-from jaxdl import data, features, losses, optim
+from jaxdl import data
+from jaxdl.course import features
+from jaxdl.train import losses, optim
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Tests of jaxdl.implicit against closed forms (least squares, a quadratic's flow), hand-written
+"""Tests of jaxdl.analysis.implicit against closed forms (least squares, a quadratic's flow), hand-written
 minibatch loops and finite differences, in float64."""
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import optax
 import pytest
 import scipy.linalg
 
-from jaxdl import implicit, losses, train
+from jaxdl import train
+from jaxdl.analysis import implicit
+from jaxdl.train import losses
 from jaxdl.data import Dataset
 from jaxdl.models import get_model
 

@@ -1,8 +1,9 @@
-"""Tests of jaxdl.io (run directory, atomic writes) and jaxdl.plot (each figure kind)."""
+"""Tests of jaxdl.core.io (run directory, atomic writes) and jaxdl.plot (each figure kind)."""
 from __future__ import annotations
 
-import json
 import os
+import subprocess
+import sys
 import zipfile
 
 import chex
@@ -11,7 +12,8 @@ import ml_collections
 import numpy as np
 import pytest
 
-from jaxdl import io, plot
+from jaxdl import plot
+from jaxdl.core import io
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -274,3 +276,22 @@ def test_panels_draws_each_panel_with_its_dashed_prediction(tmp_path):
     np.testing.assert_allclose(lines[1].get_ydata(), x ** 2.0 + 1)
     assert first.get_yscale() == "log" and second.get_yscale() == "linear" and second.get_ylim() == (0, 10)
     assert first.get_xlabel() == "step" and second.get_xlabel() == "width"
+
+
+def test_importing_and_plotting_never_switch_the_backend_or_touch_pyplot():
+    """A notebook's inline backend survives ``import jaxdl`` and a figure drawn by jaxdl: the
+    plotting builds bare Figures (run in a fresh interpreter, whose backend we choose)."""
+    script = (
+        "import matplotlib\n"
+        "matplotlib.use('svg')\n"
+        "import numpy as np\n"
+        "import jaxdl\n"
+        "from jaxdl import plot\n"
+        "import matplotlib.pyplot as plt\n"
+        "fig = plot.line_plot({'a': (np.arange(3), np.arange(3))})\n"
+        "fig.savefig(__import__('io').BytesIO(), format='png')\n"
+        "print(matplotlib.get_backend(), len(plt.get_fignums()), type(fig).__name__)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.split() == ["svg", "0", "Figure"]

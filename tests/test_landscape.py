@@ -1,4 +1,4 @@
-"""Tests of jaxdl.landscape directions, evaluation, interpolation, surfaces and BatchNorm
+"""Tests of jaxdl.analysis.landscape directions, evaluation, interpolation, surfaces and BatchNorm
 recomputation, against independent references: NumPy norms and inner products on the flattened
 parameters, a hand-written float64 loss, a Python double loop over the grid, and the BatchNorm
 statistics computed by hand in NumPy.
@@ -15,9 +15,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdl import landscape, train, tree
+from jaxdl import train
+from jaxdl.analysis import landscape
+from jaxdl.core import tree
 from jaxdl.models import get_model
-from jaxdl.landscape import surfaces
+from jaxdl.analysis.landscape import surfaces
 from helpers import flat, json_result, run_on_devices
 
 NUM_EXAMPLES = 30
@@ -39,7 +41,7 @@ def problem():
 
 
 def reference_metrics(params, data):
-    """Float64 NumPy cross-entropy and accuracy, independent of jaxdl.losses."""
+    """Float64 NumPy cross-entropy and accuracy, independent of jaxdl.train.losses."""
     p = {k: np.asarray(v, np.float64) for k, v in params.items()}
     x, y = data
     logits = np.maximum(x @ p["w1"] + p["b1"], 0) @ p["w2"] + p["b2"]
@@ -268,7 +270,7 @@ def test_surface_resumes_after_interruption(plane, tmp_path, monkeypatch):
 _SHARDED_SURFACE_SCRIPT = textwrap.dedent("""
     import json
     import jax, jax.numpy as jnp, numpy as np
-    from jaxdl import landscape
+    from jaxdl.analysis import landscape
     rng = np.random.default_rng(0)
     params = {"w": jnp.asarray(rng.normal(size=(3, 4)), jnp.float32), "b": jnp.zeros(4)}
     apply_fn = lambda p, x: x @ p["w"] + p["b"]

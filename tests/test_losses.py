@@ -1,14 +1,13 @@
-"""Tests of jaxdl.losses against hand-written NumPy (log-softmax by hand) and closed-form gradients."""
+"""Tests of jaxdl.train.losses against hand-written NumPy (log-softmax by hand) and closed-form gradients."""
 from __future__ import annotations
 
 import functools
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdl import losses
+from jaxdl.train import losses
 
 RNG = np.random.default_rng(0)
 # Large logits in one row check that the loss is computed stably.

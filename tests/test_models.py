@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdl import losses, train
+from jaxdl import train
+from jaxdl.train import losses
 from jaxdl.models import MLP, MODELS, Graph, Linear, get_model, pack_graph
 from helpers import flat
 
@@ -57,7 +58,7 @@ def test_unknown_model_name_raises_naming_it():
 
 
 def test_unknown_hyper_parameter_is_a_type_error_naming_it():
-    # As Python's own error for an unexpected keyword argument (jaxdl.checks.known_options).
+    # As Python's own error for an unexpected keyword argument (jaxdl.core.checks.known_options).
     with pytest.raises(TypeError, match="model 'mlp' has no option 'depth'; it accepts .*'widths'"):
         get_model("mlp", depth=3)
     with pytest.raises(TypeError, match="widths"):  # linear has no hidden layers

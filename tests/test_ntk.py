@@ -1,4 +1,4 @@
-"""Tests of jaxdl.ntk against independent references: the kernel as an explicit contraction of
+"""Tests of jaxdl.analysis.ntk against independent references: the kernel as an explicit contraction of
 ``jax.jacobian`` over the raveled parameters (NumPy, float64), the infinite-width kernels by
 Gauss-Hermite quadrature and by Monte Carlo over random networks, the kernel-regime
 predictions by a matrix exponential and by gradient descent on the linearised network."""
@@ -12,10 +12,11 @@ import pytest
 import scipy.linalg
 from jax.flatten_util import ravel_pytree
 
-from jaxdl import ntk, train
+from jaxdl import train
+from jaxdl.analysis import ntk
 from jaxdl.models import get_model
 from jaxdl.models.layers import NTKDense
-from jaxdl.ntk import structured
+from jaxdl.analysis.ntk import structured
 
 from helpers import count_compiles, random_params
 

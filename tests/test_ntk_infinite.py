@@ -1,4 +1,4 @@
-"""Tests of jaxdl.ntk's infinite-width kernels (NNGP and NTK of a fully connected net) against
+"""Tests of jaxdl.analysis.ntk's infinite-width kernels (NNGP and NTK of a fully connected net) against
 independent references: numerical integration (scipy) of the layer recursion, the exact kernel of a
 linear model, and Monte Carlo means over random finite networks (standard and NTK
 parameterisation)."""
@@ -11,7 +11,8 @@ import pytest
 import scipy.integrate
 import scipy.special
 
-from jaxdl import ntk, train
+from jaxdl import train
+from jaxdl.analysis import ntk
 from jaxdl.models import get_model
 
 RNG = np.random.default_rng(1)

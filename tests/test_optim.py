@@ -1,4 +1,4 @@
-"""Tests of jaxdl.optim: each optimizer's steps against its update rule written out in NumPy."""
+"""Tests of jaxdl.train.optim: each optimizer's steps against its update rule written out in NumPy."""
 from __future__ import annotations
 
 import math
@@ -10,7 +10,7 @@ import numpy as np
 import optax
 import pytest
 
-from jaxdl import optim
+from jaxdl.train import optim
 from helpers import flat
 
 LR = 0.1

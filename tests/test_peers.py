@@ -13,7 +13,10 @@ import pytest
 from experiments import benchmark
 from experiments import framework as fw
 from experiments.benchmarks import peer_report, peers
-from jaxdl import curvature, losses, train, tree
+from jaxdl import train
+from jaxdl.analysis import curvature
+from jaxdl.core import tree
+from jaxdl.train import losses
 from jaxdl.models import get_model
 
 from helpers import random_params

@@ -3,12 +3,13 @@ same quantities computed afterwards by separate calls at the same steps."""
 from __future__ import annotations
 
 import chex
-import jax
 import numpy as np
 import optax
 import pytest
 
-from jaxdl import curvature, landscape, losses, train
+from jaxdl import train
+from jaxdl.analysis import curvature, landscape
+from jaxdl.train import losses
 from jaxdl.data import Dataset
 from jaxdl.models import get_model
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from jaxdl import data
+from jaxdl.core import meshes
 
 
 def test_process_shards_are_consecutive_equal_blocks_that_tile_the_set():
@@ -35,7 +36,7 @@ def test_process_shard_refuses_or_drops_a_remainder():
 def test_spread_over_one_process_keeps_the_rows():
     full = data.load("moons", num_train=40, num_test=20)
     spread = data.spread_over_processes(data.process_shard(full))
-    assert data.process_mesh().axis_names == ("processes", "local")
+    assert meshes.process_mesh().axis_names == ("processes", "local")
     for name in ("x_train", "y_train", "x_test", "y_test"):
         np.testing.assert_array_equal(np.asarray(getattr(spread, name)), getattr(full, name))
 
@@ -47,4 +48,4 @@ def test_process_mesh_needs_as_many_devices_on_every_process():
 
     devices = [FakeDevice(0, 0), FakeDevice(0, 1), FakeDevice(1, 2)]
     with pytest.raises(ValueError, match="devices must be the same number of devices on every process"):
-        data.process_mesh(devices)
+        meshes.process_mesh(devices)

@@ -1,4 +1,4 @@
-"""Tests of jaxdl.propagation: the deep-MLP statistics against a plain forward and jax.grad, exact
+"""Tests of jaxdl.course.propagation: the deep-MLP statistics against a plain forward and jax.grad, exact
 norm preservation of orthogonal linear nets, He's and the mean field's closed forms, the ResNet
 branch/skip variances against a hand computation, deep linear training against Saxe et al.'s exact
 solution, and bad inputs."""
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from helpers import count_compiles
 
-from jaxdl import propagation as prop
+from jaxdl.course import propagation as prop
 from jaxdl.models import get_model
 
 

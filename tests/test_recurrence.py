@@ -1,4 +1,4 @@
-"""jaxdl.recurrence and the adding problem against independent references: central finite
+"""jaxdl.course.recurrence and the adding problem against independent references: central finite
 differences in float64, explicit products of per-step Jacobians and matrix powers, a NumPy
 backward pass for Omega, the clipping formula written out, and the generator's definition."""
 import jax
@@ -8,7 +8,9 @@ import pytest
 from helpers import assert_config_error_names_field, count_compiles, random_params
 
 from experiments import rnn_gradients
-from jaxdl import data, optim, recurrence
+from jaxdl import data
+from jaxdl.course import recurrence
+from jaxdl.train import optim
 from jaxdl.models import get_model
 
 
@@ -122,7 +124,7 @@ def _explicit_jacobian_norms(w, h0, inputs, activation):
     return np.array(norms)
 
 
-@pytest.mark.parametrize("activation", ["linear", "tanh"])
+@pytest.mark.parametrize("activation", ["identity", "tanh"])
 def test_state_jacobian_norms_match_explicit_products(activation):
     rng = np.random.default_rng(0)
     hidden, steps = 5, 7
@@ -131,7 +133,7 @@ def test_state_jacobian_norms_match_explicit_products(activation):
     inputs = rng.standard_normal((steps, hidden)).astype(np.float32)
     norms = np.asarray(jax.jit(recurrence.state_jacobian_norms, static_argnums=3)(w, h0, inputs, activation))
     np.testing.assert_allclose(norms, _explicit_jacobian_norms(w, h0, inputs, activation), rtol=1e-4)
-    if activation == "linear":
+    if activation == "identity":
         powers = [np.linalg.norm(np.linalg.matrix_power(w.astype(np.float64), k), 2) for k in range(steps + 1)]
         np.testing.assert_allclose(norms, powers, rtol=1e-4)
     else:  # one k against reverse-mode autodiff of the unrolled map h_(S-3) -> h_S

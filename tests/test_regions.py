@@ -1,10 +1,10 @@
-"""Exact linear regions (jaxdl.regions) against closed forms, a dense sampler and the model itself."""
+"""Exact linear regions (jaxdl.course.regions) against closed forms, a dense sampler and the model itself."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdl import regions
+from jaxdl.course import regions
 from jaxdl.models import get_model
 from helpers import count_compiles
 

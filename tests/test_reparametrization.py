@@ -1,4 +1,4 @@
-"""Tests of jaxdl.curvature.reparametrization (Dinh et al. 2017's T_a) against the network's own
+"""Tests of jaxdl.analysis.curvature.reparametrization (Dinh et al. 2017's T_a) against the network's own
 outputs and the dense Hessian from ``jax.hessian``."""
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import pytest
 from helpers import flat
 from jax.flatten_util import ravel_pytree
 
-from jaxdl import curvature, landscape, losses, train
+from jaxdl import train
+from jaxdl.analysis import curvature, landscape
+from jaxdl.train import losses
 from jaxdl.models import get_model
 
 RNG = np.random.default_rng(0)

@@ -15,6 +15,7 @@ from jax.sharding import PartitionSpec as P
 from jaxdl import train
 from jaxdl.data import Dataset
 from jaxdl.models import get_model
+from jaxdl.core import meshes
 
 TINY = dict(depth=8, width_multiplier=0.25, num_outputs=3, shortcut="padding")  # channels 4, 8, 16
 
@@ -128,7 +129,7 @@ def test_fit_one_epoch_carries_and_updates_batch_stats():
     tx = optax.sgd(0.05)
     # fit's own initial state (seed 0), with fit's placement so the compiled init is shared.
     init_keys, _ = train.seed_streams(np.asarray([0], np.uint32))
-    example = jax.device_put(data.x_train, NamedSharding(train.data_mesh(), P()))[:1]
+    example = jax.device_put(data.x_train, NamedSharding(meshes.data_mesh(), P()))[:1]
     initial = train.init_state(model, tx, example, init_keys[0])
     scales = [v["residual_scale"] for k, v in initial.params.items() if k.startswith("stage")]
     assert len(scales) == 3 and not np.any(scales)  # SkipInit: every block starts as the identity

@@ -14,7 +14,7 @@ from absl import flags
 import experiments
 from experiments import framework as fw
 from experiments.framework import lock, runner, tour
-from jaxdl import io
+from jaxdl.core import io
 
 FAKE_PNG = b"\x89PNG\r\n\x1a\n fake"
 

@@ -1,4 +1,4 @@
-"""Tests of jaxdl.sam: the perturbation against its definition, the SAM gradient against a
+"""Tests of jaxdl.train.sam: the perturbation against its definition, the SAM gradient against a
 Hessian-vector product in the small-rho limit, and SAM steps against the same steps by hand
 (in NumPy on a quadratic, and through ``jaxdl.train.make_train_step`` on a linear model)."""
 from __future__ import annotations
@@ -9,9 +9,12 @@ import numpy as np
 import optax
 import pytest
 
-from jaxdl import curvature, optim, train, tree
+from jaxdl import train
+from jaxdl.analysis import curvature
+from jaxdl.core import tree
+from jaxdl.train import optim
 from jaxdl.models import get_model
-from jaxdl.sam import sam, sam_perturbation
+from jaxdl.train.sam import sam, sam_perturbation
 from helpers import flat
 
 # Quadratic L(theta) = 0.5 theta^T A theta - c^T theta on a two-leaf pytree (leaves 'm', 'w').

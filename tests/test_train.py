@@ -2,8 +2,6 @@
 form, the same steps written by hand in NumPy, separate runs, a run on another mesh)."""
 from __future__ import annotations
 
-import dataclasses
-import tempfile
 import textwrap
 
 import chex
@@ -13,7 +11,8 @@ import numpy as np
 import optax
 import pytest
 
-from jaxdl import optim, train
+from jaxdl import train
+from jaxdl.train import optim
 from jaxdl.models import get_model
 
 from jaxdl.data import Dataset
@@ -217,7 +216,9 @@ _SHARDING_SCRIPT = textwrap.dedent("""
     import json
     import jax
     import numpy as np
-    from jaxdl import optim, train
+    from jaxdl import train
+    from jaxdl.core import meshes
+    from jaxdl.train import optim
     from jaxdl.models import get_model
     try:
         from jaxdl.data import Dataset
@@ -234,10 +235,10 @@ _SHARDING_SCRIPT = textwrap.dedent("""
     tx = optim.get_optimizer("sgd", 0.1)
     kwargs = dict(epochs=3, batch_size=16, loss_name="cross_entropy", progress=False)
     sharded = train.fit(model, data, tx, **kwargs)
-    single = train.fit(model, data, tx, mesh=train.data_mesh(jax.local_devices()[:1]), **kwargs)
+    single = train.fit(model, data, tx, mesh=meshes.data_mesh(jax.local_devices()[:1]), **kwargs)
     try:
         train.fit(model, data, tx, epochs=1, batch_size=18, loss_name="cross_entropy", progress=False,
-                  mesh=train.data_mesh())
+                  mesh=meshes.data_mesh())
         error = None
     except ValueError as e:
         error = str(e)
@@ -246,7 +247,7 @@ _SHARDING_SCRIPT = textwrap.dedent("""
     leaves = lambda t: [np.asarray(v).tolist() for v in jax.tree.leaves(t)]
     print("RESULT " + json.dumps({
         "device_count": jax.device_count(),
-        "default_mesh_size": int(train.data_mesh().devices.size),
+        "default_mesh_size": int(meshes.data_mesh().devices.size),
         "sharded": leaves(sharded.state.params), "single": leaves(single.state.params),
         "sharded_loss": sharded.history["batch_loss"].tolist(),
         "single_loss": single.history["batch_loss"].tolist(),

@@ -1,4 +1,4 @@
-"""Tests of jaxdl.tree: every operation against NumPy on the flattened parameter vector."""
+"""Tests of jaxdl.core.tree: every operation against NumPy on the flattened parameter vector."""
 from __future__ import annotations
 
 import chex
@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdl import tree
+from jaxdl.core import tree
 from helpers import flat
 
 SHAPES = {"dense": {"kernel": (3, 4), "bias": (4,)}, "scale": (), "conv": [(2, 2, 1, 3)]}

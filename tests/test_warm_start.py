@@ -1,4 +1,4 @@
-"""Tests for jaxdl.warm_start.shrink_perturb (Ash & Adams 2020) against hand computations."""
+"""Tests for jaxdl.course.warm_start.shrink_perturb (Ash & Adams 2020) against hand computations."""
 
 import jax
 import jax.numpy as jnp
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from helpers import flat
 
-from jaxdl.warm_start import shrink_perturb
+from jaxdl.course.warm_start import shrink_perturb
 
 
 def _params(seed=0, sizes=((250, 200), (200,))):

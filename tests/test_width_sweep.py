@@ -1,11 +1,13 @@
-"""Tests for jaxdl.width_sweep: a masked member is the narrow MLP at init and after a whole fit
+"""Tests for jaxdl.course.width_sweep: a masked member is the narrow MLP at init and after a whole fit
 (same outputs, same parameters, masked units still zero), with the narrow MLP's initial scale."""
 import jax
 import numpy as np
 import pytest
 
 from helpers import count_compiles
-from jaxdl import optim, train, width_sweep
+from jaxdl import train
+from jaxdl.course import width_sweep
+from jaxdl.train import optim
 from jaxdl.data import Dataset
 from jaxdl.models import get_model
 

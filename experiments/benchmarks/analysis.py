@@ -14,7 +14,10 @@ import numpy as np
 
 from experiments.benchmarks.timing import (compiled_flops, generic_point, mlp_forward_flops, synthetic_data,
                                            time_call, time_interleaved)
-from jaxdl import curvature, landscape, losses, ntk, optim, train, tree
+from jaxdl import train
+from jaxdl.analysis import curvature, landscape, ntk
+from jaxdl.core import tree
+from jaxdl.train import losses, optim
 from jaxdl.models import get_model
 
 
@@ -91,7 +94,7 @@ def bench_curvature(config):
 def bench_landscape(config, rate):
     """A ``G x G`` loss surface (``G = config.landscape_grid``) of an MLP on
     ``config.landscape_examples`` examples along two filter-normalised directions (Li et al.
-    2018), as one :func:`jaxdl.landscape.surface` call (compilation excluded; timed in
+    2018), as one :func:`jaxdl.analysis.landscape.surface` call (compilation excluded; timed in
     alternation with the loop), against
 
     - the floor: G^2 forward passes' matmul FLOPs at the measured matmul rate;
@@ -159,10 +162,10 @@ def bench_sharpness_tracking(config, widths, num_examples, every):
     setting), with the top Hessian eigenvalue measured every ``every`` steps by
     ``config.tracking_lanczos_steps`` Lanczos steps:
 
-    - inside the compiled training program (:class:`jaxdl.curvature.SharpnessProbe`, warm-started
+    - inside the compiled training program (:class:`jaxdl.analysis.curvature.SharpnessProbe`, warm-started
       from the last eigenvector), one call for all the steps;
     - by separate host calls: the compiled program runs ``tracking_every`` steps, then
-      :func:`jaxdl.curvature.hessian_top_eigenvalues` measures, and its value is fetched.
+      :func:`jaxdl.analysis.curvature.hessian_top_eigenvalues` measures, and its value is fetched.
 
     Returns ``{'in_program', 'host_calls'}`` seconds (compilation excluded) and both final
     eigenvalues (which agree).
@@ -213,7 +216,7 @@ def _ntk_flop_floor(forward_flops: float, num_outputs: int) -> float:
 
 def bench_ntk(config, rate):
     """The empirical NTK ``(N, N)`` (mean over the O outputs) of an MLP and of a small CNN on N
-    inputs, by every method of :func:`jaxdl.ntk.empirical_ntk`, against the FLOP floor
+    inputs, by every method of :func:`jaxdl.analysis.ntk.empirical_ntk`, against the FLOP floor
     (:func:`_ntk_flop_floor`) and against the Jacobian contraction, each timed warm.
 
     Returns ``{'mlp': ..., 'cnn': ...}``, each a dict of seconds per method, the floor in

@@ -38,7 +38,9 @@ _SCRIPT = textwrap.dedent("""
     import jax
     import numpy as np
 
-    from jaxdl import curvature, landscape, losses, optim, train
+    from jaxdl import train
+    from jaxdl.analysis import curvature, landscape
+    from jaxdl.train import losses, optim
     from jaxdl.data import Dataset
     from jaxdl.models import get_model
 

@@ -47,7 +47,10 @@ import numpy as np
 from experiments.benchmarks.timing import generic_point, mlp_forward_flops, synthetic_data, time_call
 from experiments.benchmarks.peer_steps import bench_conv_steps, bench_train_steps, conv_profile
 from experiments.benchmarks.torch_models import check_same_outputs, torch_mlp
-from jaxdl import curvature, landscape, losses, ntk, train, tree
+from jaxdl import train
+from jaxdl.analysis import curvature, landscape, ntk
+from jaxdl.core import tree
+from jaxdl.train import losses
 from jaxdl import data as datasets
 from jaxdl.models import get_model
 

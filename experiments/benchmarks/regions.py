@@ -6,7 +6,7 @@ import time
 import numpy as np
 
 from experiments.benchmarks.timing import time_call
-from jaxdl import regions
+from jaxdl.course import regions
 
 
 def _random_relu_layers(seed: int, widths, input_dim: int = 2):
@@ -19,8 +19,8 @@ def _random_relu_layers(seed: int, widths, input_dim: int = 2):
 
 
 def regions_rows(config):
-    """Rows and result entries: regions per second of :func:`jaxdl.regions.linear_regions` against
-    :func:`jaxdl.regions.grid_patterns` + :func:`jaxdl.regions.count_patterns_on_grid` at
+    """Rows and result entries: regions per second of :func:`jaxdl.course.regions.linear_regions` against
+    :func:`jaxdl.course.regions.grid_patterns` + :func:`jaxdl.course.regions.count_patterns_on_grid` at
     ``config.regions_resolution`` points a side on the same window (which finds only part of the regions)."""
     layers = _random_relu_layers(config.seed, config.regions_widths)
     plane, window = regions.input_plane(), regions.Window(-2.0, 2.0, -2.0, 2.0)

@@ -14,7 +14,9 @@ import numpy as np
 
 from experiments.benchmarks.timing import (compiled_flops, generic_point, mlp_forward_flops, synthetic_data,
                                            time_call, time_interleaved)
-from jaxdl import implicit, optim, train
+from jaxdl import train
+from jaxdl.analysis import implicit
+from jaxdl.train import optim
 from jaxdl.models import get_model
 
 

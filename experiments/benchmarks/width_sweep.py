@@ -1,6 +1,6 @@
 """The width-sweep row: MLPs of several widths as one masked, vmapped program against a loop of fits.
 
-:func:`jaxdl.width_sweep.fit_widths` pads every width to the largest and masks the extra units, so
+:func:`jaxdl.course.width_sweep.fit_widths` pads every width to the largest and masks the extra units, so
 the whole sweep (widths x seeds) is one compiled program; the loop a user would otherwise write calls
 :func:`jaxdl.train.fit_seeds` once per width (seeds vmapped), compiling one program per width. Both
 train the same one-hidden-layer MLPs (full-batch Adam, cross-entropy) on the same synthetic data.
@@ -12,13 +12,15 @@ import time
 import jax
 
 from experiments.benchmarks.timing import net_name, synthetic_data
-from jaxdl import optim, train, width_sweep
+from jaxdl import train
+from jaxdl.course import width_sweep
+from jaxdl.train import optim
 from jaxdl.models import get_model
 
 
 def _sweep_calls(config):
     """``(vmapped, loop)``: calls that train every width of ``config.width_sweep_widths`` for every
-    seed, as one :func:`jaxdl.width_sweep.fit_widths` call and as one ``fit_seeds`` call per width."""
+    seed, as one :func:`jaxdl.course.width_sweep.fit_widths` call and as one ``fit_seeds`` call per width."""
     widths, seeds = tuple(config.width_sweep_widths), list(range(config.width_sweep_seeds))
     data = synthetic_data(config.width_sweep_examples, config.width_sweep_input_dim, 10, config.seed)
     tx = optim.get_optimizer("adam", 1e-3)

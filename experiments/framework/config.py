@@ -24,7 +24,7 @@ from typing import Any
 
 import ml_collections
 
-from jaxdl import checks, io
+from jaxdl.core import checks, io
 
 SIZES = ("quick", "default", "full")
 

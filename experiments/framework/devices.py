@@ -17,7 +17,7 @@ trains 8 seeds where its config asks for 5.
 The rules, one per kind, each for D devices:
 
 - ``seeds`` -- a seed count (an int K) is rounded UP to a multiple of D, so that ``fit_seeds``
-  (and every program built on ``train.seeds_mesh``) trains the seeds side by side, K / D on each
+  (and every program built on ``jaxdl.core.meshes.seeds_mesh``) trains the seeds side by side, K / D on each
   device, instead of leaving devices idle or splitting small batches (5 seeds on 8 devices
   become 8, 9 become 16). A tuple of seeds is extended with consecutive seeds after its largest
   to such a length: ``(0, 1)`` on 8 devices becomes ``(0, 1, ..., 7)``.
@@ -29,7 +29,7 @@ The rules, one per kind, each for D devices:
   over the devices) is multiplied by D, as an examples chunk is: each device keeps the points
   (and so the memory) per chunk the config was tuned for; a full-size ResNet surface at 64
   points per device would not fit a Colab TPU core. None and 'auto' (which picks by backend,
-  :func:`jaxdl.landscape.surface`) stay as they are.
+  :func:`jaxdl.analysis.landscape.surface`) stay as they are.
 
 Declare a field only where the experiment spreads that work over the devices: a seed count
 looped over in Python, or a chunk evaluated on one device, would only grow. TRAINING batch
@@ -50,7 +50,7 @@ import jax
 import ml_collections
 
 from experiments.framework.config import field_value, set_field
-from jaxdl import checks
+from jaxdl.core import checks
 
 KINDS = ("seeds", "examples_per_chunk", "points_per_chunk")
 

@@ -28,7 +28,7 @@ from typing import Any
 from scipy import stats
 
 from experiments.framework.claims import INCONCLUSIVE
-from jaxdl import io
+from jaxdl.core import io
 
 LOCK_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "claims.lock.json")
 BAND_SIGMAS = 4.0

@@ -27,7 +27,8 @@ import numpy as np
 from experiments.framework import claims as claims_lib
 from experiments.framework import devices, report
 from experiments.framework.config import config_hash, flatten_config, validate
-from jaxdl import io
+from jaxdl import plot
+from jaxdl.core import io
 
 OUTCOME = "outcome.json"
 
@@ -38,7 +39,7 @@ class Phase:
 
     Attributes:
       tables: name -> a markdown (or plain-text) table, printed and put in the report.
-      figures: name -> a `matplotlib.figure.Figure` (saved as <name>.png and closed) or the path
+      figures: name -> a `matplotlib.figure.Figure` (saved as <name>.png) or the path
         of a figure already saved in the run directory.
       arrays: name -> array, saved in results.npz.
       numbers: name -> a JSON-able value (numbers, lists, dicts with string keys) that the
@@ -56,7 +57,7 @@ class Phase:
 class Context:
     """The runner's side of a run, handed to `run(config, ctx)`: `ctx.phase(...)` runs a phase;
     `ctx.logger` is the run's metrics logger (`logger.with_tags(run=...)` per training run);
-    `ctx.run_dir` the `jaxdl.io.RunDir`."""
+    `ctx.run_dir` the `jaxdl.core.io.RunDir`."""
 
     def __init__(self, run_dir: io.RunDir, logger: io.MetricsLogger):
         self.run_dir, self.logger = run_dir, logger
@@ -90,8 +91,6 @@ class Context:
                 raise ValueError(f"phase {name!r} returns {kind} {sorted(clash)} that an earlier phase returned")
         for figure_name, figure in result.figures.items():
             if isinstance(figure, matplotlib.figure.Figure):
-                from jaxdl import plot  # noqa: PLC0415 -- matplotlib's backend only once figures exist
-
                 figure = plot.save_figure(figure, self.run_dir.figure_path(figure_name))
             path = os.fspath(figure)
             if not os.path.exists(path):

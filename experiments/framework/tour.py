@@ -27,7 +27,7 @@ import experiments
 from experiments.framework import devices, lock, report, runner
 from experiments.framework.cli import add_distributed_flag, initialize_distributed
 from experiments.framework.config import SIZES, config_for, set_field
-from jaxdl import io
+from jaxdl.core import io
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

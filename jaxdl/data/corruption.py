@@ -16,8 +16,10 @@ import dataclasses
 
 import numpy as np
 
-from jaxdl import checks
+from jaxdl.core import checks
 from jaxdl.data.dataset import Dataset, streams
+
+__all__ = ["REPLACEMENTS", "replace_labels", "corrupt_labels"]
 
 REPLACEMENTS = ("uniform", "different")
 

@@ -9,7 +9,9 @@ import dataclasses
 
 import numpy as np
 
-from jaxdl import checks
+from jaxdl.core import checks
+
+__all__ = ["Dataset", "standardize", "validation_split", "streams", "classification"]
 
 
 @dataclasses.dataclass(frozen=True, eq=False, repr=False)

@@ -12,8 +12,10 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from jaxdl import checks
+from jaxdl.core import checks
 from jaxdl.data.dataset import Dataset, classification, streams
+
+__all__ = ["poly_true_function"]
 
 
 def _load_digits(test_fraction: float = 0.2, seed: int = 0) -> Dataset:

@@ -1,15 +1,17 @@
 """File data sets: ``mnist``, ``fashion_mnist`` (IDX files) and ``cifar10`` (the binary version),
-read from a local folder by :mod:`jaxdl.datafiles`, downloaded only with ``download=True`` and
+read from a local folder by :mod:`jaxdl.data.readers`, downloaded only with ``download=True`` and
 then verified by SHA-256. Nothing is ever unpickled.
 """
 from __future__ import annotations
 
-from jaxdl import datafiles
+from jaxdl.data import readers
 from jaxdl.data.dataset import Dataset, classification
+
+__all__ = []
 
 
 def _idx_set(name: str, root, download: bool, verify: bool) -> Dataset:
-    x_train, y_train, x_test, y_test = datafiles.read_idx_dataset(
+    x_train, y_train, x_test, y_test = readers.read_idx_dataset(
         name, root, download=download, verify=verify
     )
     # A trailing channel axis makes the greyscale images NHWC like every other image set.
@@ -18,7 +20,7 @@ def _idx_set(name: str, root, download: bool, verify: bool) -> Dataset:
 
 
 def _load_mnist(
-    root: datafiles.PathLike | None = None, download: bool = False, verify: bool = True
+    root: readers.PathLike | None = None, download: bool = False, verify: bool = True
 ) -> Dataset:
     """MNIST (LeCun et al. 1998) from IDX files in `root` (default ~/.jaxdl/data/mnist).
 
@@ -30,7 +32,7 @@ def _load_mnist(
 
 
 def _load_fashion_mnist(
-    root: datafiles.PathLike | None = None, download: bool = False, verify: bool = True
+    root: readers.PathLike | None = None, download: bool = False, verify: bool = True
 ) -> Dataset:
     """Fashion-MNIST (Xiao et al. 2017): as `mnist`, ten clothing classes, default root
     ~/.jaxdl/data/fashion_mnist. x: (N, 28, 28, 1) float32 in [0, 1]; y: (N,) int32."""
@@ -38,12 +40,12 @@ def _load_fashion_mnist(
 
 
 def _load_cifar10(
-    root: datafiles.PathLike | None = None, download: bool = False, verify: bool = True
+    root: readers.PathLike | None = None, download: bool = False, verify: bool = True
 ) -> Dataset:
     """CIFAR-10 (Krizhevsky 2009), binary version, from root/cifar-10-batches-bin (default root
     ~/.jaxdl/data/cifar10). x: (N, 32, 32, 3) float32 in [0, 1], NHWC; y: (N,) int32; 50000
     train, 10000 test. `download=True` fetches and verifies the archive, then extracts it."""
-    x_train, y_train, x_test, y_test = datafiles.read_cifar10(
+    x_train, y_train, x_test, y_test = readers.read_cifar10(
         root, download=download, verify=verify
     )
     return classification("cifar10", x_train / 255.0, y_train, x_test / 255.0, y_test, 10)

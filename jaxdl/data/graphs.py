@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from jaxdl import checks
+from jaxdl.core import checks
 from jaxdl.data.dataset import Dataset
 from jaxdl.models.graph import Graph, pack_graph
+
+__all__ = ["MIN_NODES", "random_graphs", "degree_graphs", "degree_threshold", "permute_graph_nodes"]
 
 MIN_NODES = 8
 

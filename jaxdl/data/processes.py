@@ -26,8 +26,10 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxdl import checks
+from jaxdl.core import checks, meshes
 from jaxdl.data.dataset import Dataset
+
+__all__ = ["SPLITS", "process_shard", "spread_over_processes"]
 
 SPLITS = ("x_train", "y_train", "x_test", "y_test")
 
@@ -55,27 +57,12 @@ def process_shard(dataset: Dataset, *, process_index: int | None = None, process
     return dataclasses.replace(dataset, **rows)
 
 
-def process_mesh(devices=None) -> jax.sharding.Mesh:
-    """A 2-D mesh ``('processes', 'local')``: row p holds the devices of process p (default: every
-    device of every process). ``ValueError`` when the processes hold different numbers of devices."""
-    devices = jax.devices() if devices is None else list(devices)
-    by_process: dict[int, list] = {}
-    for device in sorted(devices, key=lambda d: (d.process_index, d.id)):
-        by_process.setdefault(device.process_index, []).append(device)
-    counts = {len(v) for v in by_process.values()}
-    if len(counts) != 1:
-        checks.fail("devices", {p: len(v) for p, v in by_process.items()},
-                    "the same number of devices on every process")
-    grid = np.asarray([by_process[p] for p in sorted(by_process)])
-    return jax.sharding.Mesh(grid, ("processes", "local"), axis_types=(jax.sharding.AxisType.Auto,) * 2)
-
-
 def spread_over_processes(local: Dataset, devices=None) -> Dataset:
     """The data set whose rows are every process's ``local`` rows in process order (each process
     calls it with its :func:`process_shard`), as global ``jax.Array`` s split over the
-    ``'processes'`` axis of :func:`process_mesh` and copied over each process's devices. Every
+    ``'processes'`` axis of :func:`jaxdl.core.mesh.process_mesh` and copied over each process's devices. Every
     process must pass shards of the same shapes."""
-    mesh = process_mesh(devices)
+    mesh = meshes.process_mesh(devices)
     sharding = NamedSharding(mesh, P("processes"))
     num_processes = mesh.shape["processes"]
     arrays = {}

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from jaxdl import checks
+from jaxdl.core import checks
 from jaxdl.data.dataset import Dataset, streams
+
+__all__ = ["ADDING_MEAN_PREDICTION_MSE", "adding_problem"]
 
 ADDING_MEAN_PREDICTION_MSE = 2.0 / 12.0  # the variance of a sum of two independent U[0, 1] values
 

@@ -21,8 +21,10 @@ import inspect
 
 import numpy as np
 
-from jaxdl import checks
+from jaxdl.core import checks
 from jaxdl.data.dataset import Dataset, streams
+
+__all__ = ["permuted_tasks", "class_split_tasks", "TASK_SPLITS", "make_tasks"]
 
 
 def _feature_permutations(seed: int, num_tasks: int, num_features: int) -> list[np.ndarray]:

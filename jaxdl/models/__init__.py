@@ -23,7 +23,7 @@ input -> output):
 
 Convolutions (``conv_implementation``): ``'auto'`` by default, the backend's measured best
 (:func:`jaxdl.models.layers.conv_layer`): on a CPU a matmul over patches (XLA's convolutions run
-6-36x slower inside the ``lax.scan`` of a training epoch there), ``flax.linen.Conv`` elsewhere;
+much slower inside the ``lax.scan`` of a training epoch there), ``flax.linen.Conv`` elsewhere;
 ``'xla'`` or ``'patches'`` to choose. Both have the same parameters.
 """
 from __future__ import annotations
@@ -32,12 +32,13 @@ import dataclasses
 
 import flax.linen as nn
 
-from jaxdl import checks
+from jaxdl.core import checks
 from jaxdl.models.attention import Transformer
 from jaxdl.models.cnn import CNN1D, CNN2D
 from jaxdl.models.graph import GAT, Graph, GraphNetwork, as_graph, graph_from_edges, pack_graph
 from jaxdl.models.initializers import INITIALIZERS, get_initializer
-from jaxdl.models.mlp import ACTIVATIONS, MLP, Linear, get_activation
+from jaxdl.models.activations import ACTIVATIONS, get_activation
+from jaxdl.models.mlp import MLP, Linear
 from jaxdl.models.recurrent import GRU, LSTM, RNN, recurrent_initializer
 from jaxdl.models.resnet import ResNet
 

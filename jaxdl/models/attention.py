@@ -24,9 +24,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdl import checks
+from jaxdl.core import checks
 from jaxdl.models.initializers import get_initializer
 from jaxdl.models.layers import Dropout
+
+__all__ = ["POSITIONALS", "READOUTS", "NORM_POSITIONS", "dot_product_attention", "sinusoidal_encoding",
+           "MultiHeadSelfAttention", "EncoderBlock", "Transformer"]
 
 POSITIONALS = ("none", "sinusoidal", "learned")
 READOUTS = ("mean", "cls", "none")

@@ -28,10 +28,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxdl import checks
+from jaxdl.core import checks
 from jaxdl.models.initializers import get_initializer
 from jaxdl.models.layers import Dropout
-from jaxdl.models.mlp import get_activation
+from jaxdl.models.activations import get_activation
+
+__all__ = ["TASKS", "Graph", "graph_from_edges", "pack_graph", "as_graph", "GraphNetworkBlock", "GraphNetwork",
+           "GATLayer", "GAT"]
 
 TASKS = ("graph", "node")
 

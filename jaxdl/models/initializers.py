@@ -13,7 +13,9 @@ import math
 import jax
 import jax.numpy as jnp
 
-from jaxdl import checks
+from jaxdl.core import checks
+
+__all__ = ["INITIALIZERS", "get_initializer", "variance_scaling"]
 
 INITIALIZERS = ("glorot", "he", "lecun", "orthogonal", "normal")
 

@@ -16,7 +16,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxdl import checks
+from jaxdl.core import checks
+
+__all__ = ["Dropout", "PATCH_PADDINGS", "CONV_IMPLEMENTATIONS", "CONV_IMPLEMENTATION", "conv_layer", "PatchConv",
+           "NTKDense"]
 
 
 class Dropout(nn.Module):
@@ -44,10 +47,10 @@ class Dropout(nn.Module):
 
 PATCH_PADDINGS = ("SAME", "VALID", "CIRCULAR")
 CONV_IMPLEMENTATIONS = ("auto", "xla", "patches")
-# ``conv_implementation='auto'``, per backend, as measured by the benchmark (``python -m
-# experiments.benchmark``, the conv rows): on a CPU, XLA runs convolutions inside a ``lax.scan``
-# (every scanned training epoch) 6-36x slower than outside one, and PatchConv was faster in
-# both places for the zoo's 1-D and 2-D nets; ``flax.linen.Conv`` on other backends.
+# ``conv_implementation='auto'``, per backend: on a CPU, XLA runs convolutions inside a
+# ``lax.scan`` (every scanned training epoch) much slower than outside one, so PatchConv (a
+# matmul) is the default there; ``flax.linen.Conv`` on other backends. The conv rows of the
+# benchmark measure both (README, "Against the peers").
 CONV_IMPLEMENTATION = {"cpu": "patches"}
 
 
@@ -70,14 +73,14 @@ class PatchConv(nn.Module):
     ``bias`` (F,)) as ``flax.linen.Conv`` with the same padding ('SAME', 'VALID' or
     'CIRCULAR') and strides, so the two are interchangeable. Why it exists: on CPU, XLA runs
     small convolutions inside a ``lax.scan`` (a whole training epoch) several times slower than
-    outside one, while a matmul is fast in both places; for the small 1-D nets of MNIST-1D this
-    layer makes an epoch about 4x faster on CPU, and for a 2-D CNN on 32 x 32 images about 20x
-    (XLA's convolutions are far slower inside a scan). On GPUs and TPUs ``flax.linen.Conv`` is
+    outside one, while a matmul is fast in both places, so this layer makes the zoo's small 1-D
+    and 2-D nets train faster on a CPU (the benchmark's conv rows; README, "Against the peers"). On
+    GPUs and TPUs ``flax.linen.Conv`` is
     the better choice for large images; ``conv_implementation='auto'`` (:func:`conv_layer`)
     picks per backend.
     """
 
-    # Read by jaxdl.ntk's structured derivatives: kernel_size, strides, padding and the
+    # Read by jaxdl.analysis.ntk's structured derivatives: kernel_size, strides, padding and the
     # parameters mean what flax.linen.Conv's do.
     same_function_as_conv: ClassVar[bool] = True
 
@@ -132,7 +135,7 @@ class NTKDense(nn.Module):
 
     The product is a ``flax.linen.Dense`` named ``'dense'`` (kernel N(0, 1), no bias) applied to
     the scaled input, so tools that recognise Dense layers (the structured NTK of
-    :mod:`jaxdl.ntk`) see it; the bias is the parameter ``'bias'``.
+    :mod:`jaxdl.analysis.ntk`) see it; the bias is the parameter ``'bias'``.
     """
 
     features: int

@@ -8,30 +8,15 @@ from __future__ import annotations
 from typing import Sequence
 
 import flax.linen as nn
-import jax
-import jax.numpy as jnp
 
-from jaxdl import checks
+from jaxdl.core import checks
+from jaxdl.models.activations import get_activation
 from jaxdl.models.initializers import get_initializer
 from jaxdl.models.layers import NTKDense
 
+__all__ = ["PARAMETERIZATIONS", "MLP", "Linear"]
+
 PARAMETERIZATIONS = ("standard", "ntk")
-
-ACTIVATIONS = {
-    "relu": nn.relu,
-    "tanh": jnp.tanh,
-    "sigmoid": nn.sigmoid,
-    "gelu": nn.gelu,
-    "erf": jax.scipy.special.erf,
-    "identity": lambda x: x,
-}
-
-
-def get_activation(name: str):
-    """Activation function by name; raises ``ValueError`` listing the choices."""
-    checks.one_of("activation", name, sorted(ACTIVATIONS))
-    return ACTIVATIONS[name]
-
 
 class MLP(nn.Module):
     """h(theta, x) = W_L f(... f(W_1 x + b_1) ...) + b_L.
@@ -49,7 +34,7 @@ class MLP(nn.Module):
         (every layer an :class:`jaxdl.models.layers.NTKDense` with ``weight_std`` and
         ``bias_std``, biases always on; ``initializer``, ``gain`` and ``use_bias`` are then unused), the
         parameterisation whose tangent kernel has an infinite-width limit
-        (:func:`jaxdl.ntk.mlp_kernels`).
+        (:func:`jaxdl.analysis.ntk.mlp_kernels`).
     """
 
     widths: Sequence[int] = (128,)

@@ -37,9 +37,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdl import checks
+from jaxdl.core import checks
 from jaxdl.models.initializers import get_initializer
-from jaxdl.models.mlp import get_activation
+from jaxdl.models.activations import get_activation
+
+__all__ = ["RECURRENT_INITS", "READOUTS", "CELLS", "spectral_radius", "recurrent_initializer", "RecurrentLayer", "RNN",
+           "LSTM", "GRU"]
 
 RECURRENT_INITS = ("orthogonal", "gaussian")
 READOUTS = ("last", "all", "flatten")

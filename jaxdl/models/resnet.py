@@ -11,7 +11,7 @@ weighted layers, ResNet-20 for ``n = 3``. A basic block is the paper's post-acti
 scalar initialised to 0 with ``skip_init=True`` (every block then starts as the identity).
 Each block sows its residual branch ``alpha * bn(conv(...))`` and its skip path ``shortcut(x)``
 into the ``'intermediates'`` collection (``'residual_branch'``, ``'residual_skip'``) when that
-collection is mutable (:func:`jaxdl.propagation.residual_branch_statistics`).
+collection is mutable (:func:`jaxdl.course.propagation.residual_branch_statistics`).
 
 BatchNorm statistics live in the ``'batch_stats'`` collection: ``train=True`` normalises by
 the batch and updates the running averages (apply with ``mutable=['batch_stats']``);
@@ -22,9 +22,11 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxdl import checks
+from jaxdl.core import checks
 from jaxdl.models.initializers import get_initializer
 from jaxdl.models.layers import conv_layer
+
+__all__ = ["NORMS", "SHORTCUTS", "ResidualBlock", "ResNet"]
 
 NORMS = ("batch", "none")
 SHORTCUTS = ("projection", "padding")
@@ -86,7 +88,7 @@ class ResidualBlock(_BlockOptions):
                 x = x[:, :: self.stride, :: self.stride, :]
                 extra = self.features - x.shape[-1]
                 x = jnp.pad(x, [(0, 0)] * 3 + [(extra // 2, extra - extra // 2)])
-        # Read by jaxdl.propagation.residual_branch_statistics (De & Smith 2020); a no-op unless
+        # Read by jaxdl.course.propagation.residual_branch_statistics (De & Smith 2020); a no-op unless
         # 'intermediates' is mutable.
         self.sow("intermediates", "residual_branch", y)
         self.sow("intermediates", "residual_skip", x)

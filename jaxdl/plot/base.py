@@ -1,22 +1,41 @@
-"""Saving figures, and the generic kinds: lines, bars, log-log panels with fitted slopes."""
+"""Saving figures, and the generic kinds: lines, bars, log-log panels with fitted slopes.
+
+Every function builds a :class:`matplotlib.figure.Figure` directly, never through pyplot, so
+importing or calling jaxdl's plotting never switches matplotlib's backend (notebooks keep their
+inline figures, and a figure is not registered with pyplot's global state). Display one in a
+notebook by evaluating it; save it with :func:`save_figure`.
+"""
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
 
 import matplotlib
+import matplotlib.figure
+import matplotlib.ticker
+import numpy as np
 
-matplotlib.use("Agg")  # Headless: experiments run on servers, CI and TPU hosts.
+from jaxdl.core import io
 
-import matplotlib.pyplot as plt  # noqa: E402
-import matplotlib.ticker  # noqa: E402
-import numpy as np  # noqa: E402
+__all__ = ["subplots", "colormap", "save_figure", "line_plot", "bar_chart", "loglog_panels", "panels"]
 
-from jaxdl import io  # noqa: E402
+
+def subplots(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float], layout: str | None = None, **options):
+    """``(figure, axes)`` as ``matplotlib.pyplot.subplots`` returns them, for a new
+    :class:`matplotlib.figure.Figure` that pyplot does not know about (no backend, no global
+    state); ``options`` go to :meth:`matplotlib.figure.Figure.subplots`."""
+    fig = matplotlib.figure.Figure(figsize=figsize, layout=layout)
+    return fig, fig.subplots(nrows, ncols, **options)
+
+
+def colormap(name: str, num_colors: int | None = None):
+    """The registered colormap ``name``, resampled to ``num_colors`` entries when given."""
+    cmap = matplotlib.colormaps[name]
+    return cmap if num_colors is None else cmap.resampled(num_colors)
 
 
 def save_figure(fig: matplotlib.figure.Figure, path: str | os.PathLike, dpi: int = 120) -> str:
-    """Saves `fig` to `path` atomically and closes it; returns the path.
+    """Saves `fig` to `path` atomically; returns the path.
 
     The format follows the extension of `path` (.png when it has none); the temporary file
     keeps that extension so that Matplotlib picks the same format.
@@ -27,7 +46,6 @@ def save_figure(fig: matplotlib.figure.Figure, path: str | os.PathLike, dpi: int
         path += extension
     with io.atomic_path(path, suffix=extension) as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
     return path
 
 
@@ -52,7 +70,7 @@ def line_plot(
       curves: label -> `(x, y)`, or `(x, mean, std)` to shade `mean +- std`.
       logy, logx: logarithmic axes.
     """
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = subplots(figsize=(6, 4))
     for label, curve in curves.items():
         if len(curve) not in (2, 3):
             raise ValueError(
@@ -96,7 +114,7 @@ def bar_chart(
     if len(labels) != len(values):
         raise ValueError(f"bar_chart: {len(labels)} labels but {len(values)} values")
     positions = np.arange(len(values))
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.8 * len(values) + 2), 4))
+    fig, ax = subplots(figsize=(max(4.0, 0.8 * len(values) + 2), 4))
     ax.bar(positions, values, yerr=None if errors is None else np.asarray(errors),
            capsize=4, color="tab:blue", alpha=0.8, label="measured")
     if reference is not None:
@@ -126,7 +144,7 @@ def loglog_panels(
     Args:
       panels: panel title -> {label -> (x, y)}.
     """
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.2), squeeze=False)
+    fig, axes = subplots(1, len(panels), figsize=(5 * len(panels), 4.2), squeeze=False)
     for ax, (panel, curves) in zip(axes[0], panels.items()):
         for label, (x, y) in curves.items():
             x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
@@ -166,7 +184,7 @@ def panels(
     count = len(curves_by_panel)
     per_panel = lambda value: tuple(value) if isinstance(value, (tuple, list)) else (value,) * count
     rows = -(-count // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(5.2 * columns, 3.6 * rows), squeeze=False, layout="constrained")
+    fig, axes = subplots(rows, columns, figsize=(5.2 * columns, 3.6 * rows), squeeze=False, layout="constrained")
     limits = per_panel(ylim) if ylim is not None else (None,) * count
     for ax, (panel, curves), label, log_x, log_y, low_high in zip(axes.T.ravel(), curves_by_panel.items(),
                                                                    per_panel(xlabel), per_panel(logx), per_panel(logy),

@@ -6,12 +6,11 @@ from collections.abc import Sequence
 
 import matplotlib
 
-matplotlib.use("Agg")  # Headless: experiments run on servers, CI and TPU hosts.
+import numpy as np
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from jaxdl.plot.base import _finish, subplots
 
-from jaxdl.plot.base import _finish  # noqa: E402
+__all__ = ["accuracy_matrix", "task_curves"]
 
 
 def accuracy_matrix(
@@ -34,7 +33,7 @@ def accuracy_matrix(
     labels = [f"task {t}" for t in range(num_tasks)] if task_labels is None else [str(s) for s in task_labels]
     if len(labels) != num_tasks:
         raise ValueError(f"accuracy_matrix: {len(labels)} task_labels for {num_tasks} tasks")
-    fig, ax = plt.subplots(figsize=(1.0 * num_tasks + 2.5, 0.8 * num_tasks + 1.8))
+    fig, ax = subplots(figsize=(1.0 * num_tasks + 2.5, 0.8 * num_tasks + 1.8))
     image = ax.imshow(matrix, vmin=0.0, vmax=1.0, cmap="viridis")
     for i in range(num_tasks):
         for j in range(num_tasks):
@@ -74,7 +73,7 @@ def task_curves(
         raise ValueError(f"task_curves: std has shape {np.shape(std)}, accuracy {accuracy.shape}")
     labels = [f"task {t}" for t in range(num_tasks)] if task_labels is None else [str(s) for s in task_labels]
     epochs = np.arange(len(accuracy))
-    fig, ax = plt.subplots(figsize=(8, 4))
+    fig, ax = subplots(figsize=(8, 4))
     for start in range(0, len(accuracy) - 1, 2 * epochs_per_task):
         ax.axvspan(start, min(start + epochs_per_task, len(accuracy) - 1), color="0.92", linewidth=0)
     for t in range(num_tasks):

@@ -6,14 +6,13 @@ from collections.abc import Callable, Mapping
 
 import matplotlib
 
-matplotlib.use("Agg")  # Headless: experiments run on servers, CI and TPU hosts.
+import matplotlib.colors
+import matplotlib.ticker
+import numpy as np
 
-import matplotlib.colors  # noqa: E402
-import matplotlib.ticker  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from jaxdl.plot.base import _finish, colormap, subplots
 
-from jaxdl.plot.base import _finish  # noqa: E402
+__all__ = ["decision_boundary", "decision_boundaries", "contour_surface", "trajectories_2d"]
 
 
 def _boundary_grid(x, resolution, margin):
@@ -32,7 +31,7 @@ def _boundary_panel(ax, predict_fn, x, y, mesh_x, mesh_y, num_classes, title):
     points_Mx2 = np.stack([mesh_x.ravel(), mesh_y.ravel()], axis=1)
     classes = np.asarray(predict_fn(points_Mx2)).reshape(mesh_x.shape)
     num_classes = max(num_classes, int(classes.max()) + 1, 2)
-    cmap = plt.get_cmap("coolwarm" if num_classes == 2 else "tab10", num_classes)
+    cmap = colormap("coolwarm" if num_classes == 2 else "tab10", num_classes)
     ax.contourf(mesh_x, mesh_y, classes, levels=np.arange(num_classes + 1) - 0.5, cmap=cmap,
                 alpha=0.35)
     ax.scatter(x[:, 0], x[:, 1], c=y, cmap=cmap, vmin=-0.5, vmax=num_classes - 0.5,
@@ -76,7 +75,7 @@ def decision_boundaries(
     mesh_x, mesh_y = _boundary_grid(x, resolution, margin)
     x, y = np.asarray(x), np.asarray(y).reshape(-1)
     num_classes = int(y.max()) + 1
-    fig, axes = plt.subplots(1, len(predictors), figsize=(4.5 * len(predictors), 4.5),
+    fig, axes = subplots(1, len(predictors), figsize=(4.5 * len(predictors), 4.5),
                              squeeze=False)
     for ax, (label, predict_fn) in zip(axes[0], predictors.items()):
         _boundary_panel(ax, predict_fn, x, y, mesh_x, mesh_y, num_classes, str(label))
@@ -111,7 +110,7 @@ def contour_surface(
         raise ValueError(
             f"contour_surface: z must have shape (len(ys), len(xs)) = {(len(ys), len(xs))}, "
             f"got {z.shape}")
-    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    fig, ax = subplots(figsize=(5.5, 4.5))
     _draw_contours(ax, xs, ys, z, filled=filled, levels=levels, log=log, colorbar=True)
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     return _finish(fig, path)
@@ -167,7 +166,7 @@ def trajectories_2d(
     ys = np.linspace(*ylim, resolution)
     mesh_x, mesh_y = np.meshgrid(xs, ys)
     z = np.asarray(loss_fn_numpy(mesh_x, mesh_y), dtype=np.float64)
-    fig, ax = plt.subplots(figsize=(6, 5))
+    fig, ax = subplots(figsize=(6, 5))
     _draw_contours(ax, xs, ys, z, filled=True, levels=levels, log=log, colorbar=False)
     for label, iterates in paths.items():
         iterates_Tx2 = np.asarray(iterates)

@@ -1,14 +1,15 @@
-"""Linear regions of a ReLU network on a plane (:mod:`jaxdl.regions`), coloured by activation pattern."""
+"""Linear regions of a ReLU network on a plane (:mod:`jaxdl.course.regions`), coloured by activation pattern."""
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
 
 import matplotlib.collections
-import matplotlib.pyplot as plt
 import numpy as np
 
-from jaxdl.plot.base import _finish
+from jaxdl.plot.base import _finish, colormap, subplots
+
+__all__ = ["linear_regions"]
 
 _LAYER_STYLES = ({"color": "black", "linewidth": 0.9, "linestyle": "--"},
                  {"color": "crimson", "linewidth": 1.2, "linestyle": "-"},
@@ -19,16 +20,16 @@ def _pattern_colours(patterns_QxU: np.ndarray) -> np.ndarray:
     """A pastel colour per distinct pattern, stable for a given pattern (a hash of its bits)."""
     weights_U = np.random.default_rng(0).uniform(size=patterns_QxU.shape[1])
     hues = np.mod(patterns_QxU.astype(np.float64) @ weights_U * 7.31, 1.0)
-    return 0.55 + 0.4 * plt.get_cmap("hsv")(hues)[:, :3]
+    return 0.55 + 0.4 * colormap("hsv")(hues)[:, :3]
 
 
 def linear_regions(partitions: Sequence, titles: Sequence[str], points_Nx2: np.ndarray | None = None,
                    labels_N: np.ndarray | None = None, suptitle: str = "",
                    path: str | os.PathLike | None = None):
-    """One panel per :class:`jaxdl.regions.Partition`: every region filled in its pattern's colour, the
+    """One panel per :class:`jaxdl.course.regions.Partition`: every region filled in its pattern's colour, the
     boundaries of hidden layer 1 dashed black (straight lines), of layer 2 red (bent where they cross
     layer 1's), of deeper layers navy; optional data points (plane coordinates) on top."""
-    fig, axes = plt.subplots(1, len(partitions), figsize=(4.6 * len(partitions), 4.4), squeeze=False)
+    fig, axes = subplots(1, len(partitions), figsize=(4.6 * len(partitions), 4.4), squeeze=False)
     for ax, partition, title in zip(axes[0], partitions, titles):
         colours = _pattern_colours(partition.patterns_QxU)
         ax.add_collection(matplotlib.collections.PolyCollection(

@@ -7,12 +7,11 @@ from collections.abc import Mapping, Sequence
 
 import matplotlib
 
-matplotlib.use("Agg")  # Headless: experiments run on servers, CI and TPU hosts.
+import numpy as np
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from jaxdl.plot.base import _finish, subplots
 
-from jaxdl.plot.base import _finish  # noqa: E402
+__all__ = ["spectral_density", "parametric_plot", "edge_of_stability", "function_ensembles"]
 
 
 def spectral_density(
@@ -24,7 +23,7 @@ def spectral_density(
     title: str = "",
     path: str | os.PathLike | None = None,
 ) -> matplotlib.figure.Figure:
-    """An eigenvalue density (e.g. :func:`jaxdl.curvature.hessian_spectral_density`).
+    """An eigenvalue density (e.g. :func:`jaxdl.analysis.curvature.hessian_spectral_density`).
 
     Args:
       grid, density: the density on its grid, shape (G,) each.
@@ -36,7 +35,7 @@ def spectral_density(
     density = np.asarray(density, dtype=np.float64)
     if grid.shape != density.shape or grid.ndim != 1:
         raise ValueError(f"spectral_density: grid {grid.shape} and density {density.shape} must be equal 1-D shapes")
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = subplots(figsize=(6, 4))
     shown = np.maximum(density, 1e-12 * max(density.max(), 1e-300)) if log else density
     ax.plot(grid, shown, color="tab:blue", label="density")
     if eigenvalues is not None:
@@ -70,7 +69,7 @@ def parametric_plot(
       sharpness: label -> (a, value), e.g. the top eigenvalue of each solution at a = 0 and 1.
     """
     alphas = np.asarray(alphas, np.float64)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"wspace": 0.45})
+    fig, (left, right) = subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"wspace": 0.45})
     for ax, curves, ylabel, corner in ((left, losses, "loss", "upper left"), (right, accuracies, "accuracy", "best")):
         for label, values in curves.items():
             ax.plot(alphas, np.asarray(values), "--" if "test" in label else "-", label=label)
@@ -100,7 +99,7 @@ def edge_of_stability(
       runs: label -> ``(steps_S, sharpness_S, threshold, loss_steps_T, loss_T)``: the measured
         sharpness at its steps, the line 2/eta drawn dashed in the same colour, and the loss.
     """
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
+    fig, (top, bottom) = subplots(2, 1, figsize=(7, 6), sharex=True)
     for label, (steps, sharpness, threshold, loss_steps, loss) in runs.items():
         (line,) = top.plot(np.asarray(steps), np.asarray(sharpness), label=label)
         top.axhline(threshold, color=line.get_color(), linestyle="--", linewidth=1)
@@ -135,7 +134,7 @@ def function_ensembles(
       points: ``(x_points, y_points)`` drawn as markers in every panel (training data).
     """
     x = np.asarray(x, np.float64)
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False, sharey=True)
+    fig, axes = subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False, sharey=True)
     colours = ("tab:gray", "tab:blue", "tab:orange", "tab:green")
     for ax, (panel, ensembles) in zip(axes[0], panels.items()):
         for colour, (label, curves) in zip(colours[-len(ensembles):], ensembles.items()):

@@ -14,23 +14,28 @@ The pieces, from small to large:
   :func:`fit_seeds` -- the same program ``vmap``ped over seeds (init and data order differ).
   Both return the state they started from beside the trained one, and compile once per model,
   transformation, shapes and options;
-- placement (:mod:`jaxdl.train.placement`): the epoch plan and the meshes (:func:`make_plan`,
-  :func:`data_mesh`, :func:`seeds_mesh`), and :func:`place_data`;
+- the epoch plan (:func:`make_plan`, an :class:`EpochPlan`: batch size against the data and the
+  devices); the meshes themselves live in :mod:`jaxdl.core.meshes`;
+- objectives and optimizers: :mod:`jaxdl.train.losses` (losses by name, ``make_loss_fn``),
+  :mod:`jaxdl.train.optim` (``get_optimizer``: GD, SGD, momentum, RMSprop, Adam, SAM, clipping) and
+  :mod:`jaxdl.train.sam` (sharpness-aware minimisation as an Optax transformation);
 - probes (:mod:`jaxdl.train.probes`): scalars of (params, data) -- a loss, the top Hessian
-  eigenvalue (:class:`jaxdl.curvature.SharpnessProbe`) -- measured every k steps inside the
+  eigenvalue (:class:`jaxdl.analysis.curvature.SharpnessProbe`) -- measured every k steps inside the
   compiled training program (``fit(..., probes=..., probe_every=k)``).
 """
 from jaxdl.train.evaluation import evaluate
-from jaxdl.train.loop import FitResult, build_block_programs, build_epoch_programs, epoch_order, fit, fit_seeds
-from jaxdl.train.placement import data_mesh, make_plan, place_data, seeds_mesh
+from jaxdl.train import losses, optim, sam
+from jaxdl.train.loop import (EpochPlan, FitResult, build_block_programs, build_epoch_programs, epoch_order, fit,
+                              fit_seeds, make_plan)
 from jaxdl.train.probes import LossProbe
 from jaxdl.train.state import (ApplyFn, TrainState, apply_model, init_state, init_states, make_apply_fn,
-                               make_train_step, seed_streams, unstack)
+                               make_train_step, seed_streams, takes_train_flag, unstack)
 
 __all__ = [
     "evaluate",
-    "FitResult", "build_block_programs", "build_epoch_programs", "LossProbe", "data_mesh", "epoch_order", "fit",
-    "fit_seeds", "make_plan", "place_data", "seeds_mesh",
+    "losses", "optim", "sam",
+    "EpochPlan", "FitResult", "build_block_programs", "build_epoch_programs", "LossProbe", "epoch_order", "fit",
+    "fit_seeds", "make_plan",
     "ApplyFn", "TrainState", "apply_model", "init_state", "init_states", "make_apply_fn", "make_train_step",
-    "seed_streams", "unstack",
+    "seed_streams", "takes_train_flag", "unstack",
 ]

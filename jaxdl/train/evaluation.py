@@ -7,7 +7,10 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from jaxdl import batching, losses
+from jaxdl.core import batching
+from jaxdl.train import losses
+
+__all__ = ["evaluate"]
 
 PyTree = Any
 
@@ -17,14 +20,14 @@ def evaluate(apply_fn: Callable, params: PyTree, batch, *, loss_name: str = "cro
     """Data-set means of the metrics of ``loss_name`` at ``params``.
 
     ``batch = (x_Nx..., y_N...)`` is walked in chunks of ``chunk_size`` examples
-    (:func:`jaxdl.batching.dataset_mean`: exact for any remainder, memory bounded by one
+    (:func:`jaxdl.core.batching.dataset_mean`: exact for any remainder, memory bounded by one
     chunk; None is one pass). Jit-able.
 
     Args:
       apply_fn: ``apply_fn(params, x_Bx...) -> outputs_Bx...`` (e.g. :func:`make_apply_fn`).
       params: pytree theta.
       batch: ``(x_Nx..., y_N...)``.
-      loss_name: a key of :data:`jaxdl.losses.PER_EXAMPLE_LOSSES`.
+      loss_name: a key of :data:`jaxdl.train.losses.PER_EXAMPLE_LOSSES`.
       chunk_size: examples per chunk, or None.
 
     Returns:

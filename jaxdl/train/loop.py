@@ -7,16 +7,17 @@
   and a loud stop on a non-finite loss;
 - :func:`fit_seeds` -- the same program ``vmap``ped over seeds (init and data order differ),
   the seeds spread over a ``'seeds'`` mesh axis;
-- :func:`build_epoch_programs`, :func:`epoch_order` and :func:`jaxdl.train.placement.make_plan` -- the
+- :func:`build_epoch_programs`, :func:`epoch_order` and :func:`make_plan` (an :class:`EpochPlan`) -- the
   pieces, for callers that drive epochs themselves.
 
-The epoch and evaluation programs are module-level functions compiled by :func:`jaxdl.compiled.jit`
+The epoch and evaluation programs are module-level functions compiled by :func:`jaxdl.core.compiled.jit`
 with the model, the Optax transformation and the options as static values: a second ``fit`` of
-the same model with the same transformation object (``jaxdl.optim.get_optimizer`` returns the
+the same model with the same transformation object (``jaxdl.train.optim.get_optimizer`` returns the
 same object for the same arguments), shapes and options compiles nothing.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any, Mapping, NamedTuple, Sequence
 
@@ -30,13 +31,47 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
-from jaxdl import batching, checks, compiled, losses
+from jaxdl.core import checks, compiled, meshes
+from jaxdl.train import losses
 from jaxdl.train.evaluation import evaluate
-from jaxdl.train.placement import _Plan, make_plan, place_data, seeds_mesh
 from jaxdl.train.probes import PREFIX, check_probes, init_probes, measure_probes
-from jaxdl.train.state import TrainState, init_state, init_states, make_apply_fn, make_train_step, seed_streams
+from jaxdl.train.state import (TrainState, init_state, init_states, make_apply_fn, make_train_step, seed_streams,
+                               takes_train_flag)
+
+__all__ = ["EpochPlan", "make_plan", "FitResult", "epoch_order", "build_block_programs", "build_epoch_programs", "fit",
+           "fit_seeds"]
 
 PyTree = Any
+
+
+@dataclasses.dataclass(frozen=True)
+class EpochPlan:
+    """Validated sizes and placement of one training run: ``num_train`` examples in
+    ``steps_per_epoch`` batches of ``batch_size`` (``full_batch``: one batch of every example),
+    split over the ``'data'`` axis of ``mesh``."""
+
+    num_train: int
+    batch_size: int
+    steps_per_epoch: int
+    full_batch: bool
+    mesh: jax.sharding.Mesh
+
+
+def make_plan(data, batch_size: int | None, epochs: int, mesh: jax.sharding.Mesh | None = None) -> EpochPlan:
+    """``epochs`` and ``batch_size`` (None: full batch) checked against ``data`` and the mesh
+    (default: the devices that divide the batch evenly, :func:`jaxdl.core.meshes.example_mesh`)."""
+    num_train = int(data.x_train.shape[0])
+    checks.integer("epochs", epochs)
+    full_batch = batch_size is None
+    batch_size = checks.integer("batch_size", num_train if full_batch else batch_size, maximum=num_train,
+                                maximum_name="the number of training examples")
+    # By default every local device that the batch splits over evenly (all of them when the
+    # batch size is a multiple of their count).
+    mesh = meshes.example_mesh(batch_size) if mesh is None else mesh
+    num_devices = dict(mesh.shape).get("data", 1)
+    if batch_size % num_devices:
+        raise ValueError(f"batch_size={batch_size} must be divisible by the {num_devices} devices of the data mesh")
+    return EpochPlan(num_train, batch_size, num_train // batch_size, full_batch, mesh)
 
 
 class FitResult(NamedTuple):
@@ -60,7 +95,8 @@ def _check_data(model, data, loss_name):
     if not losses.is_classification(loss_name) and data.num_classes is not None:
         raise ValueError(f"loss_name {loss_name!r} is a regression loss but data set {data.name!r} has class labels")
     two = jax.ShapeDtypeStruct((2,) + tuple(data.x_train.shape[1:]), data.x_train.dtype)
-    out = jax.eval_shape(lambda x: model.init_with_output(jax.random.key(0), x)[0], two)
+    mode = {"train": False} if takes_train_flag(model) else {}  # TypeError naming a module it cannot drive
+    out = jax.eval_shape(lambda x: model.init_with_output(jax.random.key(0), x, **mode)[0], two)
     if losses.is_classification(loss_name):
         if out.ndim != 2 or out.shape[-1] != data.num_classes:
             raise ValueError(
@@ -71,7 +107,7 @@ def _check_data(model, data, loss_name):
                          f"{data.y_train.shape[1:]}")
 
 
-def epoch_order(data_key, epoch: int, plan: _Plan) -> np.ndarray:
+def epoch_order(data_key, epoch: int, plan: EpochPlan) -> np.ndarray:
     """Example indices ``index_SxB`` for one epoch: a fresh permutation (the remainder that does
     not fill a batch is dropped), or data order for full-batch training.
 
@@ -167,7 +203,7 @@ def _evaluate_splits_seeds(state, x_train, y_train, x_test, y_test, *, model, lo
                                                  chunk_size))(state)
 
 
-def build_block_programs(model, tx, loss_name, plan: _Plan, chunk_size: int = 2048, vmapped: bool = False,
+def build_block_programs(model, tx, loss_name, plan: EpochPlan, chunk_size: int = 2048, vmapped: bool = False,
                          probes: Mapping[str, Any] | None = None, probe_every: int = 1, regularizer=None):
     """The two compiled phases of :func:`fit`, for callers that drive training themselves.
 
@@ -200,7 +236,7 @@ def build_block_programs(model, tx, loss_name, plan: _Plan, chunk_size: int = 20
             functools.partial(_evaluate_splits, **evaluation))
 
 
-def build_epoch_programs(model, tx, loss_name, plan: _Plan, chunk_size: int = 2048, vmapped: bool = False):
+def build_epoch_programs(model, tx, loss_name, plan: EpochPlan, chunk_size: int = 2048, vmapped: bool = False):
     """:func:`build_block_programs` without probes, the training program as
     ``train_epoch(state, x, y, index_SxB) -> (state, step_metrics)``."""
     train_block, eval_both = build_block_programs(model, tx, loss_name, plan, chunk_size, vmapped)
@@ -228,7 +264,7 @@ def _resume(checkpoint_dir, epochs, carried, history, placement):
     """``(checkpointer, carried, history, start_epoch)``: the latest checkpoint in
     ``checkpoint_dir`` restored into ``carried`` (the train and probe states) and ``history``
     (epoch 0 if there is none)."""
-    from jaxdl.checkpoint import Checkpointer
+    from jaxdl.core.checkpoint import Checkpointer
 
     checkpointer = Checkpointer(checkpoint_dir)
     latest = checkpointer.latest_step()
@@ -264,7 +300,7 @@ def _fit(model, data, tx, *, seeds, vmapped, epochs, batch_size, loss_name, chun
                                                   regularizer)
     probes = check_probes(probes)
     replicated = NamedSharding(plan.mesh, P())
-    x_train, y_train, x_test, y_test = place_data(data, plan.mesh)
+    x_train, y_train, x_test, y_test = meshes.place_data(data, plan.mesh)
     probe_batch = (x_train, y_train) if probe_batch is None else jax.device_put(probe_batch, replicated)
 
     init_keys, data_keys = seed_streams(np.asarray(seeds, np.uint32))
@@ -322,7 +358,7 @@ def _fit(model, data, tx, *, seeds, vmapped, epochs, batch_size, loss_name, chun
     bar.close()
     if checkpointer is not None:
         checkpointer.close()
-    final, initial = batching.on_every_device((carried[0], initial), plan.mesh)
+    final, initial = meshes.on_every_device((carried[0], initial), plan.mesh)
     return FitResult(final, history, initial)
 
 
@@ -346,7 +382,7 @@ _FIT_DOC = """Train ``model`` on ``data`` (a :class:`jaxdl.data.Dataset`) with t
     compiled program before every step whose number is a multiple of ``probe_every``, on
     ``probe_batch`` (default the whole training set ``(x_train, y_train)``); their values are
     ``history['probe/<name>']``, one entry per step, NaN where not measured. ``regularizer``
-    (e.g. :class:`jaxdl.implicit.SGDRegularizer`) is added to the training loss of every step;
+    (e.g. :class:`jaxdl.analysis.implicit.SGDRegularizer`) is added to the training loss of every step;
     ``history['batch_loss']`` stays the data loss.
 
     Raises ``FloatingPointError`` naming the step when the loss becomes non-finite.
@@ -377,13 +413,13 @@ def fit_seeds(model: nn.Module, data, tx: optax.GradientTransformation, *, seeds
     ``fit(..., seed=s)`` up to floating-point reassociation.
 
     Over several devices the seed axis is sharded over a ``'seeds'`` mesh axis and each seed's
-    batch over ``'data'`` (:func:`seeds_mesh`: K seeds on K devices side by side, the rest of
+    batch over ``'data'`` (:func:`jaxdl.core.meshes.seeds_mesh`: K seeds on K devices side by side, the rest of
     the devices splitting batches); the numbers are those of one device up to reassociation.
     """
     seeds = list(seeds)
     if not seeds:
         raise ValueError("seeds must name at least one seed, got []")
-    mesh = seeds_mesh(len(seeds), int(data.x_train.shape[0]) if batch_size is None else batch_size)
+    mesh = meshes.seeds_mesh(len(seeds), int(data.x_train.shape[0]) if batch_size is None else batch_size)
     return _fit(model, data, tx, seeds=seeds, vmapped=True, epochs=epochs, batch_size=batch_size,
                 loss_name=loss_name, chunk_size=chunk_size, eval_every=eval_every, epochs_per_call=epochs_per_call,
                 probes=probes, probe_every=probe_every, probe_batch=probe_batch, regularizer=regularizer,

@@ -9,9 +9,9 @@ settings) with two pure methods:
   last top Hessian eigenvector, to warm-start the next eigenvalue search); ``()`` if none;
 - ``measure(probe_state, loss_fn, params, batch) -> (probe_state, value)``: ``value`` a scalar,
   ``loss_fn(params, batch)`` the training loss (the model at its current model state, see
-  :func:`jaxdl.losses.make_loss_fn`), ``batch`` the probe's data set.
+  :func:`jaxdl.train.losses.make_loss_fn`), ``batch`` the probe's data set.
 
-:class:`LossProbe` is the simplest; :class:`jaxdl.curvature.SharpnessProbe` tracks the top Hessian
+:class:`LossProbe` is the simplest; :class:`jaxdl.analysis.curvature.SharpnessProbe` tracks the top Hessian
 eigenvalue (Cohen et al. 2021). Steps where no measurement is due cost one ``lax.cond`` branch
 that does nothing.
 """
@@ -23,8 +23,10 @@ from typing import Any, Mapping
 import jax
 import jax.numpy as jnp
 
-from jaxdl import losses
+from jaxdl.train import losses
 from jaxdl.train.state import ApplyFn
+
+__all__ = ["PREFIX", "LossProbe", "check_probes", "init_probes", "measure_probes"]
 
 PyTree = Any
 PREFIX = "probe/"

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -17,7 +18,11 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from jaxdl import losses, tree
+from jaxdl.core import tree
+from jaxdl.train import losses
+
+__all__ = ["TrainState", "init_state", "init_states", "seed_streams", "apply_model", "ApplyFn", "make_apply_fn",
+           "make_train_step", "takes_train_flag", "unstack"]
 
 PyTree = Any
 
@@ -40,6 +45,42 @@ class TrainState(struct.PyTreeNode):
     rng: jax.Array
 
 
+@functools.lru_cache(maxsize=None)
+def _train_flag_of(module_type: type) -> bool:
+    call = getattr(module_type, "__call__", None)
+    try:
+        parameters = list(inspect.signature(call).parameters.values())[1:]  # without self
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"model {module_type.__name__}: jaxdl cannot read the signature of its __call__; "
+                        "expected __call__(self, x) or __call__(self, x, train: bool)") from error
+    kinds = inspect.Parameter
+    if any(p.name == "train" or p.kind == kinds.VAR_KEYWORD for p in parameters):
+        return True
+    takes_inputs = bool(parameters) and parameters[0].kind in (kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD,
+                                                               kinds.VAR_POSITIONAL)
+    needs_more = [p for p in parameters[1:] if p.default is kinds.empty and p.kind not in (kinds.VAR_POSITIONAL,)]
+    if not takes_inputs or needs_more:
+        signature = ", ".join(["self", *(str(p) for p in parameters)])
+        raise TypeError(f"model {module_type.__name__}: jaxdl cannot drive __call__({signature}); expected "
+                        "__call__(self, x) or __call__(self, x, train: bool), other arguments with defaults")
+    return False
+
+
+def takes_train_flag(model: nn.Module) -> bool:
+    """Whether ``model.__call__`` takes the ``train`` flag (the zoo's modules, for dropout and
+    BatchNorm) or only its inputs (flax's examples, most user code), read from the signature.
+
+    jaxdl passes ``train`` only to a module that declares it (or takes ``**kwargs``); a module
+    whose call needs another argument without a default gets a ``TypeError`` naming it.
+    """
+    return _train_flag_of(type(model))
+
+
+def _mode(model: nn.Module, train: bool) -> dict:
+    """The keyword arguments that put ``model`` in training or evaluation mode."""
+    return {"train": train} if takes_train_flag(model) else {}
+
+
 def init_state(model: nn.Module, tx: optax.GradientTransformation, example_x, key) -> TrainState:
     """Initialise parameters from ``key`` on one example batch ``example_x`` (shape (B, ...))."""
     variables, dropout_key = _init_variables(model, example_x, key)
@@ -51,7 +92,7 @@ def _init_variables(model, example_x, key):
     # Jitted with the model as a static argument: Flax modules hash by value, so repeated fits
     # of the same architecture reuse one compiled initialiser (random draws compile slowly on CPU).
     init_key, dropout_key = jax.random.split(key)
-    return model.init(init_key, example_x, train=False), dropout_key
+    return model.init(init_key, example_x, **_mode(model, False)), dropout_key
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -87,12 +128,13 @@ def seed_streams(seeds_K):
 
 
 def apply_model(model: nn.Module, params, model_state, x, *, train: bool = False, rng=None):
-    """Run the model; in training mode also return the updated model state."""
+    """Run the model; in training mode also return the updated model state. ``train`` reaches
+    the module only if its ``__call__`` takes it (:func:`takes_train_flag`)."""
     variables = {"params": params, **model_state}
     rngs = {"dropout": rng} if rng is not None else {}
     if train and model_state:
-        return model.apply(variables, x, train=True, mutable=list(model_state), rngs=rngs)
-    outputs = model.apply(variables, x, train=train, rngs=rngs)
+        return model.apply(variables, x, **_mode(model, True), mutable=list(model_state), rngs=rngs)
+    outputs = model.apply(variables, x, **_mode(model, train), rngs=rngs)
     return (outputs, model_state) if train else outputs
 
 
@@ -102,7 +144,7 @@ class ApplyFn(struct.PyTreeNode):
 
     A pytree whose ``model`` is static (Flax modules compare by value) and whose
     ``model_state`` arrays are children: a tool compiled for one ``ApplyFn`` is reused for
-    another of the same model, whatever its statistics (:mod:`jaxdl.compiled`).
+    another of the same model, whatever its statistics (:mod:`jaxdl.core.compiled`).
     """
 
     model: nn.Module = struct.field(pytree_node=False)
@@ -128,11 +170,11 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, loss_nam
 
     ``batch = (x_Bx..., y_B...)``; ``metrics`` holds the batch ``loss`` (before the update, the
     data loss without any regulariser), ``grad_norm`` and, for classification, ``accuracy``.
-    Jit it once (``fit`` does). With ``regularizer`` (e.g. :class:`jaxdl.implicit.SGDRegularizer`)
+    Jit it once (``fit`` does). With ``regularizer`` (e.g. :class:`jaxdl.analysis.implicit.SGDRegularizer`)
     the step descends ``loss + regularizer(loss_fn, params, batch)``, ``loss_fn`` the model's
     loss in evaluation mode, and ``metrics`` holds its value as ``regularizer``.
     Transformations that take extra arguments get ``grad_fn(params) -> grads`` on the same batch
-    (what :func:`jaxdl.sam.sam` needs).
+    (what :func:`jaxdl.train.sam.sam` needs).
     """
     losses.check_loss_name(loss_name)
 

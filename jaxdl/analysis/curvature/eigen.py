@@ -1,0 +1,231 @@
+"""Extreme Hessian eigenpairs: Lanczos with full reorthogonalisation, and power iteration.
+
+Both run as one compiled program: the Lanczos recurrence is a ``lax.fori_loop`` over a
+preallocated ``(steps, P)`` basis, power iteration a ``lax.while_loop`` per eigenpair inside a
+``lax.scan`` over the k pairs. Vectors are flat (R^P, :func:`jaxdl.core.tree.flatten` order)
+inside; eigenvectors are returned as pytrees shaped like ``params`` with a leading axis K.
+
+Each is one program compiled by :func:`jaxdl.core.compiled.jit`: a ``loss_fn`` from
+:func:`jaxdl.train.losses.make_loss_fn` is keyed on the model it wraps, so a second call on the same
+model and shapes compiles nothing; a hand-written ``loss_fn`` is keyed on its identity (pass the
+same function object, not a fresh ``lambda``).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxdl.core import checks, compiled, meshes, tree
+from jaxdl.core.linalg import lanczos, lanczos_to_tolerance, ritz_pairs, wanted_indices
+from jaxdl.analysis.curvature.hvp import default_key, gradient_and_hessian_matvec, hessian_matvec
+
+__all__ = ["Eigenpairs", "PowerIteration", "start_vector", "hessian_top_eigenvalues", "hessian_power_iteration",
+           "SharpnessProbe"]
+
+PyTree = Any
+_HIGHEST = jax.lax.Precision.HIGHEST
+
+
+class Eigenpairs(NamedTuple):
+    """``eigenvalues_K`` and ``eigenvectors``: a pytree like ``params`` whose leaves have a
+    leading axis K (unit norm over the whole pytree); pair i is ``eigenvalues[i]`` with
+    ``jax.tree.map(lambda a: a[i], eigenvectors)``. ``steps``: the Lanczos steps taken (one
+    Hessian-vector product each), when known."""
+
+    eigenvalues: jax.Array
+    eigenvectors: PyTree
+    steps: jax.Array | None = None
+
+
+class PowerIteration(NamedTuple):
+    """Eigenpairs from :func:`hessian_power_iteration` and the matrix-vector products spent on
+    each (``steps_K``)."""
+
+    eigenvalues: jax.Array
+    eigenvectors: PyTree
+    steps: jax.Array
+
+
+def start_vector(key: jax.Array, gradient_P: jax.Array, use_gradient: bool = True) -> jax.Array:
+    """A Lanczos start: a unit Gaussian vector from ``key``, plus the unit gradient when
+    ``use_gradient`` and the gradient is not zero.
+
+    The gradient of a network's loss lies mostly in the span of the Hessian's top eigenvectors
+    (Gur-Ari, Roberts & Dyer 2018, "Gradient descent happens in a tiny subspace"), so a start
+    with a large component along it shortens the run for the top eigenvalues; the Gaussian part
+    keeps every eigenvector in the Krylov space (almost surely), so the answer does not depend
+    on where the gradient points, only the number of steps does. Unnormalised (:func:`lanczos`
+    normalises)."""
+    z_P = jax.random.normal(key, gradient_P.shape, gradient_P.dtype)
+    z_P = z_P / jnp.linalg.norm(z_P)
+    if not use_gradient:
+        return z_P
+    norm = jnp.linalg.norm(gradient_P)
+    return z_P + jnp.where(norm > 0, gradient_P / jnp.where(norm > 0, norm, 1), 0)
+
+
+@compiled.jit(static_argnames=("num_steps", "chunk_size", "k", "which", "use_gradient"))
+def _lanczos_eigenpairs(loss_fn, params, batch, key, tol, *, num_steps, chunk_size, k, which, use_gradient):
+    gradient_P, matvec = gradient_and_hessian_matvec(loss_fn, params, batch, chunk_size=chunk_size)
+    unflatten = tree.flatten(params)[1]
+    start_P = start_vector(key, gradient_P, use_gradient)
+    if tol is None:
+        result, steps = lanczos(matvec, start_P, num_steps), jnp.asarray(num_steps)
+        theta_S, vectors_SxP = ritz_pairs(result)
+    else:
+        result, steps = lanczos_to_tolerance(matvec, start_P, num_steps, k=k, tol=tol, which=which)
+        theta_S, vectors_SxP = ritz_pairs(result, steps, which)
+    order_K = wanted_indices(num_steps, k, which)
+    return Eigenpairs(theta_S[order_K], jax.vmap(unflatten)(vectors_SxP[order_K]), steps)
+
+
+def hessian_top_eigenvalues(loss_fn: Callable, params: PyTree, batch: PyTree, k: int = 1, *, num_steps: int = 30,
+                            tol: float | None = 1e-3, which: str = "top", key: jax.Array | None = None,
+                            chunk_size: int | None = None, start: str = "auto") -> Eigenpairs:
+    """The k largest (or smallest) Hessian eigenvalues and eigenvectors by Lanczos.
+
+    Runs :func:`lanczos` with full reorthogonalisation on the data-set Hessian
+    (:func:`hessian_matvec`) and returns the k extreme Ritz pairs (Lanczos 1950; Golub & Van
+    Loan 10.1): until each of the k Ritz values is within ``tol`` of an eigenvalue, relatively,
+    by the Kato-Temple estimate r^2 / gap of its Ritz residual r (:func:`ritz_errors`,
+    :func:`lanczos_to_tolerance`), at most ``num_steps`` steps; or exactly ``num_steps`` steps
+    with ``tol=None``. For the top eigenvalue alone the start is a Gaussian vector plus the
+    gradient (:func:`start_vector`; the gradient is the primal output of the linearisation, so
+    free without chunks): on the benchmark's MLP (78,858 parameters, at initialisation) the
+    default then stops after 3 steps from every key tried (at most 5e-4 from a float64
+    reference), where a Gaussian start alone takes 4-6 and PyHessian's power iteration about 8
+    products for 1e-3. For k > 1 the gradient start helped there (11 steps against 11.8 for
+    k = 3) but cost about 3 more steps on a small tanh net, so ``'auto'`` keeps the Gaussian
+    start. Extreme eigenvalues converge first; eigenvalues near zero (a ``'bottom'`` end,
+    often) rarely meet a relative tolerance and take all ``num_steps``. One compiled program.
+
+    Args:
+      loss_fn: ``loss_fn(params, batch) -> scalar`` mean (e.g. :func:`jaxdl.train.losses.make_loss_fn`).
+      params: pytree, P parameters.
+      batch: pytree with leading example axis N (the data set).
+      k: number of eigenpairs, ``1 <= k <= num_steps``.
+      num_steps: Lanczos steps S (the most, with ``tol``), ``<= P``.
+      tol: relative tolerance > 0 on the eigenvalues (default 1e-3), or None for exactly
+        ``num_steps`` steps.
+      which: ``'top'`` (largest first, descending) or ``'bottom'`` (smallest first, ascending).
+      key: PRNG key for the Gaussian part of the start (default ``jax.random.key(0)``).
+      chunk_size: examples per chunk of the full-data HVP, or None.
+      start: ``'gradient'`` (Gaussian plus gradient), ``'random'`` (Gaussian only), or
+        ``'auto'`` (default): ``'gradient'`` for the top eigenvalue alone (``k=1``,
+        ``which='top'``), else ``'random'``. With chunks the gradient costs one more pass over
+        the data.
+
+    Returns:
+      :class:`Eigenpairs` with ``eigenvalues`` (k,), ``eigenvectors`` (pytree, leaves (k, ...))
+      and ``steps``, the Hessian-vector products spent.
+    """
+    checks.integer("chunk_size", chunk_size, allow_none=True)
+    num_steps = checks.integer("num_steps", num_steps, maximum=tree.count(params),
+                               maximum_name="the number of parameters P")
+    k = checks.integer("k", k, maximum=num_steps, maximum_name="num_steps")
+    tol = checks.number("tol", tol, allow_none=True)
+    checks.one_of("which", which, ("top", "bottom"))
+    checks.one_of("start", start, ("auto", "gradient", "random"))
+    batch, params = meshes.shard_examples(batch, params)
+    use_gradient = start == "gradient" or (start == "auto" and which == "top" and k == 1)
+    return _lanczos_eigenpairs(loss_fn, params, batch, default_key(key), tol, num_steps=num_steps,
+                               chunk_size=chunk_size, k=k, which=which, use_gradient=use_gradient)
+
+
+@compiled.jit(static_argnames=("k", "max_steps", "chunk_size"))
+def _power_iteration(loss_fn, params, batch, key, tol, *, k, max_steps, chunk_size):
+    params_P, unflatten = tree.flatten(params)
+    matvec = hessian_matvec(loss_fn, params, batch, chunk_size=chunk_size)
+
+    def find_next(carry, key_j):
+        found_KxP, values_K, j = carry
+
+        def deflated(v):
+            # Rows not yet found are zero and deflate nothing.
+            coefficients = values_K * jnp.matmul(found_KxP, v, precision=_HIGHEST)
+            return matvec(v) - jnp.matmul(coefficients, found_KxP, precision=_HIGHEST)
+
+        def not_converged(state):
+            _, _, value, previous, step = state
+            return (step < max_steps) & (jnp.abs(value - previous) > tol * jnp.abs(value))
+
+        def step_once(state):
+            _, w, value, _, step = state
+            v = w / jnp.linalg.norm(w)
+            w = deflated(v)
+            return v, w, jnp.vdot(v, w), value, step + 1
+
+        v0 = jax.random.normal(key_j, params_P.shape, params_P.dtype)
+        v0 = v0 / jnp.linalg.norm(v0)
+        w0 = deflated(v0)
+        inf = jnp.asarray(jnp.inf, params_P.dtype)
+        v, _, value, _, steps = jax.lax.while_loop(not_converged, step_once, (v0, w0, jnp.vdot(v0, w0), inf, 1))
+        return (found_KxP.at[j].set(v), values_K.at[j].set(value), j + 1), (value, v, steps)
+
+    init = (jnp.zeros((k,) + params_P.shape, params_P.dtype), jnp.zeros((k,), params_P.dtype), 0)
+    _, (values_K, vectors_KxP, steps_K) = jax.lax.scan(find_next, init, jax.random.split(key, k))
+    return PowerIteration(values_K, jax.vmap(unflatten)(vectors_KxP), steps_K)
+
+
+def hessian_power_iteration(loss_fn: Callable, params: PyTree, batch: PyTree, k: int = 1, *, max_steps: int = 100,
+                            tol: float = 1e-3, key: jax.Array | None = None,
+                            chunk_size: int | None = None) -> PowerIteration:
+    """The k Hessian eigenvalues of largest magnitude by power iteration with deflation.
+
+    For comparison with :func:`hessian_top_eigenvalues`. Pair j iterates v <- H_j v / ||H_j v||
+    with the deflated H_j = H - sum_{i<j} lambda_i u_i u_i^T until the Rayleigh quotient's
+    relative change is <= ``tol`` or ``max_steps`` products are spent (a ``lax.while_loop``).
+    Converges at rate |lambda_2 / lambda_1|: with a small gap a 1e-3 stop can leave an error
+    of the same order. Finds the largest MAGNITUDE, so a large negative eigenvalue comes first.
+
+    Args:
+      loss_fn, params, batch, key, chunk_size: as for :func:`hessian_top_eigenvalues`.
+      k: number of eigenpairs (1 <= k <= P).
+      max_steps: products per eigenpair at most.
+      tol: relative-change stop, > 0.
+
+    Returns:
+      :class:`PowerIteration`: ``eigenvalues`` (k,) in the order found, ``eigenvectors``
+      (pytree, leaves (k, ...)), ``steps`` (k,).
+    """
+    checks.integer("chunk_size", chunk_size, allow_none=True)
+    k = checks.integer("k", k, maximum=tree.count(params), maximum_name="the number of parameters P")
+    max_steps = checks.integer("max_steps", max_steps)
+    tol = checks.number("tol", tol)
+    batch, params = meshes.shard_examples(batch, params)
+    return _power_iteration(loss_fn, params, batch, default_key(key), tol, k=k, max_steps=max_steps,
+                            chunk_size=chunk_size)
+
+
+@dataclasses.dataclass(frozen=True)
+class SharpnessProbe:
+    """The top Hessian eigenvalue of the loss on the probe batch, tracked during training
+    (Cohen et al. 2021, "Gradient descent on neural networks typically occurs at the edge of
+    stability"): a probe for ``jaxdl.train.fit(..., probes={'sharpness': SharpnessProbe()})``.
+
+    Each measurement runs ``num_steps`` steps of :func:`lanczos` (full reorthogonalisation)
+    started from the previous measurement's top Ritz vector, so a few steps suffice while the
+    top eigenvector moves slowly; the first starts from a Gaussian vector drawn from
+    ``jax.random.key(seed)``. ``chunk_size`` as for :func:`hessian_matvec`.
+    """
+
+    num_steps: int = 20
+    seed: int = 0
+    chunk_size: int | None = None
+
+    def __post_init__(self):
+        checks.integer("num_steps", self.num_steps)
+        checks.integer("chunk_size", self.chunk_size, allow_none=True)
+
+    def init(self, params: PyTree) -> jax.Array:
+        params_P, _ = tree.flatten(params)
+        start_P = jax.random.normal(jax.random.key(self.seed), params_P.shape, params_P.dtype)
+        return start_P / jnp.linalg.norm(start_P)
+
+    def measure(self, start_P, loss_fn, params, batch):
+        matvec = hessian_matvec(loss_fn, params, batch, chunk_size=self.chunk_size)
+        theta_S, vectors_SxP = ritz_pairs(lanczos(matvec, start_P, self.num_steps))
+        return vectors_SxP[-1], theta_S[-1]

@@ -1,0 +1,23 @@
+"""Neural tangent kernels: empirical, analytic and linearised (Jacot, Gabriel & Hongler 2018).
+
+Functions of ``apply_fn(params, x)``, ``params`` and inputs, like the rest of the analysis
+layer, for any model: a Flax Linen model through :func:`jaxdl.train.make_apply_fn`, a bare
+function, or a Flax NNX model split into graph and state (``apply_fn = lambda state, x:
+nnx.merge(graph, state)(x)``).
+
+- empirical (:mod:`jaxdl.analysis.ntk.empirical`): :func:`empirical_ntk` by Jacobian contraction,
+  NTK-vector products or structured derivatives (Novak et al. 2022), in blocks;
+  :func:`ntk_vector_product`, matrix-free; :func:`ntk_top_eigenvalues`;
+- analytic (:mod:`jaxdl.analysis.ntk.analytic`): :func:`mlp_kernels`, the NNGP kernel and the NTK of an
+  infinitely wide fully connected network (relu, erf, identity; NTK or standard
+  parameterisation);
+- predictions (:mod:`jaxdl.analysis.ntk.predictions`): :func:`gradient_descent_mse_predictions`, the
+  outputs of gradient flow on the MSE in the kernel regime at any time, and
+  :func:`linearize`, the linearised network.
+"""
+from jaxdl.analysis.ntk.analytic import mlp_kernels
+from jaxdl.analysis.ntk.empirical import METHODS, choose_method, empirical_ntk, ntk_top_eigenvalues, ntk_vector_product
+from jaxdl.analysis.ntk.predictions import Linearized, gradient_descent_mse_predictions, linearize
+
+__all__ = ["METHODS", "Linearized", "choose_method", "empirical_ntk", "gradient_descent_mse_predictions",
+           "linearize", "mlp_kernels", "ntk_top_eigenvalues", "ntk_vector_product"]
