@@ -3,8 +3,8 @@
 `EXPERIMENTS` lists the experiments of the tour (`python -m experiments`) in the order they run;
 `python -m experiments.<name>` runs any experiment module, registered in the tour or not. What an
 experiment declares, and the runner that does the rest (command line, validation, reports, claim
-verdicts, the lock, resuming), live in `experiments.framework`; the benchmark's helpers in
-`experiments.benchmarks`.
+verdicts, the lock, resuming), live in `experiments.framework`; the benchmark, with its helpers, in
+`experiments.benchmark`.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def get_experiment(name: str) -> ModuleType:
       ValueError: no such experiment module; the message lists the registered ones.
     """
     unknown = ValueError(f"unknown experiment {name!r}; choices: {', '.join(EXPERIMENTS)}")
-    if not name.isidentifier() or name.startswith("_") or name in ("framework", "benchmarks"):
+    if not name.isidentifier() or name.startswith("_") or name == "framework":
         raise unknown
     module_name = f"{__name__}.{name}"
     try:

@@ -17,17 +17,15 @@ paper's own linearity argument the same eps is a weaker attack on 64 or 40 featu
 """
 from __future__ import annotations
 
-import sys
 
 import jax
 import ml_collections
 import numpy as np
 
 from experiments import framework as fw
-from jaxdl import plot, train
+from jaxdl import data as datasets, plot, train
 from jaxdl.analysis import adversarial
 from jaxdl.train import optim
-from jaxdl import data as datasets
 
 NAME = "adversarial"
 DESCRIPTION = "FGSM (Goodfellow et al. 2015) on an MLP and a CNN on digits and mnist1d; adversarial training"
@@ -196,8 +194,7 @@ def claims(config, numbers) -> list:
     return out
 
 
-def main(argv=None):
-    return fw.experiment_main(sys.modules[__name__], argv)
+main = fw.entry_point(__name__)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ the inputs permutes the first layer's weights). The graph task is ``experiments.
 from __future__ import annotations
 
 import math
-import sys
 
 import ml_collections
 import numpy as np
@@ -19,8 +18,7 @@ from scipy import stats
 
 from experiments import framework as fw
 from experiments import graph_task
-from jaxdl import data as datasets
-from jaxdl import plot, train
+from jaxdl import data as datasets, plot, train
 from jaxdl.train import optim
 
 NAME = "architectures"
@@ -129,8 +127,7 @@ def claims(config, numbers) -> list:
     return out + graph_task.claims(config, numbers)
 
 
-def main(argv=None):
-    return fw.experiment_main(sys.modules[__name__], argv)
+main = fw.entry_point(__name__)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ implementations and a first-order identity: checks, not a paper's findings.
 """
 from __future__ import annotations
 
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -19,13 +18,11 @@ import ml_collections
 import numpy as np
 
 from experiments import framework as fw
-from jaxdl import plot, train
+from jaxdl import data as datasets, plot, train
 from jaxdl.core import compiled, tree
 from jaxdl.course import backprop
 from jaxdl.train import losses
-from jaxdl import data as datasets
-from jaxdl.models import get_model
-from jaxdl.models.activations import ACTIVATIONS
+from jaxdl.models import ACTIVATIONS, get_model
 
 NAME = "backprop"
 DESCRIPTION = "the delta rule by hand: the course's walkthrough, and equality with autodiff and finite differences"
@@ -75,7 +72,8 @@ def _delta_rule_grads(params, x, targets, activation, loss_names):
 def train_and_check(models, key, x, labels, learning_rate, *, loss_names, train_steps, num_classes):
     """For each zoo MLP (one program for all): ``train_steps`` of gradient descent by the delta rule
     from ``key``'s init, then the delta rule against autodiff per loss and layer. One ``(params,
-    [loss at the start, at the end], errors of shape (len(loss_names), L))`` per model."""
+    [loss at the start, at the end], errors of shape (len(loss_names), L))`` per model. A recurrence
+    on hand-written gradients, not a training run, so not on ``train.run_blocks``."""
     targets = [_targets(name, labels, num_classes) for name in loss_names]
 
     def one(model, params):
@@ -234,8 +232,7 @@ def claims(config, numbers) -> list:
     ]
 
 
-def main(argv=None):
-    return fw.experiment_main(sys.modules[__name__], argv)
+main = fw.entry_point(__name__)
 
 
 if __name__ == "__main__":

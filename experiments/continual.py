@@ -17,7 +17,6 @@ reset at each task and round, as in the authors' code.
 from __future__ import annotations
 
 import functools
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -27,11 +26,10 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from experiments import framework as fw
-from jaxdl import plot, train
-from jaxdl.core import checks, compiled, meshes
+from jaxdl import data as datasets, plot, train
+from jaxdl.core import compiled, meshes
 from jaxdl.course import warm_start
 from jaxdl.train import optim
-from jaxdl import data as datasets
 from jaxdl.data.tasks import TASK_SPLITS, make_tasks
 from jaxdl.models import get_model
 from jaxdl.plot import continual as continual_plot
@@ -95,30 +93,30 @@ def _start_states(tx, params_K) -> train.TrainState:
 
 def continue_training(model, tx, states_K, data, data_keys_K, *, epochs: int, batch_size: int, first_epoch: int = 0,
                       measure=None):
-    """Train K stacked states (donated) on ``data`` for ``epochs`` epochs from where they are, one
-    vmapped epoch program per epoch, run k's minibatches ``epoch_order`` of ``data_keys_K[k]`` and the
-    epoch (from ``first_epoch``): ``train.fit_seeds`` with a start state. ``measure(states_K,
-    evaluate)`` runs before the first epoch and after each (``evaluate(states_K)``: train and test
-    loss and accuracy of ``data``, each (K,)). Returns ``(states_K, [epochs + 1 measures])``."""
+    """Train K stacked states on ``data`` for ``epochs`` epochs from where they are, run k's minibatches
+    ``epoch_order`` of ``data_keys_K[k]`` and the epoch (from ``first_epoch``): the block program of
+    ``train.fit_seeds`` run by the library's block runner (``train.run_blocks``), with this
+    experiment's keys. ``measure(states_K, evaluate) -> {name: (K, ...)}`` runs before the first epoch
+    and after each (``evaluate(states_K)``: train and test loss and accuracy of ``data``, each (K,)).
+    Returns ``(states_K, [epochs + 1 measures])``."""
     mesh = meshes.seeds_mesh(len(data_keys_K), batch_size)
     plan = train.make_plan(data, batch_size, epochs, mesh=mesh)
-    train_epoch, eval_both = train.build_epoch_programs(model, tx, "cross_entropy", plan, vmapped=True)
-    # Committed to the mesh up front, as in fit, so that every epoch runs the same program.
-    x, y, x_test, y_test = jax.device_put((data.x_train, data.y_train, data.x_test, data.y_test),
-                                          NamedSharding(mesh, P()))
+    train_block, eval_both = train.build_block_programs(model, tx, "cross_entropy", plan, vmapped=True)
+    x, y, x_test, y_test = meshes.place_data(data, mesh)
     evaluate = lambda states: eval_both(states, x, y, x_test, y_test)
     states_K = jax.device_put(states_K, NamedSharding(mesh, P("seeds")))
-    order_sharding = NamedSharding(mesh, P("seeds", None, "data"))
-    values = [] if measure is None else [measure(states_K, evaluate)]
-    for epoch in range(first_epoch, first_epoch + epochs):
-        order_KxSxB = np.stack([train.epoch_order(key, epoch, plan) for key in data_keys_K])
-        states_K, metrics = train_epoch(states_K, x, y, jax.device_put(order_KxSxB, order_sharding))
-        checks.raise_if_not_finite(np.asarray(metrics["loss"]), what="training loss",
-                                   first_step=epoch * plan.steps_per_epoch, epoch=epoch,
-                                   hint="lower config.learning_rate")
-        if measure is not None:
-            values.append(measure(states_K, evaluate))
-    return states_K, values
+    before = [] if measure is None else [measure(states_K, evaluate)]
+
+    def block(states, order, steps_S):
+        states, _, metrics = train_block(states, {}, x, y, order, steps_S, None)
+        return states, metrics
+
+    states_K, history = train.run_blocks(
+        block, states_K, plan, data_keys_K, epochs=epochs, vmapped=True, step_series={"batch_loss": "loss"},
+        evaluate=None if measure is None else lambda states: measure(states, evaluate), first_epoch=first_epoch,
+        progress=False, hint="lower config.learning_rate")
+    names = [] if measure is None else list(before[0])
+    return states_K, before + [{name: history[name][:, e] for name in names} for e in range(epochs)]
 
 
 @compiled.jit
@@ -154,10 +152,10 @@ def run_sequence(config, sequence: str) -> dict:
         states_K, values = continue_training(
             model, tx, _start_states(tx, params_K), task, data_keys, epochs=config.epochs_per_task,
             batch_size=config.task_batch_size, first_epoch=t * config.epochs_per_task,
-            measure=lambda s, _: _accuracies(apply_fn, s.params, x_test_TxN, y_test_TxN))
+            measure=lambda s, _: {"accuracy": _accuracies(apply_fn, s.params, x_test_TxN, y_test_TxN)})
         params_K = states_K.params
         # Before task t (t > 0) is where task t - 1 ended: kept once.
-        curves += [np.asarray(v) for v in values[(t > 0):]]
+        curves += [np.asarray(v["accuracy"]) for v in values[(t > 0):]]
     curves_KxExT = np.stack(curves, axis=1)
     ends = np.arange(1, len(tasks) + 1) * config.epochs_per_task
     return {"curves_KxExT": curves_KxExT, "after_task_KxTxT": curves_KxExT[:, ends],
@@ -284,8 +282,7 @@ def claims(config, numbers) -> list:
                             fmt="{:.4f}")]
 
 
-def main(argv=None):
-    return fw.experiment_main(sys.modules[__name__], argv)
+main = fw.entry_point(__name__)
 
 
 if __name__ == "__main__":

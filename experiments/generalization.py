@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -22,11 +21,11 @@ import ml_collections
 import numpy as np
 
 from experiments import framework as fw
-from jaxdl import data as datasets
-from jaxdl import plot, train
+from jaxdl import data as datasets, plot, train
 from jaxdl.course import features, width_sweep
 from jaxdl.train import optim
 from jaxdl.models import get_model
+from jaxdl.core import fits
 
 NAME = "generalization"
 DESCRIPTION = "polynomial over-fitting and an L2 penalty, random labels (Zhang 2017), double descent (Belkin 2019)"
@@ -141,8 +140,8 @@ def poly_phase(config, ctx) -> fw.Phase:
 def epochs_to_fit(train_accuracy_KxE: np.ndarray, threshold: float) -> np.ndarray:
     """``epochs_K``: the first epoch (1-based) whose training accuracy (K seeds, E epochs) reaches
     ``threshold``; E + 1 (a lower bound) for a run that never does in its E epochs."""
-    reached = np.asarray(train_accuracy_KxE) >= threshold
-    return np.where(reached.any(-1), reached.argmax(-1) + 1, reached.shape[-1] + 1).astype(np.float64)
+    num_epochs = np.shape(train_accuracy_KxE)[-1]
+    return fits.first_crossing(train_accuracy_KxE, threshold, at_T=np.arange(1.0, num_epochs + 1), never=num_epochs + 1)
 
 
 def random_labels_phase(config, ctx) -> fw.Phase:
@@ -314,8 +313,7 @@ def claims(config, numbers) -> list:
     return out
 
 
-def main(argv=None):
-    return fw.experiment_main(sys.modules[__name__], argv)
+main = fw.entry_point(__name__)
 
 
 if __name__ == "__main__":

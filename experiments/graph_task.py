@@ -17,8 +17,7 @@ import numpy as np
 from scipy import stats
 
 from experiments import framework as fw
-from jaxdl import data as datasets
-from jaxdl import plot, train
+from jaxdl import data as datasets, plot, train
 from jaxdl.train import optim
 from jaxdl.models import as_graph, get_model
 
@@ -46,7 +45,7 @@ def graph_phase(config, ctx) -> fw.Phase:
     cfg = config.graph
     graphs = datasets.degree_graphs(cfg.num_train, cfg.num_test, cfg.max_nodes, cfg.edge_probability, seed=config.seed)
     permuted = datasets.permute_graph_nodes(graphs.x_test, seed=config.seed + 1)
-    adjacency = lambda x: np.asarray(as_graph(x).adjacency_BxNxN).reshape(len(x), -1)
+    adjacency = lambda x: np.asarray(as_graph(x).adjacency_BxVxV).reshape(len(x), -1)
     views = {"graph_network": (graphs, permuted),
              "mlp": (dataclasses.replace(graphs, x_train=adjacency(graphs.x_train), x_test=adjacency(graphs.x_test),
                                          name="degree_graphs/adjacency"), adjacency(permuted))}

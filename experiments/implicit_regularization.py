@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import sys
 from typing import NamedTuple
 
 import jax
@@ -28,11 +27,10 @@ import ml_collections
 import numpy as np
 
 from experiments import framework as fw
-from jaxdl import plot, train
+from jaxdl import data as datasets, plot, train
 from jaxdl.analysis import implicit
-from jaxdl.core import checks, compiled, tree
+from jaxdl.core import checks, compiled, fits, tree
 from jaxdl.train import losses, optim
-from jaxdl import data as datasets
 from jaxdl.models import get_model
 
 NAME = "implicit_regularization"
@@ -107,12 +105,13 @@ def fitted_order(steps, errors) -> tuple[float, float]:
     """(order, spread): the least-squares slope of log(error) against log(step), and max - min
     of the local orders log(e_i / e_i+1) / log(h_i / h_i+1) (0 for two steps)."""
     log_h, log_e = np.log(np.asarray(steps, np.float64)), np.log(np.asarray(errors, np.float64))
-    return float(np.polyfit(log_h, log_e, 1)[0]), float(np.ptp(np.diff(log_e) / np.diff(log_h)))
+    return fits.loglog_slope(steps, errors), float(np.ptp(np.diff(log_e) / np.diff(log_h)))
 
 
 @compiled.jit
 def gradient_descent(loss_fn, params, batch, step_size, num_steps):
-    """``num_steps`` steps of full-batch GD (step size and count traced: one program for all)."""
+    """``num_steps`` steps of full-batch GD (step size and count traced: one program for all): a
+    recurrence whose error against the flow is the measurement, not a training run."""
     grad = jax.grad(loss_fn)
     return jax.lax.fori_loop(0, num_steps, lambda _, p: tree.axpy(-step_size, grad(p, batch), p), params)
 
@@ -335,8 +334,7 @@ def claims(config, numbers) -> list:
     return out
 
 
-def main(argv=None):
-    return fw.experiment_main(sys.modules[__name__], argv)
+main = fw.entry_point(__name__)
 
 
 if __name__ == "__main__":

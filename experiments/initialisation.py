@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import math
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -25,6 +24,7 @@ from experiments import framework as fw
 from jaxdl import plot
 from jaxdl.course import propagation as prop
 from jaxdl.models import get_model
+from jaxdl.core import fits
 
 NAME = "initialisation"
 DESCRIPTION = ("signal propagation at initialisation: naive/Glorot/He/orthogonal MLPs of depth 50 against mean "
@@ -47,21 +47,21 @@ FACTOR_TOLERANCE, SLOPE_TOLERANCE, SAXE_EXPONENT_TOLERANCE, PLATEAU_RATIO = 0.05
 def get_config() -> ml_collections.ConfigDict:
     """The default size: about half a minute on 2 CPU cores."""
     return ml_collections.ConfigDict(dict(
-        seed=0, mlp=dict(schemes=prop.SCHEMES, activations=("relu", "tanh"), depth=50, width=256, batch_size=16,
+        seed=0, mlp=dict(schemes=prop.SCHEMES, activations=("relu", "tanh"), depth=50, width=256, num_inputs=16,
                          seeds=16, naive_std=0.01),
         resnet=dict(depth=56, width_multiplier=1.0, image_size=8, batch_size=32, seeds=8, conv_implementation="xla"),
         deep_linear=dict(dim=8, singular_values=(2.0, 1.0, 0.5, 0.25), small_std=0.01, depths=(2, 4, 8, 16), seeds=8,
                          learning_rate=0.3, steps=1000, criterion=0.01)))
 
 
-SIZES = {"quick": {"mlp.depth": 6, "mlp.width": 32, "mlp.batch_size": 8, "mlp.seeds": 2,
+SIZES = {"quick": {"mlp.depth": 6, "mlp.width": 32, "mlp.num_inputs": 8, "mlp.seeds": 2,
                    "resnet.depth": 8, "resnet.width_multiplier": 0.25, "resnet.batch_size": 8, "resnet.seeds": 2,
                    "deep_linear.depths": (2, 3, 4), "deep_linear.seeds": 2, "deep_linear.steps": 150},
-         "full": {"mlp.width": 1024, "mlp.batch_size": 64, "mlp.seeds": 32, "resnet.depth": 110,
+         "full": {"mlp.width": 1024, "mlp.num_inputs": 64, "mlp.seeds": 32, "resnet.depth": 110,
                   "resnet.image_size": 32, "resnet.batch_size": 128, "resnet.seeds": 16, "deep_linear.dim": 32,
                   "deep_linear.depths": (2, 4, 8, 16, 32), "deep_linear.seeds": 32, "deep_linear.steps": 4000}}
 FIELDS = {
-    **dict.fromkeys(("mlp.depth", "mlp.width", "mlp.batch_size", "mlp.seeds", "resnet.image_size", "resnet.batch_size",
+    **dict.fromkeys(("mlp.depth", "mlp.width", "mlp.num_inputs", "mlp.seeds", "resnet.image_size", "resnet.batch_size",
                      "resnet.seeds", "deep_linear.dim", "deep_linear.seeds", "deep_linear.steps"), fw.positive_int),
     **dict.fromkeys(("mlp.naive_std", "resnet.width_multiplier", "deep_linear.small_std", "deep_linear.learning_rate"),
                     fw.positive),
@@ -80,9 +80,9 @@ def mlp_phase(config) -> fw.Phase:
     the input) over the M layers, beside the mean field's; seed means in a table and a figure."""
     m = config.mlp
     with jax.enable_x64(True):
-        stats = jax.tree.map(np.asarray, prop.mlp_signal_statistics(  # leaves (I, K, ...)
+        stats = jax.tree.map(np.asarray, prop.mlp_signal_statistics(  # leaves (schemes, K, ...)
             jax.random.key(config.seed), schemes=tuple(m.schemes), activations=tuple(m.activations), depth=m.depth,
-            width=m.width, batch_size=m.batch_size, num_seeds=m.seeds, naive_std=m.naive_std, dtype=jnp.float64))
+            width=m.width, num_inputs=m.num_inputs, num_seeds=m.seeds, naive_std=m.naive_std, dtype=jnp.float64))
     layers, per_layer = np.arange(1, m.depth + 1), lambda ratio: ratio ** (1 / max(m.depth - 1, 1))
     rows, numbers, panels = [], {}, {}
     for activation in m.activations:
@@ -131,7 +131,7 @@ def resnet_phase(config) -> fw.Phase:
     position = np.arange(len(blocks)) % per_stage + 1  # a block's place in its stage; the skip resets at 1
     later = position > 1  # from the second block of a stage on, the skip path is the identity
     # The slope of log(ratio) against log(position) over those blocks, per seed (from ResNet-20 on).
-    slopes = {v: [np.polyfit(np.log(position[later]), np.log(ratio_J[later]), 1)[0] for ratio_J in ratios_KxJ[v]]
+    slopes = {v: fits.loglog_slope(position[later], ratios_KxJ[v][:, later]).tolist()
               for v in ("batchnorm", "no norm")} if per_stage >= 3 else {}
     means = {v: ratio.mean(axis=0) for v, ratio in ratios_KxJ.items()}
     figure = plot.line_plot({v: (np.arange(1, len(blocks) + 1), means[v]) for v in RESNET_VARIANTS},
@@ -177,7 +177,7 @@ def deep_linear_phase(config) -> fw.Phase:
     steps_T = out["steps_T"][0, 0, 0]
     half, ninety = (prop.crossing_steps(strength, steps_T, s_Q, f) for f in (0.5, 0.9))  # (2, P, K, Q)
     reached = np.sum((strength - s_Q) ** 2, axis=-1) <= d.criterion * np.sum(s_Q**2)
-    learned = np.where(reached.any(axis=-1), steps_T[np.argmax(reached, axis=-1)], np.inf)  # (2, P, K)
+    learned = fits.first_crossing(reached, True, at_T=steps_T)  # (2, P, K)
     curves = {f"s={s:g}": (steps_T[1:], strength[0, 0, 0, 1:, q] / s, strength[1, 0, 0, 1:, q] / s)
               for q, s in enumerate(s_Q)}
     capped = lambda a: np.clip(a, 1, d.steps)  # at least one step (a log axis, a ratio), at most the run
@@ -194,7 +194,7 @@ def deep_linear_phase(config) -> fw.Phase:
                             rows, "{:.4g}")
     half_small = capped(half[0])  # (P, K, Q)
     numbers = {"deep_linear": {
-        "half_time_exponent": [float(np.polyfit(np.log(s_Q), np.log(t_Q), 1)[0]) for t_Q in half_small[0]],
+        "half_time_exponent": fits.loglog_slope(s_Q, half_small[0]).tolist(),
         "stage_gap": np.min(np.log(half_small[0, :, 1:] / capped(ninety[0, 0, :, :-1])), axis=-1).tolist(),
         "first_mode_half": half_small[:2, :, 0].tolist(), "learned": capped(learned).tolist()}}
     return fw.Phase(tables={"deep linear networks (medians over seeds; inf: not reached in the run)": table},
@@ -284,8 +284,7 @@ def claims(config, numbers) -> list:
                        paired=True)]
 
 
-def main(argv=None):
-    return fw.experiment_main(sys.modules[__name__], argv)
+main = fw.entry_point(__name__)
 
 
 if __name__ == "__main__":

@@ -13,17 +13,16 @@ trained one has, on a 2-D plane of the inputs, exactly (:mod:`jaxdl.course.regio
 """
 from __future__ import annotations
 
-import sys
 
 import ml_collections
 import numpy as np
 
 from experiments import framework as fw
-from jaxdl import data as datasets
-from jaxdl import plot, train
+from jaxdl import data as datasets, plot, train
 from jaxdl.course import regions
 from jaxdl.train import optim
 from jaxdl.models import get_model
+from jaxdl.core import fits
 
 NAME = "linear_regions"
 DESCRIPTION = "exact linear regions on a plane: Zaslavsky's and Montufar's counts, Hanin & Rolnick's scaling law"
@@ -127,7 +126,6 @@ def scaling_phase(config) -> fw.Phase:
     counts = np.array([[[regions.linear_regions(_he_layers(np.random.default_rng([seed, depth, n]), input_dim, depth,
                                                            n), plane, window).num_regions for seed in fw.seeds(config)]
                         for n in config.neurons] for depth in config.depths], float)  # (depths, neurons, K)
-    log_n = np.log(np.asarray(config.neurons, float))
     rows = [[d, n, n // d, c.mean(), c.std(ddof=1) / np.sqrt(c.size) if c.size > 1 else np.nan, c.mean() / n**2]
             for d, c_NxK in zip(config.depths, counts) for n, c in zip(config.neurons, c_NxK)]
     curves = {f"depth {d}": (config.neurons, c_NxK.mean(1)) for d, c_NxK in zip(config.depths, counts)}
@@ -138,7 +136,7 @@ def scaling_phase(config) -> fw.Phase:
     return fw.Phase(tables={"regions at initialisation": fw.format_table(
         ["depth", "neurons", "width", "regions (mean)", "SE", "regions / neurons^2"], rows, "{:.4g}")},
         figures={"regions_scaling": figure}, arrays={"init_counts": counts}, carry=(data, plane, window),
-        numbers={"exponents": {str(d): [np.polyfit(log_n, np.log(c_N), 1)[0] for c_N in c_NxK.T]
+        numbers={"exponents": {str(d): fits.loglog_slope(config.neurons, c_NxK.T).tolist()
                                for d, c_NxK in zip(config.depths, counts)}})
 
 
@@ -206,8 +204,7 @@ def claims(config, numbers) -> list:
     return out
 
 
-def main(argv=None):
-    return fw.experiment_main(sys.modules[__name__], argv)
+main = fw.entry_point(__name__)
 
 
 if __name__ == "__main__":

@@ -16,15 +16,13 @@ On ``seeds`` solutions from one vmapped fit (seeds 2p and 2p + 1 form pair p):
 from __future__ import annotations
 
 import os
-import sys
 
 import jax
 import ml_collections
 import numpy as np
 
 from experiments import framework as fw
-from jaxdl import data as datasets
-from jaxdl import plot, train
+from jaxdl import data as datasets, plot, train
 from jaxdl.analysis import landscape
 from jaxdl.train import optim
 
@@ -253,8 +251,7 @@ def claims(config, numbers) -> list:
                           "changes by ten times that tolerance (max relative change)", change["raw"], 1e-2)]
 
 
-def main(argv=None):
-    return fw.experiment_main(sys.modules[__name__], argv)
+main = fw.entry_point(__name__)
 
 
 if __name__ == "__main__":

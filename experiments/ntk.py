@@ -12,7 +12,6 @@ ReLU MLPs, the seeds drawing the initialisations:
 """
 from __future__ import annotations
 
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -20,10 +19,9 @@ import ml_collections
 import numpy as np
 
 from experiments import framework as fw
-from jaxdl import plot, train
+from jaxdl import data as datasets, plot, train
 from jaxdl.analysis import ntk
-from jaxdl.core import compiled, tree
-from jaxdl import data as datasets
+from jaxdl.core import compiled, fits, tree
 from jaxdl.models import get_model
 
 NAME = "ntk"
@@ -91,14 +89,15 @@ def _norm_K(tree_K):
 
 def slopes(widths, values_PxK) -> list:
     """Each seed's least-squares slope of log(value) against log(width)."""
-    return np.polyfit(np.log(np.asarray(widths, np.float64)), np.log(np.asarray(values_PxK, np.float64)), 1)[0].tolist()
+    return fits.loglog_slope(widths, np.asarray(values_PxK).T).tolist()
 
 
 @compiled.jit(static_argnames=("steps", "mode"))
 def train_seeds(apply_fn, params0_K, x, y, learning_rate, x_eval, *, steps, mode="network"):
     """GD on (1 / 2 y.size) ||f - y||^2 from every seed's parameters at once (``vmap``, one compiled
     loop), f the network, its linearisation at the start or the network less its initial function
-    (``mode``); returns the trained parameters and f's outputs on ``x_eval`` before and after."""
+    (``mode``); returns the trained parameters and f's outputs on ``x_eval`` before and after. A GD
+    recurrence on three functions of the same parameters (not a model ``fit`` can take)."""
 
     def one(params0):
         f = {"network": apply_fn, "linearized": ntk.linearize(apply_fn, params0),
@@ -195,7 +194,7 @@ def circle_phase(config, ctx) -> fw.Phase:
               "(Jacot et al. 2018, figure in small)")
     table = fw.format_table(["width", "relative RMS gap to its kernel-regime prediction (mean)", "per seed"],
                             [[w, np.mean(g), ", ".join(f"{e:.3g}" for e in g)] for w, g in zip(cfg.widths, gaps)])
-    exponents = np.diff(np.log(gaps), axis=0)[0] / np.log(cfg.widths[1] / cfg.widths[0])
+    exponents = fits.loglog_slope(cfg.widths[:2], np.asarray(gaps)[:2].T)
     return fw.Phase(tables={"circle": table}, figures={"circle": figure}, numbers={"circle_exponents": exponents})
 
 
@@ -260,8 +259,7 @@ def claims(config, numbers) -> list:
                         tolerance=cfg.tolerance, fmt="{:.3f}")]
 
 
-def main(argv=None):
-    return fw.experiment_main(sys.modules[__name__], argv)
+main = fw.entry_point(__name__)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import math
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -21,10 +20,10 @@ import numpy as np
 import optax
 
 from experiments import framework as fw
-from jaxdl import data as datasets
-from jaxdl import plot, train
+from jaxdl import data as datasets, plot, train
 from jaxdl.train import optim
 from jaxdl.models import get_model
+from jaxdl.core import fits
 
 NAME = "optimizers"
 DESCRIPTION = ("GD, SGD, momentum, RMSprop, Adam: quadratic and Rosenbrock trajectories; SGD vs Adam on MNIST-1D "
@@ -66,7 +65,7 @@ def polyak_settings(condition_number):
 
 def run_trajectories(loss_fn, start, optimizers: dict, steps: int) -> dict:
     """``{name: path_Tx2}``: T = steps + 1 iterates of each optimizer from ``start`` (included),
-    all in one compiled program."""
+    all in one compiled program: a 2-D descent path, not a training run on data."""
     grad_fn, w0 = jax.grad(loss_fn), jnp.asarray(start, jnp.float32)
 
     def path(tx):
@@ -86,7 +85,7 @@ def log_rate(relative_error_T, jordan: bool = False) -> float:
     ball's roots are double, so its error is (a + b t) r^t, not r^t."""
     t = np.arange(len(relative_error_T))
     keep = (relative_error_T > 1e-20) & (t > 0)
-    return float(np.polyfit(t[keep], np.log(relative_error_T[keep]) - (np.log(t[keep]) if jordan else 0.0), 1)[0])
+    return fits.slope(t[keep], np.log(relative_error_T[keep]) - (np.log(t[keep]) if jordan else 0.0))
 
 
 def quadratic_phase(config, ctx) -> fw.Phase:
@@ -101,7 +100,7 @@ def quadratic_phase(config, ctx) -> fw.Phase:
     paths = run_trajectories(loss_fn, config.quadratic_start, optimizers, config.quadratic_steps)
     rel_error = {k: np.linalg.norm(p, axis=-1) / np.linalg.norm(config.quadratic_start) for k, p in paths.items()}
     table = fw.format_table(["optimizer", "steps to |w|/|w0| <= 1e-4", "final loss"], [
-        [k, int(np.argmax(e <= 1e-4)) if (e <= 1e-4).any() else "not reached", float(loss_fn(paths[k][-1]))]
+        [k, fits.first_crossing(e, 1e-4, rising=False, never="not reached"), float(loss_fn(paths[k][-1]))]
         for k, e in rel_error.items()], float_format="{:.3g}")
     shown = {k: p[:config.trajectory_steps_shown + 1] for k, p in paths.items()}
     trajectories = plot.trajectories_2d(lambda x, y: loss_fn(np.stack([x, y], -1)), shown, (-4.5, 1.5), (-4, 4),
@@ -195,8 +194,7 @@ def claims(config, numbers) -> list:
         paired=True)]
 
 
-def main(argv=None):
-    return fw.experiment_main(sys.modules[__name__], argv)
+main = fw.entry_point(__name__)
 
 
 if __name__ == "__main__":

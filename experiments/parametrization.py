@@ -9,7 +9,6 @@ decision boundaries drawn), and an MLP on ``digits``.
 """
 from __future__ import annotations
 
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -17,8 +16,7 @@ import ml_collections
 import numpy as np
 
 from experiments import framework as fw
-from jaxdl import data as datasets
-from jaxdl import plot, train
+from jaxdl import data as datasets, plot, train
 from jaxdl.train import optim
 from jaxdl.models import get_model
 
@@ -140,8 +138,7 @@ def claims(config, numbers) -> list:
     return out
 
 
-def main(argv=None):
-    return fw.experiment_main(sys.modules[__name__], argv)
+main = fw.entry_point(__name__)
 
 
 if __name__ == "__main__":

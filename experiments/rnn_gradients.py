@@ -14,7 +14,6 @@ Pascanu, Mikolov & Bengio 2013, "On the difficulty of training recurrent neural 
 """
 from __future__ import annotations
 
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -22,11 +21,11 @@ import ml_collections
 import numpy as np
 
 from experiments import framework as fw
-from jaxdl import data as datasets
-from jaxdl import plot, train
+from jaxdl import data as datasets, plot, train
 from jaxdl.course import recurrence
 from jaxdl.train import optim
 from jaxdl.models import get_model
+from jaxdl.core import fits
 
 NAME = "rnn_gradients"
 DESCRIPTION = ("the one-unit cliff with and without clipping, ||dh_t/dh_t-k|| against the spectral radius, "
@@ -89,14 +88,14 @@ def cliff_phase(config, ctx) -> fw.Phase:
     """Plain and clipped GD on the one-unit cliff from every start, over the loss surface."""
     cfg = config.cliff
     loss_fn = recurrence.CliffLoss(int(cfg.num_steps), float(cfg.h0), float(cfg.target))
-    starts_Qx2 = np.array([cfg.start, *cfg.other_starts], np.float32)
+    starts_Gx2 = np.array([cfg.start, *cfg.other_starts], np.float32)
     paths = {method: jax.device_get(recurrence.descent_paths(
-        loss_fn, starts_Qx2, optim.get_optimizer("gd", float(cfg.learning_rate), clip_norm=clip),
+        loss_fn, starts_Gx2, optim.get_optimizer("gd", float(cfg.learning_rate), clip_norm=clip),
         num_steps=int(cfg.descent_steps))) for method, clip in (("GD", None), ("clipped GD", float(cfg.clip_norm)))}
     rows, shown = [], {}
-    for q, (w, b) in enumerate(starts_Qx2):
+    for q, (w, b) in enumerate(starts_Gx2):
         for method, path in paths.items():
-            params, loss, steps = path.params_QxSxD[q], path.loss_QxS[q], _steps(path.params_QxSxD[q])
+            params, loss, steps = path.params_GxSxD[q], path.loss_GxS[q], _steps(path.params_GxSxD[q])
             j = int(np.argmax(steps))
             rows.append([f"({w:g}, {b:g})", method, loss[0], steps[j], np.median(steps[:max(j, 1)]), loss.max(),
                          f"({params[-1, 0]:.3g}, {params[-1, 1]:.3g})", loss[-1], j])
@@ -111,13 +110,13 @@ def cliff_phase(config, ctx) -> fw.Phase:
     table = fw.format_table(["start (w, b)", "method", "start loss", "largest step", "median step before it",
                              "largest loss", "end (w, b)", "end loss"], [r[:-1] for r in rows], float_format="{:.3g}")
     numbers = {"cliff/jump_ratio": float(rows[0][3] / max(rows[0][4], 1e-30)),
-               "cliff/jump_losses": plain.loss_QxS[0, j:j + 2].tolist(),
-               "cliff/plain_end": plain.params_QxSxD[0, -1].tolist(),
-               "cliff/clipped_end_losses": clipped.loss_QxS[:, -1].tolist(),
-               "cliff/clipped_largest_step": float(max(_steps(p).max() for p in clipped.params_QxSxD))}
+               "cliff/jump_losses": plain.loss_GxS[0, j:j + 2].tolist(),
+               "cliff/plain_end": plain.params_GxSxD[0, -1].tolist(),
+               "cliff/clipped_end_losses": clipped.loss_GxS[:, -1].tolist(),
+               "cliff/clipped_largest_step": float(max(_steps(p).max() for p in clipped.params_GxSxD))}
     return fw.Phase(tables={"cliff: gradient descent with and without clipping": table},
                     figures={"cliff_surface": figure}, numbers=numbers,
-                    arrays={f"cliff/{m}/params": p.params_QxSxD for m, p in paths.items()})
+                    arrays={f"cliff/{m}/params": p.params_GxSxD for m, p in paths.items()})
 
 
 def jacobian_phase(config, ctx) -> fw.Phase:
@@ -133,9 +132,9 @@ def jacobian_phase(config, ctx) -> fw.Phase:
     for activation, norms_MxKxT in norms.items():
         log_MxKxT = np.log(norms_MxKxT)
         for m, radius in enumerate(radii):
-            slope = float(np.polyfit(k[fit], log_MxKxT[m, :, fit].mean(0), 1)[0])  # of the geometric mean
+            slope = fits.slope(k[fit], log_MxKxT[m, :, fit].mean(0))  # of the geometric mean
             numbers[f"jacobian/{activation}/{radius:g}"] = {
-                "slope": slope, "seed_slopes": np.polyfit(k[fit], log_MxKxT[m, :, fit].T, 1)[0].tolist()}
+                "slope": slope, "seed_slopes": fits.slope(k[fit], log_MxKxT[m, :, fit]).tolist()}
             rows.append([activation, radius, np.log(radius), slope, np.exp(log_MxKxT[m, :, -1].mean())])
         title = {"identity": "identity: h_t = h_(t-1) W + x_t", "tanh": "tanh: h_t = tanh(h_(t-1) W + x_t)"}[activation]
         panels[title] = {"predicted rho^k": np.log10(radii[:, None] ** k[None].astype(np.float64)),
@@ -240,8 +239,7 @@ def claims(config, numbers) -> list:
         mse("rnn_omega", long), mse("rnn", long), below=0.0, paired=True)] if {"rnn", "rnn_omega"} <= models else out
 
 
-def main(argv=None):
-    return fw.experiment_main(sys.modules[__name__], argv)
+main = fw.entry_point(__name__)
 
 
 if __name__ == "__main__":

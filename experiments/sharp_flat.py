@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import math
-import sys
 import tempfile
 
 import jax
@@ -26,11 +25,10 @@ import numpy as np
 import optax
 
 from experiments import framework as fw
-from jaxdl import plot, train
+from jaxdl import data as datasets, plot, train
 from jaxdl.analysis import curvature, landscape
 from jaxdl.core import tree
 from jaxdl.train import losses, optim
-from jaxdl import data as datasets
 
 NAME = "sharp_flat"
 DESCRIPTION = ("small vs large batch at equal epochs and equal steps (Keskar, Hoffer), alpha-reparametrisation "
@@ -51,7 +49,7 @@ def get_config() -> ml_collections.ConfigDict:
         seed=0, seeds=5, optimizer="adam",
         tasks=dict(mnist1d_mlp=_task("mnist1d", "mlp", 2e-3, 80, 64, 400, widths=(100, 100))),
         parametric_task="mnist1d_mlp", reparam_task="mnist1d_mlp", sam_task="mnist1d_mlp", chunk_size=1000,
-        lanczos_steps=20, trace_probes=30, epsilons=(1e-3, 5e-4), lbfgs_iterations=10, filter_radius=0.25,
+        lanczos_steps=20, trace_probes=30, epsilons=(1e-3, 5e-4), lbfgs_steps=10, filter_radius=0.25,
         filter_directions=4, filter_points=11, num_alphas=25, reparam_alphas=(0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0),
         reparam_layers=("hidden_0", "hidden_1"), sam_epochs=40, sam_rho=0.05,
         eos=dict(dataset="mnist1d", num_examples=1000, widths=(100, 100), activation="tanh",
@@ -62,7 +60,7 @@ _CNN = dict(channels=(25, 25, 25), kernel_size=5, strides=2, pool="none", dense_
             conv_implementation="patches")
 SIZES = {
     "quick": {"seeds": 2, "tasks": {"mnist1d_mlp": _task("mnist1d", "mlp", 2e-3, 1, 64, 400, widths=(16, 16))},
-              "lanczos_steps": 5, "trace_probes": 4, "lbfgs_iterations": 2, "filter_directions": 1, "filter_points": 3,
+              "lanczos_steps": 5, "trace_probes": 4, "lbfgs_steps": 2, "filter_directions": 1, "filter_points": 3,
               "num_alphas": 5, "reparam_alphas": (0.03, 1.0, 30.0), "sam_epochs": 1, "eos.num_examples": 200,
               "eos.widths": (16, 16), "eos.steps": 60, "eos.steps_per_call": 30, "eos.probe_every": 10,
               "eos.lanczos_steps": 5},
@@ -72,13 +70,13 @@ SIZES = {
                                                          **_CNN),
                                     "cifar10_cnn": _task("cifar10", "cnn2d", 1e-3, 100, 256, 5000, kernel_size=3,
                                                          channels=(64, 128, 256), pool="max", dense_widths=(256,))},
-             "lanczos_steps": 30, "trace_probes": 100, "lbfgs_iterations": 20, "sam_epochs": 100,
+             "lanczos_steps": 30, "trace_probes": 100, "lbfgs_steps": 20, "sam_epochs": 100,
              "eos.num_examples": 5000, "eos.widths": (200, 200), "eos.steps": 20000, "eos.steps_per_call": 1000,
              "eos.probe_every": 100, "eos.lanczos_steps": 20},
 }
 _a_task = fw.expect(lambda v, c: v in c.tasks, "the name of a task", uses_config=True)
 FIELDS = {
-    **{f: fw.positive_int for f in ("seeds", "chunk_size", "lanczos_steps", "lbfgs_iterations", "filter_directions",
+    **{f: fw.positive_int for f in ("seeds", "chunk_size", "lanczos_steps", "lbfgs_steps", "filter_directions",
                                     "num_alphas", "sam_epochs", "tasks.*.epochs", "tasks.*.small_batch",
                                     "eos.num_examples", "eos.steps_per_call", "eos.probe_every", "eos.lanczos_steps")},
     "tasks": fw.expect(lambda v: all(isinstance(t.large_batch, int) and t.large_batch > t.small_batch
@@ -119,7 +117,7 @@ def measure_sharpness(config, apply_fn, params, batch, key, epsilons=None) -> di
                                             chunk_size=chunk).estimate}
     for epsilon in config.epsilons if epsilons is None else epsilons:
         out[epsilon_key(epsilon)] = curvature.epsilon_sharpness(loss_fn, params, batch, float(epsilon), key=key,
-                                                                max_iterations=config.lbfgs_iterations,
+                                                                max_steps=config.lbfgs_steps,
                                                                 chunk_size=chunk).value
     out["filter_normalized_sharpness"] = landscape.filter_normalized_sharpness(
         apply_fn, params, batch, key, radius=config.filter_radius, num_directions=config.filter_directions,
@@ -366,8 +364,7 @@ def edge_of_stability_claims(config, eos: dict) -> list:
     return out
 
 
-def main(argv=None):
-    return fw.experiment_main(sys.modules[__name__], argv)
+main = fw.entry_point(__name__)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import jax
 import numpy as np
 import pytest
 
-from experiments.benchmarks.devices import run_with_devices
+from experiments.benchmark.devices import run_with_devices
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -47,7 +47,7 @@ def random_params(model, *inputs, seed: int = 0, scale: float = 1.0, **kwargs):
 
 def run_on_devices(code: str, num_devices: int = 4, timeout: float = 300.0) -> str:
     """Runs ``code`` with ``python -c`` in a fresh interpreter that sees ``num_devices`` CPU
-    devices, from the repository root (:func:`experiments.benchmarks.devices.run_with_devices`),
+    devices, from the repository root (:func:`experiments.benchmark.devices.run_with_devices`),
     and returns its stdout; fails the calling test with the end of stderr when the process exits
     non-zero or runs past ``timeout`` seconds.
 

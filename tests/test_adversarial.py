@@ -86,12 +86,12 @@ def test_zero_eps_is_the_identity_and_clipping_bounds_the_result():
 def test_accuracy_under_attack_matches_a_loop_over_eps_and_examples():
     model, params = _mlp()
     apply_fn = train.make_apply_fn(model)
-    eps_E = np.array([0.0, 0.1, 0.3, 1.0])
+    eps_G = np.array([0.0, 0.1, 0.3, 1.0])
     # Examples in two chunks of 4 and a remainder of 1; eps one at a time, or 3 together and 1.
-    outs = [adversarial.accuracy_under_attack(apply_fn, params, (X_BxD, LABELS_B), eps_E, clip=(-2.0, 2.0),
+    outs = [adversarial.accuracy_under_attack(apply_fn, params, (X_BxD, LABELS_B), eps_G, clip=(-2.0, 2.0),
                                               chunk_size=4, eps_per_chunk=eps_per_chunk) for eps_per_chunk in (1, 3)]
     predict = jax.jit(apply_fn)
-    for e, eps in enumerate(eps_E):
+    for e, eps in enumerate(eps_G):
         x_adv = adversarial.fgsm(apply_fn, params, X_BxD, LABELS_B, eps, clip=(-2.0, 2.0))
         logits = predict(params, x_adv)
         for out in outs:
@@ -101,12 +101,12 @@ def test_accuracy_under_attack_matches_a_loop_over_eps_and_examples():
 
 
 def test_critical_eps_interpolates_the_first_crossing():
-    eps_E = np.array([0.0, 0.1, 0.2, 0.4])
+    eps_G = np.array([0.0, 0.1, 0.2, 0.4])
     # Half of 0.8 is 0.4, reached between 0.1 (0.6) and 0.2 (0.3): 0.1 + (0.6 - 0.4) / 0.3 * 0.1.
-    assert adversarial.critical_eps(eps_E, [0.8, 0.6, 0.3, 0.5]) == pytest.approx(0.1 + 0.2 / 0.3 * 0.1)
-    assert adversarial.critical_eps(eps_E, [0.8, 0.7, 0.6, 0.5]) == np.inf
-    assert adversarial.critical_eps(eps_E, [0.8, 0.7, 0.6, 0.5], fraction=0.75) == pytest.approx(0.2)
-    with pytest.raises(ValueError, match="eps_E"):
+    assert adversarial.critical_eps(eps_G, [0.8, 0.6, 0.3, 0.5]) == pytest.approx(0.1 + 0.2 / 0.3 * 0.1)
+    assert adversarial.critical_eps(eps_G, [0.8, 0.7, 0.6, 0.5]) == np.inf
+    assert adversarial.critical_eps(eps_G, [0.8, 0.7, 0.6, 0.5], fraction=0.75) == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="eps_G"):
         adversarial.critical_eps([0.1, 0.2], [0.5, 0.4])
 
 
@@ -145,7 +145,7 @@ def test_bad_inputs_name_the_field():
         adversarial.fgsm(apply_fn, params, X_BxD, LABELS_B, 0.1, loss_name="hinge")
     with pytest.raises(ValueError, match="leading example axis"):
         adversarial.input_gradients(apply_fn, params, X_BxD, LABELS_B[:4])
-    with pytest.raises(ValueError, match="eps_E"):
+    with pytest.raises(ValueError, match="eps_G"):
         adversarial.accuracy_under_attack(apply_fn, params, (X_BxD, LABELS_B), [0.0, -0.1])
     with pytest.raises(ValueError, match="chunk_size"):
         adversarial.accuracy_under_attack(apply_fn, params, (X_BxD, LABELS_B), [0.0], chunk_size=0)

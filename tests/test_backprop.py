@@ -18,11 +18,11 @@ from helpers import count_compiles, flat, random_params
 RNG = np.random.default_rng(0)
 X_BxD = RNG.normal(size=(16, 2, 3)).astype(np.float32)  # a trailing shape, flattened like the zoo's MLP
 LABELS_B = RNG.integers(0, 4, 16).astype(np.int32)
-TARGETS_BxK = RNG.normal(size=(16, 4)).astype(np.float32)
+TARGETS_BxO = RNG.normal(size=(16, 4)).astype(np.float32)
 
 
 def _targets(loss_name):
-    return LABELS_B if loss_name == "cross_entropy" else TARGETS_BxK
+    return LABELS_B if loss_name == "cross_entropy" else TARGETS_BxO
 
 
 def _relative_error(a, b) -> float:
@@ -97,7 +97,7 @@ def test_deltas_are_dloss_dz_by_autodiff():
     model = get_model("mlp", widths=(5, 6), activation=activation, num_outputs=4)
     params = random_params(model, X_BxD[:1], seed=3)
     fwd = backprop.forward(params, X_BxD, activation)
-    _, deltas = backprop.backward(params, fwd, backprop.output_gradient(loss_name, fwd.outputs, TARGETS_BxK),
+    _, deltas = backprop.backward(params, fwd, backprop.output_gradient(loss_name, fwd.outputs, TARGETS_BxO),
                                   activation)
 
     def loss_with_offsets(offsets):  # dJ/dz^m is the gradient with respect to an offset added to z^m
@@ -105,7 +105,7 @@ def test_deltas_are_dloss_dz_by_autodiff():
         for name, offset in zip(["hidden_0", "hidden_1", "output"], offsets):
             z = a @ params[name]["kernel"] + params[name]["bias"] + offset
             a = z if name == "output" else jax.nn.sigmoid(z)
-        return losses.mse(a, TARGETS_BxK)
+        return losses.mse(a, TARGETS_BxO)
 
     reference = jax.jit(jax.grad(loss_with_offsets))([jnp.zeros((16, n)) for n in (5, 6, 4)])
     for delta, expected in zip(deltas, reference):
@@ -192,9 +192,9 @@ def test_bad_inputs_name_the_field():
     with pytest.raises(ValueError, match=r"x.shape.*6 features"):
         backprop.grad(params, (X_BxD[:, :1], LABELS_B), "relu")
     with pytest.raises(ValueError, match="y must be integer labels"):
-        backprop.grad(params, (X_BxD, TARGETS_BxK), "relu", "cross_entropy")
+        backprop.grad(params, (X_BxD, TARGETS_BxO), "relu", "cross_entropy")
     with pytest.raises(ValueError, match=r"y.shape"):
-        backprop.grad(params, (X_BxD, TARGETS_BxK[:, :2]), "relu", "mse")
+        backprop.grad(params, (X_BxD, TARGETS_BxO[:, :2]), "relu", "mse")
     with pytest.raises(ValueError, match="learning_rate"):
         backprop.walkthrough(learning_rate=-0.1)
     with pytest.raises(ValueError, match="params, x, y"):

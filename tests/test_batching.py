@@ -39,11 +39,11 @@ def test_dataset_mean_evaluates_chunks_of_the_given_size():
     assert sorted(sizes) == [3, 5]  # one traced chunk of 5 (lax.map) and the remainder of 3
 
 
-@pytest.mark.parametrize("chunk_size", [None, 1, 3, 4, 10, 11])
-def test_map_in_chunks_equals_a_python_loop(chunk_size):
+@pytest.mark.parametrize("items_per_chunk", [None, 1, 3, 4, 10, 11])
+def test_map_in_chunks_equals_a_python_loop(items_per_chunk):
     items = {"a": np.arange(10.0, dtype=np.float32), "b": np.arange(20.0, dtype=np.float32).reshape(10, 2)}
     fn = lambda item: {"sum": item["a"] + item["b"].sum(), "outer": item["a"] * item["b"]}
-    got = jax.jit(lambda i: batching.map_in_chunks(fn, i, chunk_size))(items)
+    got = jax.jit(lambda i: batching.map_in_chunks(fn, i, items_per_chunk))(items)
     for n in range(10):
         expected = fn({k: v[n] for k, v in items.items()})
         np.testing.assert_allclose(got["sum"][n], expected["sum"])
@@ -59,7 +59,7 @@ def test_num_examples_and_bad_input():
         batching.num_examples((np.zeros(()),))
     with pytest.raises(ValueError, match="chunk_size must be a positive integer or None, got 0"):
         batching.dataset_mean(_means, _batch(), 0)
-    with pytest.raises(ValueError, match="chunk_size must be a positive integer or None, got True"):
+    with pytest.raises(ValueError, match="items_per_chunk must be a positive integer or None, got True"):
         batching.map_in_chunks(lambda i: i, np.zeros(3), True)
 
 

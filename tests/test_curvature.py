@@ -131,7 +131,7 @@ def test_lanczos_top_and_bottom_eigenpairs_match_eigvalsh_float64():
     with jax.enable_x64(True):
         params, data = _problem(jnp.float64)
         top = curvature.hessian_top_eigenvalues(loss, params, data, k=3, num_steps=30, tol=None)
-        bottom = curvature.hessian_top_eigenvalues(loss, params, data, k=3, num_steps=30, which="bottom", tol=None)
+        bottom = curvature.hessian_bottom_eigenvalues(loss, params, data, k=3, num_steps=30, tol=None)
         vectors_KxP = np.asarray(jax.vmap(lambda t: tree.flatten(t)[0])(top.eigenvectors))
         top, bottom = jax.tree.map(np.asarray, (top, bottom))
         np.testing.assert_allclose(top.eigenvalues[0], eigenvalues[-1], rtol=1e-8)
@@ -210,11 +210,30 @@ def test_lanczos_to_a_tolerance_on_a_known_spectrum_top_and_bottom():
     quadratic_loss = lambda p, _: 0.5 * p @ matrix @ p
     params, batch = jnp.zeros(120), jnp.zeros((1,))
     top = curvature.hessian_top_eigenvalues(quadratic_loss, params, batch, k=2, num_steps=60, tol=1e-4)
-    bottom = curvature.hessian_top_eigenvalues(quadratic_loss, params, batch, k=2, num_steps=60, tol=1e-4,
-                                               which="bottom")
+    bottom = curvature.hessian_bottom_eigenvalues(quadratic_loss, params, batch, k=2, num_steps=60, tol=1e-4)
     np.testing.assert_allclose(top.eigenvalues, [12.0, 9.0], rtol=1e-4)
     np.testing.assert_allclose(bottom.eigenvalues, [-9.0, -7.0], rtol=1e-4)
     assert int(top.steps) < 60 and int(bottom.steps) < 60
+
+
+def test_which_on_hessian_top_eigenvalues_is_deprecated_and_still_gives_the_same_numbers():
+    rng = np.random.default_rng(3)
+    basis, _ = np.linalg.qr(rng.normal(size=(40, 40)))
+    matrix = jnp.asarray((basis * np.linspace(-3.0, 5.0, 40)) @ basis.T, jnp.float32)
+    quadratic_loss = lambda p, _: 0.5 * p @ matrix @ p
+    params, batch = jnp.zeros(40), jnp.zeros((1,))
+    options = dict(k=2, num_steps=30, tol=None)
+    with pytest.warns(DeprecationWarning, match="hessian_bottom_eigenvalues"):
+        old_bottom = curvature.hessian_top_eigenvalues(quadratic_loss, params, batch, which="bottom", **options)
+    with pytest.warns(DeprecationWarning, match="hessian_bottom_eigenvalues"):
+        old_top = curvature.hessian_top_eigenvalues(quadratic_loss, params, batch, which="top", **options)
+    bottom = curvature.hessian_bottom_eigenvalues(quadratic_loss, params, batch, **options)
+    top = curvature.hessian_top_eigenvalues(quadratic_loss, params, batch, **options)
+    np.testing.assert_array_equal(old_bottom.eigenvalues, bottom.eigenvalues)
+    np.testing.assert_array_equal(old_top.eigenvalues, top.eigenvalues)
+    assert bottom.eigenvalues[0] < bottom.eigenvalues[1] < 0 < top.eigenvalues[1] < top.eigenvalues[0]
+    with pytest.raises(ValueError, match="which"):
+        curvature.hessian_top_eigenvalues(quadratic_loss, params, batch, which="middle")
 
 
 def _quadratic_problem(offset_along_top: float):
@@ -290,6 +309,7 @@ def test_power_iteration_with_deflation_finds_the_two_largest():
 @pytest.mark.parametrize("call, field", [
     (lambda p, d: curvature.hessian_top_eigenvalues(loss, p, d, k=31, num_steps=30), "k"),
     (lambda p, d: curvature.hessian_top_eigenvalues(loss, p, d, k=0), "k"),
+    (lambda p, d: curvature.hessian_bottom_eigenvalues(loss, p, d, k=0), "k"),
     (lambda p, d: curvature.hessian_top_eigenvalues(loss, p, d, num_steps=452), "num_steps"),
     (lambda p, d: curvature.hessian_top_eigenvalues(loss, p, d, which="middle"), "which"),
     (lambda p, d: curvature.hessian_top_eigenvalues(loss, p, d, chunk_size=0), "chunk_size"),
@@ -384,7 +404,7 @@ def test_epsilon_sharpness_of_a_quadratic_at_zero_matches_closed_form(method, rt
     expected = 100 * 0.5 * epsilon**2 * np.sum(np.maximum(A_DIAGONAL, 0))
     with jax.enable_x64(True):
         result = curvature.epsilon_sharpness(quadratic, jnp.zeros(6), None, epsilon, method=method,
-                                             max_iterations=30)
+                                             max_steps=30)
     np.testing.assert_allclose(float(result.value), expected, rtol=rtol)
     assert np.all(np.abs(np.asarray(result.perturbation)) <= epsilon * (1 + 1e-12))
 
@@ -440,7 +460,7 @@ def test_ball_sharpness_of_a_quadratic_is_half_radius_squared_times_top_eigenval
         return 0.5 * theta @ jnp.asarray(matrix, theta.dtype) @ theta
 
     with jax.enable_x64(True):
-        result = curvature.ball_sharpness(full_quadratic, jnp.zeros(6), None, radius, max_iterations=60)
+        result = curvature.ball_sharpness(full_quadratic, jnp.zeros(6), None, radius, num_steps=60)
     np.testing.assert_allclose(float(result.value), 0.5 * radius**2 * spectrum[0], rtol=1e-8)
     assert np.linalg.norm(np.asarray(result.perturbation)) <= radius * (1 + 1e-12)
 
@@ -448,7 +468,7 @@ def test_ball_sharpness_of_a_quadratic_is_half_radius_squared_times_top_eigenval
 def test_sharpness_of_a_network_in_chunks_reports_a_feasible_perturbation():
     params, data = _problem(jnp.float32)
     epsilon = 1e-2
-    result = curvature.epsilon_sharpness(loss, params, data, epsilon, max_iterations=5, chunk_size=16)
+    result = curvature.epsilon_sharpness(loss, params, data, epsilon, max_steps=5, chunk_size=16)
     y, x = flat(result.perturbation), flat(params)
     assert np.all(np.abs(y) <= epsilon * (np.abs(x) + 1) * (1 + 1e-6))
     direct = float(loss(tree.add(params, result.perturbation), data))

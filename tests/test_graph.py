@@ -52,14 +52,14 @@ def test_node_outputs_are_equivariant_and_graph_outputs_invariant(name):
     np.testing.assert_allclose(graph_perm, graph_out, rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(np.asarray(node_out)[1, 4:], 0.0)  # padding nodes output zeros
     # Permuting the features alone (not the edges) is a different graph: outputs change.
-    relabelled = Graph(graph.nodes_BxNxF[:, perm], graph.adjacency_BxNxN, graph.node_mask_BxN)
+    relabelled = Graph(graph.nodes_BxVxD[:, perm], graph.adjacency_BxVxV, graph.node_mask_BxV)
     assert np.abs(np.asarray(outputs(relabelled)[0]) - np.asarray(node_out)[:, perm]).max() > 1e-3
 
     # Padding nodes change nothing, whatever their features and edges.
-    nodes, adjacency = graph.nodes_BxNxF.copy(), graph.adjacency_BxNxN.copy()
+    nodes, adjacency = graph.nodes_BxVxD.copy(), graph.adjacency_BxVxV.copy()
     nodes[1, 4:] = 100.0
     adjacency[1, 4:, :] = adjacency[1, :, 4:] = 1.0
-    node_pad, graph_pad = outputs(Graph(nodes, adjacency, graph.node_mask_BxN))
+    node_pad, graph_pad = outputs(Graph(nodes, adjacency, graph.node_mask_BxV))
     np.testing.assert_allclose(node_pad, node_out, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(graph_pad, graph_out, rtol=1e-5, atol=1e-5)
 
@@ -80,8 +80,8 @@ def test_graph_network_matches_battaglia_algorithm_1_in_numpy():
     p = jax.tree.map(lambda v: np.asarray(v, np.float64), params)
     block = p["block_0"]
     for b in range(BATCH):
-        real = np.flatnonzero(graph.node_mask_BxN[b])  # the reference only ever sees the real graph
-        v = graph.nodes_BxNxF[b, real] @ p["embed"]["kernel"] + p["embed"]["bias"]
+        real = np.flatnonzero(graph.node_mask_BxV[b])  # the reference only ever sees the real graph
+        v = graph.nodes_BxVxD[b, real] @ p["embed"]["kernel"] + p["embed"]["bias"]
         u = np.zeros(1)
         parts = ("edges", "receivers", "senders", "globals")
         edge_in = np.concatenate([block[f"edge_in_{k}"]["kernel"] for k in parts])
@@ -89,7 +89,7 @@ def test_graph_network_matches_battaglia_algorithm_1_in_numpy():
         edges = {}  # (receiver, sender) -> e'_ij = phi_e([e_ij, v_i, v_j, u])
         for i in range(len(real)):
             for j in range(len(real)):
-                weight = graph.adjacency_BxNxN[b, real[i], real[j]]
+                weight = graph.adjacency_BxVxV[b, real[i], real[j]]
                 if weight != 0:
                     edges[i, j] = _mlp(block, "edge", np.concatenate([[weight], v[i], v[j], u]))
         count = len(real)
@@ -106,19 +106,19 @@ def test_graph_network_matches_battaglia_algorithm_1_in_numpy():
 def test_gat_layer_matches_velickovic_equations_in_numpy(concat):
     layer = GATLayer(features=3, num_heads=2, concat=concat)
     graph = _random_graph(4)
-    mask = (graph.adjacency_BxNxN != 0) | np.eye(NODES, dtype=bool)
-    mask &= graph.node_mask_BxN[:, :, None] & graph.node_mask_BxN[:, None, :]
-    params = random_params(layer, graph.nodes_BxNxF, mask, scale=0.5)
-    out = jax.jit(layer.apply)({"params": params}, graph.nodes_BxNxF, mask)
+    mask = (graph.adjacency_BxVxV != 0) | np.eye(NODES, dtype=bool)
+    mask &= graph.node_mask_BxV[:, :, None] & graph.node_mask_BxV[:, None, :]
+    params = random_params(layer, graph.nodes_BxVxD, mask, scale=0.5)
+    out = jax.jit(layer.apply)({"params": params}, graph.nodes_BxVxD, mask)
 
     p = jax.tree.map(lambda v: np.asarray(v, np.float64), params)
-    wh = (graph.nodes_BxNxF @ p["project"]["kernel"]).reshape(BATCH, NODES, 2, 3)
+    wh = (graph.nodes_BxVxD @ p["project"]["kernel"]).reshape(BATCH, NODES, 2, 3)
     heads = []
     for k in range(2):
         a = np.concatenate([p["attention"][0, k], p["attention"][1, k]])  # a_k in a^T [W h_i || W h_j]
         expected = np.zeros((BATCH, NODES, 3))
         for b in range(BATCH):
-            for i in np.flatnonzero(graph.node_mask_BxN[b]):
+            for i in np.flatnonzero(graph.node_mask_BxV[b]):
                 neighbours = np.flatnonzero(mask[b, i])
                 scores = np.array([np.concatenate([wh[b, i, k], wh[b, j, k]]) @ a for j in neighbours])
                 scores = np.where(scores > 0, scores, 0.2 * scores)  # LeakyReLU, slope 0.2
@@ -126,7 +126,7 @@ def test_gat_layer_matches_velickovic_equations_in_numpy(concat):
                 expected[b, i] = (alpha[:, None] * wh[b, neighbours, k]).sum(0)
         heads.append(expected)
     expected = (np.concatenate(heads, -1) if concat else np.mean(heads, 0)) + p["bias"]
-    real = graph.node_mask_BxN
+    real = graph.node_mask_BxV
     np.testing.assert_allclose(np.asarray(out)[real], expected[real], rtol=1e-4, atol=1e-4)
 
 
@@ -145,9 +145,9 @@ def test_edge_lists_and_packed_arrays_are_the_same_graph():
         for e in range(5):
             if edge_mask[b, e]:
                 expected[b, receivers[b, e], senders[b, e]] += weights[b, e]
-    np.testing.assert_allclose(graph.adjacency_BxNxN, expected, rtol=1e-6)
+    np.testing.assert_allclose(graph.adjacency_BxVxV, expected, rtol=1e-6)
     assert expected[0, 0, 2] == pytest.approx(weights[0, 2] + weights[0, 3])  # a repeated edge adds up
-    np.testing.assert_array_equal(graph.node_mask_BxN, node_mask)
+    np.testing.assert_array_equal(graph.node_mask_BxV, node_mask)
 
     packed = pack_graph(graph)
     assert packed.shape == (BATCH, 4, 4 + 1 + FEATURES)

@@ -240,7 +240,7 @@ def test_surface_matches_double_loop(plane):
 def test_surface_resumes_after_interruption(plane, tmp_path, monkeypatch):
     params, dx, dy, data, expected = plane
     path = tmp_path / "surface.npz"
-    kwargs = dict(path=path, block_points=4, points_per_chunk=2)
+    kwargs = dict(path=path, points_per_block=4, points_per_chunk=2)
     real, calls = surfaces._evaluate_points, []
 
     def interrupted_after_one_block(*args, **kw):

@@ -100,3 +100,41 @@ def test_every_public_module_declares_its_api(path):
     names = ast.literal_eval(declared[0].value)
     private = [n for n in names if n.startswith("_")]
     assert not private, f"{_module_name(path)} exports private names {private}"
+
+
+# ----------------------------------------------------------------------------- experiments/
+
+EXPERIMENTS_DIR = ROOT / "experiments"
+FRAMEWORK = sorted((EXPERIMENTS_DIR / "framework").rglob("*.py"))
+BENCHMARK = sorted((EXPERIMENTS_DIR / "benchmark").rglob("*.py"))
+EXPERIMENT_MODULES = sorted(p for p in EXPERIMENTS_DIR.glob("*.py") if not p.name.startswith("_"))
+
+
+def _experiment_imports(path: pathlib.Path) -> set[str]:
+    """The ``experiments`` subpackages or modules the file imports (``from experiments import x``
+    names ``x``; ``import experiments`` names the package itself, '')."""
+    parts = set()
+    for name in imports_of(path):
+        if name == "experiments":
+            parts.add("")
+        elif name.startswith("experiments."):
+            parts.add(name.split(".")[1])
+    return parts
+
+
+def test_experiments_folder_holds_experiments_framework_and_benchmark():
+    folders = {p.name for p in EXPERIMENTS_DIR.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))}
+    assert folders == {"framework", "benchmark"}
+
+
+@pytest.mark.parametrize("path", FRAMEWORK, ids=lambda p: p.stem)
+def test_the_runner_framework_imports_no_experiment(path):
+    # The tour finds experiments by name through the package (``import experiments``), never by import.
+    assert _experiment_imports(path) <= {"", "framework"}
+
+
+@pytest.mark.parametrize("path", EXPERIMENT_MODULES + BENCHMARK, ids=lambda p: p.stem)
+def test_experiments_and_the_benchmark_stand_on_the_framework_never_on_the_benchmark(path):
+    imported = _experiment_imports(path)
+    inside_benchmark = path.parent.name == "benchmark"
+    assert inside_benchmark or "benchmark" not in imported

@@ -103,7 +103,7 @@ def test_every_method_equals_the_jacobian_contraction(name, method):
     apply_fn, params, x = MODELS[name]()
     x1, x2 = x[:4], x[::-1][:2] + 0.1  # blocks of 2 by 2: one program
     expected = _reference(apply_fn, params, x1, x2)
-    got = ntk.empirical_ntk(apply_fn, params, x1, x2, method=method, batch_size=2, rows_per_chunk=5)
+    got = ntk.empirical_ntk(apply_fn, params, x1, x2, method=method, chunk_size=2, rows_per_chunk=5)
     assert got.shape == expected.shape
     np.testing.assert_allclose(got, expected, rtol=2e-5, atol=2e-5 * np.abs(expected).max())
     same = ntk.empirical_ntk(apply_fn, params, x1, method=method)
@@ -315,8 +315,8 @@ def test_bad_inputs_name_the_field():
         ntk.empirical_ntk(apply_fn, params, x, trace_axes=(2,))
     with pytest.raises(ValueError, match="diagonal_axes"):
         ntk.empirical_ntk(apply_fn, params, x, trace_axes=(-1,), diagonal_axes=(1,))
-    with pytest.raises(ValueError, match="batch_size"):
-        ntk.empirical_ntk(apply_fn, params, x, batch_size=0)
+    with pytest.raises(ValueError, match="chunk_size"):
+        ntk.empirical_ntk(apply_fn, params, x, chunk_size=0)
     with pytest.raises(ValueError, match="apply_fn"):
         ntk.empirical_ntk("mlp", params, x)
     with pytest.raises(ValueError, match="k"):

@@ -12,7 +12,7 @@ import pytest
 
 from experiments import benchmark
 from experiments import framework as fw
-from experiments.benchmarks import peer_report, peers
+from experiments.benchmark import peer_report, peers
 from jaxdl import train
 from jaxdl.analysis import curvature
 from jaxdl.core import tree

@@ -96,7 +96,7 @@ def test_mean_field_closed_forms():
 
 
 def test_mlp_signal_statistics_preserve_he_variance_follow_the_mean_field_and_compile_once():
-    kwargs = dict(schemes=("he", "orthogonal"), activations=("relu", "tanh"), depth=3, width=256, batch_size=16,
+    kwargs = dict(schemes=("he", "orthogonal"), activations=("relu", "tanh"), depth=3, width=256, num_inputs=16,
                   num_seeds=16, depths=(2, 3))
     stats = prop.mlp_signal_statistics(jax.random.key(2), **kwargs)
     assert stats["relu"]["weight_gradient_second_moment"].shape == (2, 16, 2, 3)

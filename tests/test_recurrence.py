@@ -80,13 +80,13 @@ def test_descent_paths_follow_gradient_descent_and_the_clipping_formula():
         for s in range(steps):
             g = a @ theta
             norm = np.linalg.norm(g)
-            assert paths.grad_norm_QxS[q, s] == pytest.approx(norm, rel=1e-5)
+            assert paths.grad_norm_GxS[q, s] == pytest.approx(norm, rel=1e-5)
             theta = theta - eta * (g * threshold / norm if norm >= threshold else g)
             theta_plain = theta_plain - eta * (a @ theta_plain)
-            np.testing.assert_allclose(paths.params_QxSxD[q, s + 1], theta, rtol=1e-5, atol=1e-7)
-            np.testing.assert_allclose(plain.params_QxSxD[q, s + 1], theta_plain, rtol=1e-5, atol=1e-7)
-        assert paths.loss_QxS[q, -1] == pytest.approx(0.5 * theta @ a @ theta, rel=1e-5)
-    np.testing.assert_array_equal(paths.params_QxSxD[:, 0], starts)
+            np.testing.assert_allclose(paths.params_GxSxD[q, s + 1], theta, rtol=1e-5, atol=1e-7)
+            np.testing.assert_allclose(plain.params_GxSxD[q, s + 1], theta_plain, rtol=1e-5, atol=1e-7)
+        assert paths.loss_GxS[q, -1] == pytest.approx(0.5 * theta @ a @ theta, rel=1e-5)
+    np.testing.assert_array_equal(paths.params_GxSxD[:, 0], starts)
 
 
 def test_descent_paths_compile_once_for_an_equal_loss():
@@ -96,7 +96,7 @@ def test_descent_paths_compile_once_for_an_equal_loss():
     with count_compiles() as compiles:
         again = recurrence.descent_paths(recurrence.CliffLoss(num_steps=10), starts + 0.5, tx, num_steps=3)
     assert compiles.count == 0
-    assert not np.allclose(first.params_QxSxD, again.params_QxSxD)
+    assert not np.allclose(first.params_GxSxD, again.params_GxSxD)
 
 
 def test_cliff_loss_rejects_bad_options():

@@ -18,7 +18,7 @@ def _sigmoid(z):
     return 1.0 / (1.0 + np.exp(-z))
 
 
-def _numpy_layer(cell, p, x_BxLxF, peepholes=True):
+def _numpy_layer(cell, p, x_BxLxD, peepholes=True):
     """The hidden states ``h_BxLxH`` of one layer, one step at a time, with every gate's matrix
     cut out of the stored kernels by name: W_x* from ``input_kernel``, W_h* from ``recurrent_kernel``."""
     p = {k: np.asarray(v, np.float64) for k, v in p.items()}
@@ -27,11 +27,11 @@ def _numpy_layer(cell, p, x_BxLxF, peepholes=True):
     U = {g: p["recurrent_kernel"][:, k * HIDDEN:(k + 1) * HIDDEN] for k, g in enumerate(gates)}
     b = {g: p["bias"][k * HIDDEN:(k + 1) * HIDDEN] for k, g in enumerate(gates)}
     w_ci, w_cf, w_co = p["peephole"] if peepholes else np.zeros((3, HIDDEN))
-    h = np.zeros((x_BxLxF.shape[0], HIDDEN))
+    h = np.zeros((x_BxLxD.shape[0], HIDDEN))
     c = np.zeros_like(h)
     states = []
-    for t in range(x_BxLxF.shape[1]):
-        x = x_BxLxF[:, t]
+    for t in range(x_BxLxD.shape[1]):
+        x = x_BxLxD[:, t]
         if cell == "rnn":
             h = np.tanh(x @ W["h"] + h @ U["h"] + b["h"])
         elif cell == "lstm":

@@ -68,7 +68,7 @@ def test_every_grid_point_has_the_pattern_of_its_exact_region():
     points = np.stack(np.meshgrid(u, v), -1).reshape(-1, 2)
     where = _containing_polygon(partition, points)
     assert (where >= 0).all()
-    agree = (partition.patterns_QxU[where] == patterns.reshape(-1, patterns.shape[-1])).all(1)
+    agree = (partition.patterns_AxU[where] == patterns.reshape(-1, patterns.shape[-1])).all(1)
     assert agree.mean() > 0.999  # A float32 grid point may sit on a boundary; nowhere else may they differ.
     sampled = regions.count_patterns_on_grid(patterns)
     assert 0.5 * partition.num_patterns < sampled <= partition.num_patterns
@@ -119,7 +119,7 @@ def test_stop_after_layer_and_segments_by_layer():
     window = regions.Window(-2, 2, -2, 2)
     first = regions.linear_regions(layers, regions.input_plane(), window, stop_after_layer=1)
     both = regions.linear_regions(layers, regions.input_plane(), window)
-    assert first.patterns_QxU.shape[1] == 5 and both.patterns_QxU.shape[1] == 10
+    assert first.patterns_AxU.shape[1] == 5 and both.patterns_AxU.shape[1] == 10
     assert both.num_regions > first.num_regions
     assert set(np.unique(both.segment_layers_E)) == {0, 1}
     # Every layer-1 segment lies on one of layer 1's lines.

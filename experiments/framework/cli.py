@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import ModuleType
 
 import ml_collections
@@ -223,6 +223,16 @@ def parse_args(module: ModuleType, argv: Sequence[str] | None = None) -> argpars
 
 
 # ----------------------------------------------------------------------------- running
+
+
+def entry_point(module_name: str) -> Callable[..., dict]:
+    """``main(argv=None)`` for the experiment module ``module_name`` (pass ``__name__``): its command
+    line, :func:`experiment_main`. An experiment ends with ``main = fw.entry_point(__name__)`` and
+    the usual ``if __name__ == "__main__": main()``."""
+    def main(argv: Sequence[str] | None = None) -> dict:
+        return experiment_main(sys.modules[module_name], argv)
+
+    return main
 
 
 def experiment_main(module: ModuleType, argv: Sequence[str] | None = None) -> dict:

@@ -13,7 +13,7 @@ resist that perturbation.
 - :func:`fgsm` -- the perturbed inputs, optionally clipped to a valid input range;
 - :func:`accuracy_under_attack` -- data-set means of the loss and accuracy under FGSM for a grid
   of eps, one compiled program: the input gradient of a chunk of examples is taken once and the
-  E perturbed copies evaluated in turn (``lax.map``, or ``vmap``ped in groups), the chunks of
+  G perturbed copies evaluated in turn (``lax.map``, or ``vmap``ped in groups), the chunks of
   examples ``lax.map``ped (:func:`jaxdl.core.batching.dataset_mean`);
 - :func:`critical_eps` -- the smallest eps of such a curve at which accuracy falls to a fraction
   (a half) of its clean value, by linear interpolation;
@@ -23,8 +23,8 @@ Everything takes the pure ``apply_fn(params, x)`` and a ``loss_name`` (or, for t
 the ``loss_fn(params, batch)`` that ``fit`` hands it). Per-example gradients come from one
 backward pass of the summed loss, which assumes that examples do not interact in ``apply_fn``
 (true of every model in evaluation mode; BatchNorm statistics are closed over, not recomputed).
-Shapes: ``x_Bx...`` inputs of any rank, ``y_B`` labels (``y_BxD`` targets for a regression loss),
-``E`` eps values of a grid.
+Shapes: ``x_Bx...`` inputs of any rank, ``y_B`` labels (``y_BxO`` targets for a regression loss),
+``G`` eps values of a grid.
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdl.core import batching, checks, compiled
+from jaxdl.core import batching, checks, compiled, fits
 from jaxdl.train import losses
 
 __all__ = ["perturb", "fgsm_batch", "input_gradients", "fgsm", "accuracy_under_attack", "critical_eps", "FGSMRegularizer"]
@@ -139,7 +139,7 @@ def input_gradients(apply_fn: Callable, params: PyTree, x, y, loss_name: str = "
       apply_fn: ``apply_fn(params, x_Bx...) -> outputs`` (e.g. :func:`jaxdl.train.make_apply_fn`).
       params: pytree theta.
       x: inputs ``x_Bx...``.
-      y: labels ``y_B`` (or regression targets ``y_BxD``).
+      y: labels ``y_B`` (or regression targets ``y_BxO``).
       loss_name: a key of :data:`jaxdl.train.losses.PER_EXAMPLE_LOSSES`.
 
     Returns:
@@ -175,32 +175,32 @@ def fgsm(apply_fn: Callable, params: PyTree, x, y, eps, loss_name: str = "cross_
     return _fgsm_program(apply_fn, params, x, y, eps, clip, loss_name)
 
 
-def _check_grid(eps_E):
-    values = np.asarray(eps_E, dtype=np.float64) if np.ndim(eps_E) == 1 else None
+def _check_grid(eps_G):
+    values = np.asarray(eps_G, dtype=np.float64) if np.ndim(eps_G) == 1 else None
     if values is None or values.size == 0 or not np.all(np.isfinite(values)) or np.any(values < 0):
-        checks.fail("eps_E", eps_E, "a non-empty 1-D sequence of non-negative numbers")
+        checks.fail("eps_G", eps_G, "a non-empty 1-D sequence of non-negative numbers")
     return values
 
 
 @compiled.jit
-def _under_attack_program(apply_fn, params, batch, eps_E, clip, loss_name, chunk_size, eps_per_chunk):
+def _under_attack_program(apply_fn, params, batch, eps_G, clip, loss_name, chunk_size, eps_per_chunk):
     def chunk_means(chunk):
         x, y = chunk
         # The gradient does not depend on eps: one backward pass serves the whole grid.
         direction = jnp.sign(_input_gradients(apply_fn, params, x, y, loss_name))
         at_eps = lambda eps: losses.batch_metrics(loss_name, apply_fn(params, perturb(x, direction, eps, clip)), y)
-        return batching.map_in_chunks(at_eps, eps_E, eps_per_chunk)
+        return batching.map_in_chunks(at_eps, eps_G, eps_per_chunk)
 
     return batching.dataset_mean(chunk_means, batch, chunk_size)
 
 
-def accuracy_under_attack(apply_fn: Callable, params: PyTree, batch, eps_E, *, loss_name: str = "cross_entropy",
+def accuracy_under_attack(apply_fn: Callable, params: PyTree, batch, eps_G, *, loss_name: str = "cross_entropy",
                           clip=None, chunk_size: int | None = None, eps_per_chunk: int | None = 1) -> dict:
     """Data-set means of the loss (and accuracy) under FGSM, for every eps of a grid.
 
     One compiled program (the same for any grid of the same length, any ``clip`` values and any
     model state closed over by an :class:`jaxdl.train.ApplyFn`): each chunk of ``chunk_size``
-    examples gets its input gradient once, then its E perturbed copies are evaluated,
+    examples gets its input gradient once, then its G perturbed copies are evaluated,
     ``eps_per_chunk`` of them at once (``vmap``) and the groups one after another (``lax.map``,
     :func:`jaxdl.core.batching.map_in_chunks`); chunks of examples are ``lax.map``ped and combined
     exactly. Peak memory is that of ``eps_per_chunk`` x ``chunk_size`` examples. On a CPU one eps
@@ -211,50 +211,49 @@ def accuracy_under_attack(apply_fn: Callable, params: PyTree, batch, eps_E, *, l
     Args:
       apply_fn, params, loss_name: as in :func:`input_gradients`.
       batch: ``(x_Nx..., y_N)``.
-      eps_E: non-negative eps values (units of ``x``); include 0 for the clean numbers.
+      eps_G: non-negative eps values (units of ``x``); include 0 for the clean numbers.
       clip: ``None`` or ``(low, high)``, as in :func:`fgsm`.
       chunk_size: examples per chunk, or None for all at once.
       eps_per_chunk: eps values evaluated together, or None for all at once.
 
     Returns:
-      ``{'loss': loss_E[, 'accuracy': accuracy_E]}`` (accuracy for classification losses).
+      ``{'loss': loss_G[, 'accuracy': accuracy_G]}`` (accuracy for classification losses).
     """
     loss_name = _check_apply_fn(apply_fn, loss_name)
     x, y = batch
     _check_examples(x, y)
-    eps_E = jnp.asarray(_check_grid(eps_E), dtype=jnp.result_type(float))
+    eps_G = jnp.asarray(_check_grid(eps_G), dtype=jnp.result_type(float))
     chunk_size = checks.integer("chunk_size", chunk_size, allow_none=True)
     eps_per_chunk = checks.integer("eps_per_chunk", eps_per_chunk, allow_none=True)
-    return _under_attack_program(apply_fn, params, (x, y), eps_E, _check_clip(clip), loss_name, chunk_size,
+    return _under_attack_program(apply_fn, params, (x, y), eps_G, _check_clip(clip), loss_name, chunk_size,
                                  eps_per_chunk)
 
 
-def critical_eps(eps_E, accuracy_E, fraction: float = 0.5) -> float:
+def critical_eps(eps_G, accuracy_G, fraction: float = 0.5) -> float:
     """The smallest eps at which the accuracy curve falls to ``fraction`` of its clean value
-    ``accuracy_E[0]`` (at ``eps_E[0] = 0``), linearly interpolated between grid points; ``inf``
+    ``accuracy_G[0]`` (at ``eps_G[0] = 0``), linearly interpolated between grid points; ``inf``
     if it never does on the grid.
 
     Args:
-      eps_E: increasing grid starting at 0.
-      accuracy_E: accuracy at each eps (e.g. from :func:`accuracy_under_attack`).
+      eps_G: increasing grid starting at 0.
+      accuracy_G: accuracy at each eps (e.g. from :func:`accuracy_under_attack`).
       fraction: in (0, 1]; 0.5 is "the eps that halves accuracy".
     """
-    eps_E, accuracy_E = np.asarray(eps_E, np.float64), np.asarray(accuracy_E, np.float64)
-    if eps_E.ndim != 1 or eps_E.size < 2 or eps_E[0] != 0 or np.any(np.diff(eps_E) <= 0):
-        checks.fail("eps_E", eps_E, "an increasing 1-D grid of at least two values starting at 0")
-    if accuracy_E.shape != eps_E.shape:
-        raise ValueError(f"accuracy_E has shape {accuracy_E.shape} but eps_E has {eps_E.shape}")
+    eps_G, accuracy_G = np.asarray(eps_G, np.float64), np.asarray(accuracy_G, np.float64)
+    if eps_G.ndim != 1 or eps_G.size < 2 or eps_G[0] != 0 or np.any(np.diff(eps_G) <= 0):
+        checks.fail("eps_G", eps_G, "an increasing 1-D grid of at least two values starting at 0")
+    if accuracy_G.shape != eps_G.shape:
+        raise ValueError(f"accuracy_G has shape {accuracy_G.shape} but eps_G has {eps_G.shape}")
     fraction = checks.number("fraction", fraction, maximum=1.0)
-    level = fraction * accuracy_E[0]
-    below = np.flatnonzero(accuracy_E <= level)
-    if below.size == 0:
+    level = fraction * accuracy_G[0]
+    i = fits.first_crossing(accuracy_G, level, rising=False, never=-1)
+    if i < 0:
         return float("inf")
-    i = int(below[0])
     if i == 0:
         return 0.0
     # Between the last grid point above the level and the first one at or below it.
-    a0, a1 = accuracy_E[i - 1], accuracy_E[i]
-    return float(eps_E[i - 1] + (a0 - level) / (a0 - a1) * (eps_E[i] - eps_E[i - 1]))
+    a0, a1 = accuracy_G[i - 1], accuracy_G[i]
+    return float(eps_G[i - 1] + (a0 - level) / (a0 - a1) * (eps_G[i] - eps_G[i - 1]))
 
 
 @dataclasses.dataclass(frozen=True)

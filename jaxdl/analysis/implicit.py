@@ -63,9 +63,9 @@ def minibatch_gradients(loss_fn: Callable, params: PyTree, batch: PyTree, num_ba
     return jax.vmap(jax.grad(loss_fn), in_axes=(None, 0))(params, split)
 
 
-def _squared_norms(grads_M: PyTree) -> jax.Array:
+def _squared_norms(batch_grads: PyTree) -> jax.Array:
     """||g_k||^2 for each k of a pytree with a leading axis m: shape (m,)."""
-    return sum(jnp.sum(jnp.square(leaf).reshape(leaf.shape[0], -1), axis=1) for leaf in jax.tree.leaves(grads_M))
+    return sum(jnp.sum(jnp.square(leaf).reshape(leaf.shape[0], -1), axis=1) for leaf in jax.tree.leaves(batch_grads))
 
 
 def _check(loss_fn, learning_rate, num_batches=None):
@@ -99,12 +99,12 @@ class ModifiedLossSGD(struct.PyTreeNode):
     extra_only: bool = struct.field(pytree_node=False, default=False)
 
     def __call__(self, params, batch):
-        grads_M = minibatch_gradients(self.loss_fn, params, batch, self.num_batches)
+        batch_grads = minibatch_gradients(self.loss_fn, params, batch, self.num_batches)
         if self.extra_only:
-            mean = jax.tree.map(lambda g: jnp.mean(g, axis=0), grads_M)
-            grads_M = jax.tree.map(lambda g, a: g - a, grads_M, mean)
-            return self.learning_rate / 4 * jnp.mean(_squared_norms(grads_M))
-        return self.loss_fn(params, batch) + self.learning_rate / 4 * jnp.mean(_squared_norms(grads_M))
+            mean = jax.tree.map(lambda g: jnp.mean(g, axis=0), batch_grads)
+            batch_grads = jax.tree.map(lambda g, a: g - a, batch_grads, mean)
+            return self.learning_rate / 4 * jnp.mean(_squared_norms(batch_grads))
+        return self.loss_fn(params, batch) + self.learning_rate / 4 * jnp.mean(_squared_norms(batch_grads))
 
 
 def modified_loss_gd(loss_fn: Callable, learning_rate: float) -> ModifiedLossGD:
@@ -150,8 +150,8 @@ class SGDRegularizer:
         checks.integer("num_batches", self.num_batches)
 
     def __call__(self, loss_fn, params, batch):
-        grads_M = minibatch_gradients(loss_fn, params, batch, self.num_batches)
-        return self.strength / 4 * jnp.mean(_squared_norms(grads_M))
+        batch_grads = minibatch_gradients(loss_fn, params, batch, self.num_batches)
+        return self.strength / 4 * jnp.mean(_squared_norms(batch_grads))
 
 
 @dataclasses.dataclass(frozen=True)

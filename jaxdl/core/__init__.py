@@ -11,6 +11,6 @@
 
 Nothing here imports another layer of jaxdl.
 """
-from jaxdl.core import batching, checkpoint, checks, compiled, io, linalg, meshes, tree
+from jaxdl.core import batching, checkpoint, checks, compiled, fits, io, linalg, meshes, tree
 
-__all__ = ["batching", "checkpoint", "checks", "compiled", "io", "linalg", "meshes", "tree"]
+__all__ = ["batching", "checkpoint", "checks", "compiled", "fits", "io", "linalg", "meshes", "tree"]

@@ -78,7 +78,7 @@ def dataset_mean(fn: Callable[[PyTree], PyTree], batch: PyTree, chunk_size: int 
 
 
 def items_per_chunk(name: str, value, measured: dict, fallback: int | None) -> int | None:
-    """A chunk size argument that may be ``'auto'``: the size ``measured`` fastest on the
+    """An ``<items>_per_chunk`` argument that may be ``'auto'``: the size ``measured`` fastest on the
     default backend (``{backend: size}``, as the benchmark found it), ``fallback`` on a backend
     not in ``measured``; otherwise ``value`` itself, a positive integer or None (all at once).
     ``ValueError`` naming ``name`` for anything else."""
@@ -89,26 +89,28 @@ def items_per_chunk(name: str, value, measured: dict, fallback: int | None) -> i
     return checks.integer(name, value, allow_none=True)
 
 
-def map_in_chunks(fn: Callable[[PyTree], PyTree], items: PyTree, chunk_size: int | None = None, *,
+def map_in_chunks(fn: Callable[[PyTree], PyTree], items: PyTree, items_per_chunk: int | None = None, *,
                   chunk_sharding: jax.sharding.Sharding | None = None) -> PyTree:
     """``fn`` applied to every item along the leading axis of ``items``, stacked.
 
-    The items are cut into chunks of ``chunk_size``: ``vmap`` within a chunk, ``lax.map`` across
-    chunks, one more ``vmap``ped call for a remainder; ``chunk_size=None`` (or ``>= N``) is one
-    ``vmap``, ``chunk_size=1`` a plain ``lax.map`` (the model is never batched). Peak memory is
-    that of ``chunk_size`` items at once. With ``chunk_sharding`` (a sharding of one chunk, e.g.
-    ``NamedSharding(mesh, P('points'))``) each chunk is spread over devices.
+    The items are cut into chunks of ``items_per_chunk``: ``vmap`` within a chunk, ``lax.map``
+    across chunks, one more ``vmap``ped call for a remainder; ``items_per_chunk=None`` (or at least
+    the number of items) is one ``vmap``, ``items_per_chunk=1`` a plain ``lax.map`` (the model is
+    never batched). Peak memory is that of ``items_per_chunk`` items at once. (Items, not examples:
+    a caller names the argument for its items, ``points_per_chunk``, ``probes_per_chunk``, ...) With
+    ``chunk_sharding`` (a sharding of one chunk, e.g. ``NamedSharding(mesh, P('points'))``) each
+    chunk is spread over devices.
 
     Args:
       fn: ``item -> pytree``.
-      items: pytree whose leaves share a leading axis of N items.
-      chunk_size: items evaluated together, or None.
+      items: pytree whose leaves share a leading axis, one entry per item.
+      items_per_chunk: items evaluated together, or None.
       chunk_sharding: optional sharding constraint on each chunk.
 
     Returns:
-      The outputs, every leaf with a leading axis N.
+      The outputs, every leaf with the items' leading axis.
     """
-    checks.integer("chunk_size", chunk_size, allow_none=True)
+    checks.integer("items_per_chunk", items_per_chunk, allow_none=True)
     num = num_examples(items)
 
     def vmapped(chunk):
@@ -116,13 +118,14 @@ def map_in_chunks(fn: Callable[[PyTree], PyTree], items: PyTree, chunk_size: int
             chunk = jax.lax.with_sharding_constraint(chunk, chunk_sharding)
         return jax.vmap(fn)(chunk)
 
-    if chunk_size is None or chunk_size >= num:
+    if items_per_chunk is None or items_per_chunk >= num:
         return vmapped(items)
-    if chunk_size == 1:
+    if items_per_chunk == 1:
         return jax.lax.map(fn, items)
-    num_chunks, remainder = divmod(num, chunk_size)
-    head, tail = _split_head(items, chunk_size, num_chunks)
-    out = jax.tree.map(lambda a: a.reshape((num_chunks * chunk_size,) + a.shape[2:]), jax.lax.map(vmapped, head))
+    num_chunks, remainder = divmod(num, items_per_chunk)
+    head, tail = _split_head(items, items_per_chunk, num_chunks)
+    out = jax.tree.map(lambda a: a.reshape((num_chunks * items_per_chunk,) + a.shape[2:]),
+                       jax.lax.map(vmapped, head))
     if remainder:
         out = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), out, jax.vmap(fn)(tail))
     return out

@@ -147,24 +147,24 @@ def ritz_errors(alphas_S, betas_S, steps, k: int, which: str = "top", on: str = 
     can be too large, so the bound is an estimate, not a guarantee). ``on='residual'``: r.
 
     Returns:
-      ``(theta_K, error_K)``.
+      ``(theta_Q, error_Q)``.
     """
     size = alphas_S.shape[0]
     wanted = wanted_indices(size, k, which)
     theta_S, s_SxS = jnp.linalg.eigh(_leading_tridiagonal(alphas_S, betas_S, steps, which))
-    residuals_K = jnp.abs(betas_S[steps - 1] * s_SxS[steps - 1, wanted])
+    residuals_Q = jnp.abs(betas_S[steps - 1] * s_SxS[steps - 1, wanted])
     if on == "residual":
-        return theta_S[wanted], residuals_K
+        return theta_S[wanted], residuals_Q
     # The filled block's Ritz values are the ``steps`` at the wanted end of the sorted list.
     rows = jnp.arange(size)
     filled_S = rows >= size - steps if which == "top" else rows < steps
-    distance_KxS = jnp.abs(theta_S[wanted][:, None] - theta_S[None, :])
-    others_KxS = filled_S[None, :] & (rows[None, :] != jnp.asarray(wanted)[:, None])
-    gap_K = jnp.min(jnp.where(others_KxS, distance_KxS, jnp.inf), axis=1) - residuals_K
+    distance_QxS = jnp.abs(theta_S[wanted][:, None] - theta_S[None, :])
+    others_QxS = filled_S[None, :] & (rows[None, :] != jnp.asarray(wanted)[:, None])
+    gap_Q = jnp.min(jnp.where(others_QxS, distance_QxS, jnp.inf), axis=1) - residuals_Q
     # Only once an unwanted Ritz value (steps > k) stands between the wanted ones and the rest.
-    separated_K = (steps > k) & jnp.isfinite(gap_K) & (gap_K > 0)
-    quadratic_K = jnp.where(separated_K, residuals_K ** 2 / jnp.where(separated_K, gap_K, 1), jnp.inf)
-    return theta_S[wanted], jnp.minimum(residuals_K, quadratic_K)
+    separated_Q = (steps > k) & jnp.isfinite(gap_Q) & (gap_Q > 0)
+    quadratic_Q = jnp.where(separated_Q, residuals_Q ** 2 / jnp.where(separated_Q, gap_Q, 1), jnp.inf)
+    return theta_S[wanted], jnp.minimum(residuals_Q, quadratic_Q)
 
 
 def lanczos_to_tolerance(matvec: Callable[[jax.Array], jax.Array], start_P: jax.Array, max_steps: int, *, k: int,
@@ -186,8 +186,8 @@ def lanczos_to_tolerance(matvec: Callable[[jax.Array], jax.Array], start_P: jax.
     checks.one_of("on", on, ("eigenvalue", "residual"))
 
     def converged(steps, alphas, betas):
-        theta_K, error_K = ritz_errors(alphas, betas, steps, k, which, on)
-        return (steps >= k) & jnp.all(error_K <= tol * jnp.abs(theta_K))
+        theta_Q, error_Q = ritz_errors(alphas, betas, steps, k, which, on)
+        return (steps >= k) & jnp.all(error_Q <= tol * jnp.abs(theta_Q))
 
     def body(carry):
         steps, _, *state = carry

@@ -4,7 +4,7 @@ For the parameters of the zoo's MLP (``get_model("mlp", widths=..., activation=.
 num_outputs=...)``) or linear model: layers ``hidden_0 .. hidden_{L-2}`` and ``output``, each a
 Flax ``Dense`` with ``kernel`` of shape ``(n_{m-1}, n_m)`` (fan-in, fan-out) and an optional
 ``bias`` of shape ``(n_m,)``. Layer m = 1..L is ``hidden_{m-1}`` and layer L is ``output``;
-``n_m`` is the width of layer m, ``n_0 = D`` the input features and ``n_L = K`` the outputs (K as
+``n_m`` is the width of layer m, ``n_0 = D`` the input features and ``n_L = O`` the outputs (O as
 in :mod:`jaxdl.models.mlp`). A residual MLP, or one in the NTK parameterisation, has the same
 parameter layout but computes another function: the formulas below are not its gradient.
 
@@ -72,33 +72,33 @@ def derivative(activation: str):
     return lambda z: jax.jvp(f, (z,), (jnp.ones_like(z),))[1]
 
 
-def _output_gradient_cross_entropy(outputs_BxK, labels_B):
-    one_hot_BxK = jax.nn.one_hot(labels_B, outputs_BxK.shape[-1], dtype=outputs_BxK.dtype)
-    return (jax.nn.softmax(outputs_BxK) - one_hot_BxK) / len(labels_B)
+def _output_gradient_cross_entropy(outputs_BxO, labels_B):
+    one_hot_BxO = jax.nn.one_hot(labels_B, outputs_BxO.shape[-1], dtype=outputs_BxO.dtype)
+    return (jax.nn.softmax(outputs_BxO) - one_hot_BxO) / len(labels_B)
 
 
-def _output_gradient_mse(outputs_BxK, targets_BxK):
-    return 2 * (outputs_BxK - targets_BxK.reshape(outputs_BxK.shape)) / outputs_BxK.size
+def _output_gradient_mse(outputs_BxO, targets_BxO):
+    return 2 * (outputs_BxO - targets_BxO.reshape(outputs_BxO.shape)) / outputs_BxO.size
 
 
-def _output_gradient_half_mse(outputs_BxK, targets_BxK):
-    return (outputs_BxK - targets_BxK.reshape(outputs_BxK.shape)) / outputs_BxK.size
+def _output_gradient_half_mse(outputs_BxO, targets_BxO):
+    return (outputs_BxO - targets_BxO.reshape(outputs_BxO.shape)) / outputs_BxO.size
 
 
 # dJ/da^L of the batch-mean losses of jaxdl.train.losses, in closed form.
 OUTPUT_GRADIENTS = {
     "cross_entropy": _output_gradient_cross_entropy,  # (softmax(a^L) - onehot(y)) / B
-    "mse": _output_gradient_mse,  # 2 (a^L - y) / (B K)
-    "half_mse": _output_gradient_half_mse,  # (a^L - y) / (B K)
+    "mse": _output_gradient_mse,  # 2 (a^L - y) / (B O)
+    "half_mse": _output_gradient_half_mse,  # (a^L - y) / (B O)
 }
 
 
-def output_gradient(loss_name: str, outputs_BxK, targets):
-    """``dJ/da^L``, shape ``(B, K)``, of the batch-mean loss ``loss_name`` (one of
+def output_gradient(loss_name: str, outputs_BxO, targets):
+    """``dJ/da^L``, shape ``(B, O)``, of the batch-mean loss ``loss_name`` (one of
     :data:`OUTPUT_GRADIENTS`) at the network's outputs; ``targets`` are labels ``y_B`` for
-    ``cross_entropy`` and ``y_BxK`` for the squared errors."""
+    ``cross_entropy`` and ``y_BxO`` for the squared errors."""
     checks.one_of("loss_name", loss_name, sorted(OUTPUT_GRADIENTS))
-    return OUTPUT_GRADIENTS[loss_name](outputs_BxK, targets)
+    return OUTPUT_GRADIENTS[loss_name](outputs_BxO, targets)
 
 
 # ----------------------------------------------------------------------------- the layout
@@ -164,7 +164,7 @@ class Forward(NamedTuple):
 
     @property
     def outputs(self):
-        """The network's outputs a^L, shape ``(B, K)``."""
+        """The network's outputs a^L, shape ``(B, O)``."""
         return self.a[-1]
 
 
@@ -185,8 +185,8 @@ def forward(params, x, activation: str) -> Forward:
 
 
 @functools.partial(jax.jit, static_argnames=("activation",))
-def backward(params, forward: Forward, dloss_doutputs_BxK, activation: str):
-    """The delta rule. ``dloss_doutputs_BxK`` is dJ/da^L of the loss to differentiate (for a
+def backward(params, forward: Forward, dloss_doutputs_BxO, activation: str):
+    """The delta rule. ``dloss_doutputs_BxO`` is dJ/da^L of the loss to differentiate (for a
     batch-mean loss, with its 1/B; :func:`output_gradient`). Returns ``(grads, deltas)``:
     ``grads`` has the layout of ``params`` (dJ/dW^m summed over the batch), ``deltas[m-1]`` is
     delta^m of shape ``(B, n_m)``."""
@@ -194,11 +194,11 @@ def backward(params, forward: Forward, dloss_doutputs_BxK, activation: str):
     names = layer_names(params)
     if len(forward.z) != len(names) or len(forward.a) != len(names) + 1:
         checks.fail("forward", f"{len(forward.z)} layers", f"the forward pass of these params ({len(names)} layers)")
-    if np.shape(dloss_doutputs_BxK) != np.shape(forward.outputs):
-        checks.fail("dloss_doutputs_BxK.shape", np.shape(dloss_doutputs_BxK),
+    if np.shape(dloss_doutputs_BxO) != np.shape(forward.outputs):
+        checks.fail("dloss_doutputs_BxO.shape", np.shape(dloss_doutputs_BxO),
                     f"the outputs' {np.shape(forward.outputs)}")
     deltas, grads = [None] * len(names), {}
-    delta = dloss_doutputs_BxK  # delta^L = f'(z^L) * dJ/da^L with f' = 1: the read-out is linear
+    delta = dloss_doutputs_BxO  # delta^L = f'(z^L) * dJ/da^L with f' = 1: the read-out is linear
     for m in range(len(names), 0, -1):
         if m < len(names):
             # W^{m+1} delta^{m+1} for every example at once: the rows are the examples.
@@ -214,7 +214,7 @@ def backward(params, forward: Forward, dloss_doutputs_BxK, activation: str):
 def value_and_grad(params, batch, activation: str, loss_name: str = "cross_entropy"):
     """``(J, dJ/dparams)`` by the delta rule, for the batch-mean ``loss_name`` loss of
     :mod:`jaxdl.train.losses` on ``batch = (x_Bx..., y)``: labels ``y_B`` for ``cross_entropy``,
-    targets ``y_BxK`` for ``mse`` and ``half_mse``. Equals ``jax.value_and_grad`` of that loss."""
+    targets ``y_BxO`` for ``mse`` and ``half_mse``. Equals ``jax.value_and_grad`` of that loss."""
     x, y = batch
     fwd = forward(params, x, activation)
     _check_targets(loss_name, np.shape(fwd.outputs), y)

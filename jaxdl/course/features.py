@@ -3,21 +3,21 @@ double descent.
 
 - :func:`polynomial_features` -- ``[1, x, x^2, ..., x^M]`` of a scalar input (the course's
   order-M polynomial model h(theta, x) = sum_m theta_m x^m);
-- :func:`random_fourier_features` -- ``sqrt(2 / P) cos(x W + b)`` with ``W ~ N(0, I / bandwidth^2)``
+- :func:`random_fourier_features` -- ``sqrt(2 / F) cos(x W + b)`` with ``W ~ N(0, I / bandwidth^2)``
   and ``b ~ U[0, 2 pi)`` (Rahimi & Recht 2007), the model of Belkin et al. 2019's double descent;
 - :func:`least_squares` -- theta minimising ``(1/N) ||Phi theta - y||^2 + l2 ||theta||^2`` (the
   course's L2 penalty gamma ||theta||^2 on every coefficient, as :func:`jaxdl.train.optim.get_optimizer`'s
   ``l2``), or, with ``l2=None``, the minimum-norm least-squares solution ``pinv(Phi) y``: the
   interpolating solution beyond the interpolation threshold, whose norm (and test error) peaks
   where the number of features equals the number of training points;
-- :func:`fit_feature_counts` -- the fits that use only the first P_g of the P features, for a
-  grid of counts P_g (and L2 strengths), as ONE compiled program: the unused features are masked
+- :func:`fit_feature_counts` -- the fits that use only the first F_g of the F features, for a
+  grid of counts F_g (and L2 strengths), as ONE compiled program: the unused features are masked
   to zero, so every fit has the same shapes, and a masked feature gets a zero coefficient. With
   more features than points the fits go through the N x N Gram matrix (kernel form) with
-  iterative refinement, far cheaper than an SVD of each masked N x P matrix.
+  iterative refinement, far cheaper than an SVD of each masked N x F matrix.
 
-Shapes: N training points, M test points and O target columns (outputs) (letters used only here),
-P features, G entries of a sweep (feature counts or penalties).
+Shapes (the letters of :mod:`jaxdl`): N examples (training or test points, each set its own N), O
+target columns (outputs), F features, G entries of a sweep (feature counts or penalties).
 """
 from __future__ import annotations
 
@@ -45,13 +45,13 @@ def polynomial_features(x_N, degree: int):
 
 
 def random_fourier_features(key, x_NxD, num_features: int, bandwidth: float = 1.0):
-    """``phi_NxP = sqrt(2 / P) cos(x W + b)``, ``W_DxP ~ N(0, 1 / bandwidth^2)``, ``b_P ~ U[0, 2 pi)``.
+    """``phi_NxF = sqrt(2 / F) cos(x W + b)``, ``W_DxF ~ N(0, 1 / bandwidth^2)``, ``b_F ~ U[0, 2 pi)``.
 
     Random Fourier features of the Gaussian kernel exp(-||x - x'||^2 / (2 bandwidth^2)) (Rahimi &
-    Recht 2007; Belkin et al. 2019 sweep their number P). The draw depends only on ``key``, the
-    input dimension D and P, so calling it with the same key on training and test inputs gives the
-    same features; the first P' features of a draw of P are distributed as a draw of P' up to the
-    common scale sqrt(2 / P), which no minimum-norm prediction depends on (the effect of a fixed L2
+    Recht 2007; Belkin et al. 2019 sweep their number F). The draw depends only on ``key``, the
+    input dimension D and F, so calling it with the same key on training and test inputs gives the
+    same features; the first F' features of a draw of F are distributed as a draw of F' up to the
+    common scale sqrt(2 / F), which no minimum-norm prediction depends on (the effect of a fixed L2
     strength does).
     """
     num_features = checks.integer("num_features", num_features)
@@ -65,58 +65,58 @@ def random_fourier_features(key, x_NxD, num_features: int, bandwidth: float = 1.
 @functools.partial(jax.jit, static_argnames=("num_features",))
 def _random_fourier_features(key, x_NxD, bandwidth, num_features):
     weight_key, phase_key = jax.random.split(key)
-    w_DxP = jax.random.normal(weight_key, (x_NxD.shape[1], num_features), x_NxD.dtype) / bandwidth
-    b_P = jax.random.uniform(phase_key, (num_features,), x_NxD.dtype, 0.0, 2.0 * jnp.pi)
-    return jnp.sqrt(2.0 / num_features) * jnp.cos(x_NxD @ w_DxP + b_P)
+    w_DxF = jax.random.normal(weight_key, (x_NxD.shape[1], num_features), x_NxD.dtype) / bandwidth
+    b_F = jax.random.uniform(phase_key, (num_features,), x_NxD.dtype, 0.0, 2.0 * jnp.pi)
+    return jnp.sqrt(2.0 / num_features) * jnp.cos(x_NxD @ w_DxF + b_F)
 
 
-def least_squares(phi_NxP, y_NxO, l2=None):
-    """``theta_PxO`` of the linear model ``phi @ theta`` fitted to ``y_NxO`` (``y_N`` gives ``theta_P``).
+def least_squares(phi_NxF, y_NxO, l2=None):
+    """``theta_FxO`` of the linear model ``phi @ theta`` fitted to ``y_NxO`` (``y_N`` gives ``theta_F``).
 
     ``l2=None``: the minimum-norm least-squares solution ``pinv(phi) y`` (``jnp.linalg.lstsq``):
-    the exact fit when P >= N and the rows are independent, the ordinary least-squares fit when
-    P <= N. ``l2 = gamma >= 0`` (a number or a traced scalar, e.g. under ``vmap`` over a grid of
+    the exact fit when F >= N and the rows are independent, the ordinary least-squares fit when
+    F <= N. ``l2 = gamma >= 0`` (a number or a traced scalar, e.g. under ``vmap`` over a grid of
     penalties): the minimiser of ``(1/N) ||phi theta - y||^2 + gamma ||theta||^2``, i.e.
     ``(phi^T phi + N gamma I) theta = phi^T y``, solved as the stacked least-squares problem
     ``[phi; sqrt(N gamma) I] theta = [y; 0]``, which keeps the conditioning of phi rather than
     squaring it (a degree-9 polynomial fit in float32); ``gamma = 0`` gives the min-norm fit too.
     """
-    phi_NxP, y = jnp.asarray(phi_NxP), jnp.asarray(y_NxO)
-    if phi_NxP.ndim != 2 or y.shape[:1] != phi_NxP.shape[:1] or y.ndim not in (1, 2):
-        raise ValueError(f"phi must be (N, P) and y (N,) or (N, O) with the same N, got {phi_NxP.shape} and {y.shape}")
+    phi_NxF, y = jnp.asarray(phi_NxF), jnp.asarray(y_NxO)
+    if phi_NxF.ndim != 2 or y.shape[:1] != phi_NxF.shape[:1] or y.ndim not in (1, 2):
+        raise ValueError(f"phi must be (N, F) and y (N,) or (N, O) with the same N, got {phi_NxF.shape} and {y.shape}")
     if l2 is None:
-        return jnp.linalg.lstsq(phi_NxP, y)[0]
+        return jnp.linalg.lstsq(phi_NxF, y)[0]
     if isinstance(l2, (int, float)):
         checks.number("l2", l2, inclusive=True)
-    num_examples, num_features = phi_NxP.shape
-    penalty_PxP = jnp.sqrt(num_examples * jnp.asarray(l2, phi_NxP.dtype)) * jnp.eye(num_features, dtype=phi_NxP.dtype)
-    stacked = jnp.concatenate([phi_NxP, penalty_PxP])
+    num_examples, num_features = phi_NxF.shape
+    penalty_FxF = jnp.sqrt(num_examples * jnp.asarray(l2, phi_NxF.dtype)) * jnp.eye(num_features, dtype=phi_NxF.dtype)
+    stacked = jnp.concatenate([phi_NxF, penalty_FxF])
     zeros = jnp.zeros((num_features,) + y.shape[1:], y.dtype)
     return jnp.linalg.lstsq(stacked, jnp.concatenate([y, zeros]))[0]
 
 
 def feature_mask(num_features: int, count):
-    """``mask_P``: 1.0 for the first ``count`` of ``num_features`` features, 0.0 for the rest
+    """``mask_F``: 1.0 for the first ``count`` of ``num_features`` features, 0.0 for the rest
     (``count`` may be traced)."""
     return (jnp.arange(num_features) < count).astype(jnp.float32)
 
 
 @functools.partial(jax.jit, static_argnames=("min_norm",))
-def _fit_counts(phi_train_NxP, y_train_NxO, phi_test_MxP, counts_G, l2_G, min_norm):
-    num_examples, num_features = phi_train_NxP.shape
+def _fit_counts(phi_train_NxF, y_train_NxO, phi_test_NxF, counts_G, l2_G, min_norm):
+    num_examples, num_features = phi_train_NxF.shape
     y_NxO = y_train_NxO.reshape(num_examples, -1)
 
-    def primal(phi_masked_NxP, count, l2):
-        return least_squares(phi_masked_NxP, y_train_NxO, None if min_norm else l2)
+    def primal(phi_masked_NxF, count, l2):
+        return least_squares(phi_masked_NxF, y_train_NxO, None if min_norm else l2)
 
-    def dual(phi_masked_NxP, count, l2):
+    def dual(phi_masked_NxF, count, l2):
         # theta = phi^T (phi phi^T + N l2 I)^+ y: the same solution from the N x N Gram matrix, whose
-        # eigendecomposition costs far less than an SVD of phi when P >> N. Features in general
+        # eigendecomposition costs far less than an SVD of phi when F >> N. Features in general
         # position give phi rank min(count, N); eigenvalues beyond that rank are round-off and are
         # dropped, as are those below machine precision relative to the largest. The Gram matrix
         # squares phi's condition number, so two steps of iterative refinement on the residual
         # y - phi theta (plus the penalty's term) win back the accuracy of an SVD beyond the threshold.
-        gram_NxN = phi_masked_NxP @ phi_masked_NxP.T
+        gram_NxN = phi_masked_NxF @ phi_masked_NxF.T
         eigenvalues_N, eigenvectors_NxN = jnp.linalg.eigh(gram_NxN)
         rank = jnp.minimum(count, num_examples)
         floor = jnp.finfo(gram_NxN.dtype).eps * eigenvalues_N[-1]
@@ -125,48 +125,48 @@ def _fit_counts(phi_train_NxP, y_train_NxO, phi_test_MxP, counts_G, l2_G, min_no
         solve_gram = lambda r_NxO: eigenvectors_NxN @ (inverse_N[:, None] * (eigenvectors_NxN.T @ r_NxO))
         alpha_NxO = solve_gram(y_NxO)
         for _ in range(2):
-            residual_NxO = y_NxO - phi_masked_NxP @ (phi_masked_NxP.T @ alpha_NxO) - num_examples * l2 * alpha_NxO
+            residual_NxO = y_NxO - phi_masked_NxF @ (phi_masked_NxF.T @ alpha_NxO) - num_examples * l2 * alpha_NxO
             alpha_NxO = alpha_NxO + solve_gram(residual_NxO)
-        return (phi_masked_NxP.T @ alpha_NxO).reshape((num_features,) + y_train_NxO.shape[1:])
+        return (phi_masked_NxF.T @ alpha_NxO).reshape((num_features,) + y_train_NxO.shape[1:])
 
     solve = primal if num_features <= num_examples else dual
 
     def fit(count_and_l2):
         count, l2 = count_and_l2
-        mask_P = feature_mask(num_features, count).astype(phi_train_NxP.dtype)
+        mask_F = feature_mask(num_features, count).astype(phi_train_NxF.dtype)
         # Masked features have all-zero columns and so zero coefficients; masking theta as well keeps
         # round-off in those coefficients out of the predictions.
-        theta = solve(phi_train_NxP * mask_P, count, l2) * mask_P.reshape((-1,) + (1,) * (y_train_NxO.ndim - 1))
-        return phi_train_NxP @ theta, phi_test_MxP @ theta, jnp.linalg.norm(theta)
+        theta = solve(phi_train_NxF * mask_F, count, l2) * mask_F.reshape((-1,) + (1,) * (y_train_NxO.ndim - 1))
+        return phi_train_NxF @ theta, phi_test_NxF @ theta, jnp.linalg.norm(theta)
 
-    # lax.map, not vmap: one fit's N x P masked copy in memory at a time, whatever the number of counts.
+    # lax.map, not vmap: one fit's N x F masked copy in memory at a time, whatever the number of counts.
     return jax.lax.map(fit, (counts_G, l2_G))
 
 
-def fit_feature_counts(phi_train_NxP, y_train_NxO, phi_test_MxP, counts_G, l2_G=None):
+def fit_feature_counts(phi_train_NxF, y_train_NxO, phi_test_NxF, counts_G, l2_G=None):
     """Least-squares fits on the first ``counts_G[g]`` features, for every g, as one compiled program.
 
     ``l2_G``: None for the minimum-norm fits, else one L2 strength per fit (see
-    :func:`least_squares`; broadcast from a scalar). With P <= N features each fit is a
-    least-squares solve of the masked features (:func:`least_squares`); with P > N (random
+    :func:`least_squares`; broadcast from a scalar). With F <= N features each fit is a
+    least-squares solve of the masked features (:func:`least_squares`); with F > N (random
     features beyond the data) it is computed from the N x N Gram matrix of the masked features,
     ``theta = phi^T (phi phi^T + N l2 I)^+ y`` (the same solution). Returns
-    ``(train_predictions_GxNxO, test_predictions_GxMxO, theta_norms_G)``. Compiles once per shapes
-    and ``l2_G is None``.
+    ``(train_predictions_GxNxO, test_predictions_GxNxO, theta_norms_G)``, each N that of its set.
+    Compiles once per shapes and ``l2_G is None``.
     """
-    phi_train_NxP, phi_test_MxP = jnp.asarray(phi_train_NxP), jnp.asarray(phi_test_MxP)
-    if phi_train_NxP.ndim != 2 or phi_test_MxP.ndim != 2 or phi_test_MxP.shape[1] != phi_train_NxP.shape[1]:
-        raise ValueError(f"phi_train must be (N, P) and phi_test (M, P) with the same P, got {phi_train_NxP.shape} "
-                         f"and {phi_test_MxP.shape}")
+    phi_train_NxF, phi_test_NxF = jnp.asarray(phi_train_NxF), jnp.asarray(phi_test_NxF)
+    if phi_train_NxF.ndim != 2 or phi_test_NxF.ndim != 2 or phi_test_NxF.shape[1] != phi_train_NxF.shape[1]:
+        raise ValueError(f"phi_train must be (N, F) and phi_test (N_test, F) with the same F, got "
+                         f"{phi_train_NxF.shape} and {phi_test_NxF.shape}")
     counts = np.asarray(counts_G)
     if counts.ndim != 1 or counts.size == 0 or not np.issubdtype(counts.dtype, np.integer) \
-            or counts.min() < 1 or counts.max() > phi_train_NxP.shape[1]:
-        checks.fail("counts", counts.tolist(), f"a non-empty 1-D array of integers in [1, P={phi_train_NxP.shape[1]}]")
+            or counts.min() < 1 or counts.max() > phi_train_NxF.shape[1]:
+        checks.fail("counts", counts.tolist(), f"a non-empty 1-D array of integers in [1, F={phi_train_NxF.shape[1]}]")
     min_norm = l2_G is None
     if not min_norm and np.any(np.asarray(l2_G) < 0):
         checks.fail("l2", np.asarray(l2_G).tolist(), "penalties >= 0")
-    l2_G = jnp.broadcast_to(jnp.asarray(0.0 if min_norm else l2_G, phi_train_NxP.dtype), counts.shape)
+    l2_G = jnp.broadcast_to(jnp.asarray(0.0 if min_norm else l2_G, phi_train_NxF.dtype), counts.shape)
     y = jnp.asarray(y_train_NxO)
-    if y.shape[:1] != phi_train_NxP.shape[:1]:
-        raise ValueError(f"y_train must have the N = {phi_train_NxP.shape[0]} rows of phi_train, got {y.shape}")
-    return _fit_counts(phi_train_NxP, y, phi_test_MxP, jnp.asarray(counts, jnp.int32), l2_G, min_norm=min_norm)
+    if y.shape[:1] != phi_train_NxF.shape[:1]:
+        raise ValueError(f"y_train must have the N = {phi_train_NxF.shape[0]} rows of phi_train, got {y.shape}")
+    return _fit_counts(phi_train_NxF, y, phi_test_NxF, jnp.asarray(counts, jnp.int32), l2_G, min_norm=min_norm)

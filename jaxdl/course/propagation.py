@@ -14,7 +14,8 @@
   full-batch gradient descent as one ``lax.scan`` and records the strength ``u_i^T W v_i`` of every
   singular mode, and :func:`crossing_steps` reads off when each mode reaches a fraction of its target.
 
-Letters beyond the glossary: M layers, I initialisation schemes, J residual blocks, Q singular modes.
+Shape letters as in the table of :mod:`jaxdl` (M layers, Q singular modes); initialisation schemes and
+residual blocks are counted in words.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from jaxdl.core import checks
+from jaxdl.core import checks, fits
 from jaxdl.models.initializers import get_initializer
 from jaxdl.models.activations import get_activation
 
@@ -67,9 +68,9 @@ def init_deep_mlp(key, scheme, depth: int, width: int, *, activation: str = "rel
       (sqrt 2 for ReLU, as He et al.'s factor 2; 1 otherwise).
 
     Layer l draws from ``fold_in(key, l)``, so the first m kernels of a deeper network are those of
-    the m-layer network: one draw serves every depth. Biases are zero, as in both papers. A
-    sequence of schemes gives ``kernels_IxMxDxD``, each drawn as alone. Orthogonal draws are QRs:
-    on a busy CPU run them inside :func:`single_threaded_lapack`.
+    the m-layer network: one draw serves every depth. Biases are zero, as in both papers. A sequence
+    of schemes gives kernels of shape ``(len(schemes), M, D, D)``, each drawn as alone. Orthogonal
+    draws are QRs: on a busy CPU run them inside :func:`single_threaded_lapack`.
     """
     schemes = (scheme,) if isinstance(scheme, str) else tuple(scheme)
     for name in schemes:
@@ -107,12 +108,12 @@ def layer_statistics(kernels_MxDxD, x_BxD, cotangent_BxD, activation, depths: Se
     A network of depth m < M is the first m layers with the same kernels, so its forward statistics
     are the first m entries: one forward pass of the deepest network serves every depth.
 
-    Backward, shape ``(P, M)``, one row per depth m of ``depths`` (default ``(M,)``), NaN above m:
+    Backward, shape ``(len(depths), M)``, one row per depth m of ``depths`` (default ``(M,)``), NaN above m:
     the objective ``J_m = sum(cotangent * a_m)``, i.e. the top hidden layer receives ``cotangent``
     from a linear read-out (at initialisation, a random vector independent of the forward pass:
     what a squared loss on random targets sends back). Gradients depend on every layer above them
     and on where the read-out sits, so they are NOT a prefix of the deepest network's: each depth
-    gets its own backward pass, the P passes run as one batched reverse scan.
+    gets its own backward pass, all of them run as one batched reverse scan.
 
     - ``activation_gradient_second_moment``: E[(dJ_m / da_l)^2];
     - ``weight_gradient_second_moment``: E[(dJ_m / dW_l)^2] over the D x D entries.
@@ -154,19 +155,20 @@ def layer_statistics(kernels_MxDxD, x_BxD, cotangent_BxD, activation, depths: Se
 
 
 def mlp_signal_statistics(key, *, schemes: Sequence[str] = SCHEMES, activations: Sequence[str] = ("relu",),
-                          depth: int = 50, width: int = 256, batch_size: int = 16, num_seeds: int = 8,
+                          depth: int = 50, width: int = 256, num_inputs: int = 16, num_seeds: int = 8,
                           depths: Sequence[int] | None = None, naive_std: float = 0.01, dtype=jnp.float32) -> dict:
     """:func:`layer_statistics` of :func:`init_deep_mlp` networks for every activation, scheme and
     seed in one compiled program (schemes ``vmap``ped, seeds ``lax.map``ped, one seed's memory at a
-    time): ``{activation: {statistic: array}}``, every array with leading axes ``(I, K)``.
+    time): ``{activation: {statistic: array}}``, every array with leading axes ``(len(schemes), K)``.
 
-    Seed k draws from ``fold_in(key, k)`` its kernels (one key for every scheme and activation:
-    the activations see the same weights, an orthogonal draw scaled by each one's gain), its inputs
-    ``x_BxD`` and its cotangent, both with N(0, 1) entries, all in float32 (the kernels as the zoo
-    draws them), and propagates them in ``dtype``; ``depths`` (default ``(depth,)``) are the depths
-    whose backward statistics are measured. Calling again with the same arguments compiles nothing.
-    Run inside ``jax.enable_x64(True)`` with ``dtype=jnp.float64`` where a scheme shrinks the signal
-    below float32's range (the naive init does within about 20 layers).
+    Seed k draws from ``fold_in(key, k)`` its kernels (one key for every scheme and activation: the
+    activations see the same weights, an orthogonal draw scaled by each one's gain), its
+    ``num_inputs`` inputs ``x_BxD`` (B = ``num_inputs``) and its cotangent, both with N(0, 1)
+    entries, all in float32 (the kernels as the zoo draws them), and propagates them in ``dtype``;
+    ``depths`` (default ``(depth,)``) are the depths whose backward statistics are measured. Calling
+    again with the same arguments compiles nothing. Run inside ``jax.enable_x64(True)`` with
+    ``dtype=jnp.float64`` where a scheme shrinks the signal below float32's range (the naive init
+    does within about 20 layers).
     """
     schemes = tuple(checks.one_of("schemes", s, SCHEMES) for s in schemes)
     activations = tuple(activations)
@@ -179,7 +181,7 @@ def mlp_signal_statistics(key, *, schemes: Sequence[str] = SCHEMES, activations:
     depths = (depth,) if depths is None else tuple(checks.integer("depths", m, maximum=depth) for m in depths)
     if not depths:
         checks.fail("depths", depths, "a non-empty sequence of depths or None")
-    args = (schemes, activations, depth, checks.integer("width", width), checks.integer("batch_size", batch_size),
+    args = (schemes, activations, depth, checks.integer("width", width), checks.integer("num_inputs", num_inputs),
             checks.integer("num_seeds", num_seeds), depths, checks.number("naive_std", naive_std), jnp.dtype(dtype))
     with single_threaded_lapack():
         return jax.block_until_ready(_mlp_signal_statistics(key, *args))
@@ -194,10 +196,10 @@ def single_threaded_lapack():
 
 
 @functools.partial(jax.jit, static_argnums=tuple(range(1, 10)))
-def _mlp_signal_statistics(key, schemes, activations, depth, width, batch_size, num_seeds, depths, naive_std, dtype):
+def _mlp_signal_statistics(key, schemes, activations, depth, width, num_inputs, num_seeds, depths, naive_std, dtype):
     def one_seed(seed_key):
         init_key, data_key = jax.random.split(seed_key)
-        x_BxD, cotangent_BxD = jax.random.normal(data_key, (2 * batch_size * width,)).reshape(2, batch_size, width)
+        x_BxD, cotangent_BxD = jax.random.normal(data_key, (2 * num_inputs * width,)).reshape(2, num_inputs, width)
         x_BxD, cotangent_BxD = x_BxD.astype(dtype), cotangent_BxD.astype(dtype)
         base_IxMxDxD = init_deep_mlp(init_key, schemes, depth, width, activation="identity", naive_std=naive_std)
         out = {}
@@ -211,7 +213,7 @@ def _mlp_signal_statistics(key, schemes, activations, depth, width, batch_size, 
     keys_K = jax.vmap(lambda k: jax.random.fold_in(key, k))(jnp.arange(num_seeds))
     # Seeds one after the other (schemes vmapped within): unbatched random draws, which compile
     # faster on a CPU, and the memory of one seed (16 seeds of 50 float64 kernels 256 x 256: 3.4 GB).
-    stats = jax.lax.map(one_seed, keys_K)  # leaves (K, I, ...)
+    stats = jax.lax.map(one_seed, keys_K)  # leaves (K, schemes, ...)
     return jax.tree.map(lambda v: jnp.swapaxes(v, 0, 1), stats)
 
 
@@ -281,8 +283,8 @@ def residual_branch_variances(model: nn.Module, variables, x, *, train: bool = T
 
 
 def order_blocks(variances: dict) -> dict:
-    """:func:`residual_branch_variances` as ``{"blocks": names (J,), "branch_variance",
-    "skip_variance", "ratio"}`` NumPy arrays of shape ``(..., J)`` (any leading seed axes), blocks
+    """:func:`residual_branch_variances` as ``{"blocks": names, "branch_variance",
+    "skip_variance", "ratio"}``, the arrays of shape ``(..., blocks)`` (any leading seed axes), blocks
     ordered by name with numbers compared as numbers (call order for the zoo's
     ``stage_<s>_block_<b>``). ``ValueError`` when there is no block."""
     if not variances:
@@ -297,7 +299,7 @@ def residual_branch_statistics(model: nn.Module, variables, x, *, train: bool = 
     """The variance of each residual block's branch against its skip path at ``variables`` (De & Smith
     2020: with BatchNorm the ratio falls like 1/depth, so a deep network starts out shallow):
     :func:`residual_branch_variances`, compiled once per model and shapes, as :func:`order_blocks`
-    arrays of shape ``(J,)``, or ``(K, J)`` with ``seed_axis`` (``variables`` and ``x`` then carry a
+    arrays of shape ``(blocks,)``, or ``(K, blocks)`` with ``seed_axis`` (``variables`` and ``x`` then carry a
     leading seed axis K, vmapped)."""
     return order_blocks(_branch_variances(model, variables, x, bool(train), bool(seed_axis)))
 
@@ -376,6 +378,5 @@ def deep_linear_training(kernels_MxDxD, x_NxD, y_NxD, modes_in_DxQ, modes_out_Dx
 def crossing_steps(strength_TxQ, steps_T, targets_Q, fraction: float = 0.5) -> np.ndarray:
     """The first recorded step at which each mode's strength reaches ``fraction`` of its target
     (``inf`` where it never does), shape ``(..., Q)`` for strengths ``(..., T, Q)``."""
-    reached = np.asarray(strength_TxQ) >= fraction * np.asarray(targets_Q)
-    first = np.argmax(reached, axis=-2)
-    return np.where(reached.any(axis=-2), np.asarray(steps_T)[first], np.inf)
+    level_Qx1 = fraction * np.asarray(targets_Q, np.float64)[:, None]
+    return fits.first_crossing(np.moveaxis(np.asarray(strength_TxQ), -2, -1), level_Qx1, at_T=steps_T)

@@ -17,7 +17,8 @@ Pascanu, Mikolov & Bengio 2013, "On the difficulty of training recurrent neural 
   ``train.fit(..., regularizer=...)``).
 
 Row vectors throughout, as in :mod:`jaxdl.models.recurrent`: ``h_t = f(x_t W_x + h_{t-1} W_h + b)``.
-Letters not in the glossary: Q starting points, I and J grid points along w and along b, M radii.
+Shape letters as in the table of :mod:`jaxdl`: G start points or radii, I and J grid points along w and
+along b, U hidden units, S steps.
 """
 from __future__ import annotations
 
@@ -83,23 +84,23 @@ def loss_surface(loss_fn: Callable, ws_I, bs_J, *, points_per_chunk: int | None 
     ``(J, I)`` (the ``np.meshgrid`` layout: row j is ``b = bs_J[j]``), points ``vmap``ped in chunks
     of ``points_per_chunk`` (:func:`jaxdl.core.batching.map_in_chunks`; None: all at once)."""
     mesh_w, mesh_b = jnp.meshgrid(jnp.asarray(ws_I), jnp.asarray(bs_J))
-    points_Px2 = jnp.stack([mesh_w.ravel(), mesh_b.ravel()], axis=1)
-    return batching.map_in_chunks(loss_fn, points_Px2, points_per_chunk).reshape(mesh_w.shape)
+    points_Gx2 = jnp.stack([mesh_w.ravel(), mesh_b.ravel()], axis=1)
+    return batching.map_in_chunks(loss_fn, points_Gx2, points_per_chunk).reshape(mesh_w.shape)
 
 
 class DescentPaths(NamedTuple):
-    """What :func:`descent_paths` returns: ``params_QxSxD`` the iterates ``theta_0 .. theta_S``
-    (``S + 1`` of them), ``loss_QxS`` the loss at each iterate (``S + 1``), ``grad_norm_QxS`` the
+    """What :func:`descent_paths` returns: ``params_GxSxD`` the iterates ``theta_0 .. theta_S``
+    (``S + 1`` of them), ``loss_GxS`` the loss at each iterate (``S + 1``), ``grad_norm_GxS`` the
     norm of the raw gradient at ``theta_0 .. theta_{S-1}`` (before any clipping)."""
 
-    params_QxSxD: jax.Array
-    loss_QxS: jax.Array
-    grad_norm_QxS: jax.Array
+    params_GxSxD: jax.Array
+    loss_GxS: jax.Array
+    grad_norm_GxS: jax.Array
 
 
 @compiled.jit(static_argnames=("num_steps",))
-def descent_paths(loss_fn: Callable, starts_QxD, tx: optax.GradientTransformation, *, num_steps: int) -> DescentPaths:
-    """``num_steps`` updates of ``tx`` on ``loss_fn(theta_D) -> scalar`` from each of Q starts: one
+def descent_paths(loss_fn: Callable, starts_GxD, tx: optax.GradientTransformation, *, num_steps: int) -> DescentPaths:
+    """``num_steps`` updates of ``tx`` on ``loss_fn(theta_D) -> scalar`` from each of G starts: one
     ``lax.scan`` over steps, ``vmap``ped over the starts. Gradient descent with global-norm
     clipping is ``tx = jaxdl.train.optim.get_optimizer('gd', eta, clip_norm=c)``; without, ``clip_norm=None``.
     Calling again with the same ``loss_fn``, ``tx`` object and shapes compiles nothing."""
@@ -115,7 +116,7 @@ def descent_paths(loss_fn: Callable, starts_QxD, tx: optax.GradientTransformatio
         (last, _), (thetas, loss, grad_norm) = jax.lax.scan(step, (theta_D, tx.init(theta_D)), None, length=num_steps)
         return (jnp.concatenate([thetas, last[None]]), jnp.append(loss, loss_fn(last)), grad_norm)
 
-    return DescentPaths(*jax.vmap(path)(jnp.asarray(starts_QxD)))
+    return DescentPaths(*jax.vmap(path)(jnp.asarray(starts_GxD)))
 
 
 # ----------------------------------------------------------------------------- Jacobians across time
@@ -126,64 +127,64 @@ def _activation(name: str) -> Callable:
     return get_activation(name)
 
 
-def state_jacobian_norms(recurrent_HxH, h0_H, inputs_SxH, activation: str = "identity") -> jax.Array:
+def state_jacobian_norms(recurrent_UxU, h0_U, inputs_SxU, activation: str = "identity") -> jax.Array:
     """Spectral norms ``||dh_S / dh_{S-k}||_2`` for ``k = 0 .. S``, shape ``(S + 1,)``, of
-    ``h_t = f(h_{t-1} W + x_t)``, ``t = 1 .. S``, from ``h_0 = h0_H``, ``f`` ``'identity'`` or ``'tanh'``.
+    ``h_t = f(h_{t-1} W + x_t)``, ``t = 1 .. S``, from ``h_0 = h0_U``, ``f`` ``'identity'`` or ``'tanh'``.
 
     ``dh_S / dh_{S-k}`` is the product of the per-step Jacobians ``diag(f'(a_t)) W^T`` for
     ``t = S, ..., S - k + 1``, accumulated from the last step backwards (the order in which
     backpropagation meets them); for a linear ``f`` it is ``(W^T)^k``.
     """
     act = _activation(activation)
-    recurrent_HxH = jnp.asarray(recurrent_HxH)
+    recurrent_UxU = jnp.asarray(recurrent_UxU)
 
     def forward(h, x):
-        a = h @ recurrent_HxH + x
+        a = h @ recurrent_UxU + x
         slope = jax.jvp(act, (a,), (jnp.ones_like(a),))[1]  # f'(a), elementwise
         return act(a), slope
 
-    _, slopes_SxH = jax.lax.scan(forward, jnp.asarray(h0_H), jnp.asarray(inputs_SxH))
+    _, slopes_SxU = jax.lax.scan(forward, jnp.asarray(h0_U), jnp.asarray(inputs_SxU))
 
-    def backward(product_HxH, slope_H):
-        product_HxH = product_HxH @ (slope_H[:, None] * recurrent_HxH.T)
-        return product_HxH, product_HxH
+    def backward(product_UxU, slope_U):
+        product_UxU = product_UxU @ (slope_U[:, None] * recurrent_UxU.T)
+        return product_UxU, product_UxU
 
-    eye = jnp.eye(recurrent_HxH.shape[0], dtype=recurrent_HxH.dtype)
-    _, products_SxHxH = jax.lax.scan(backward, eye, slopes_SxH[::-1])
+    eye = jnp.eye(recurrent_UxU.shape[0], dtype=recurrent_UxU.dtype)
+    _, products_SxUxU = jax.lax.scan(backward, eye, slopes_SxU[::-1])
     # The largest singular value as the root of the top eigenvalue of P^T P: a symmetric
     # eigensolver compiles and runs several times faster than an SVD on a CPU.
-    gram_SxHxH = jnp.swapaxes(products_SxHxH, -1, -2) @ products_SxHxH
-    norms_S = jnp.sqrt(jnp.maximum(jnp.linalg.eigvalsh(gram_SxHxH)[:, -1], 0.0))
+    gram_SxUxU = jnp.swapaxes(products_SxUxU, -1, -2) @ products_SxUxU
+    norms_S = jnp.sqrt(jnp.maximum(jnp.linalg.eigvalsh(gram_SxUxU)[:, -1], 0.0))
     return jnp.concatenate([jnp.ones((1,), norms_S.dtype), norms_S])
 
 
 @compiled.jit(static_argnames=("hidden_size", "num_steps", "num_seeds", "activation", "recurrent_init"))
-def jacobian_norms_by_radius(key, radii_M, *, hidden_size: int, num_steps: int, num_seeds: int,
+def jacobian_norms_by_radius(key, radii_G, *, hidden_size: int, num_steps: int, num_seeds: int,
                              activation: str = "identity", recurrent_init: str = "gaussian",
                              input_scale: float = 1.0) -> jax.Array:
-    """:func:`state_jacobian_norms` for recurrent matrices of spectral radius ``radii_M``, K seeds
-    each, as one program: shape ``(M, K, S + 1)``.
+    """:func:`state_jacobian_norms` for recurrent matrices of spectral radius ``radii_G``, K seeds
+    each, as one program: shape ``(G, K, S + 1)``.
 
     Seed k draws ``W_1`` of spectral radius 1 with :func:`jaxdl.models.recurrent.recurrent_initializer`
-    (``'gaussian'``: ``N(0, 1/H)`` entries rescaled; ``'orthogonal'``), uses ``W = radius W_1`` for
+    (``'gaussian'``: ``N(0, 1/U)`` entries rescaled; ``'orthogonal'``), uses ``W = radius W_1`` for
     every radius (the same directions, only the scale changes), ``h_0 = 0`` and inputs
     ``x_t ~ N(0, input_scale^2 I)`` (they matter only for ``tanh``).
     """
     checks.one_of("recurrent_init", recurrent_init, RECURRENT_INITS)
     _activation(activation)
     matrix_key, input_key = jax.random.split(key)
-    # The K seeds' matrices as the K independent gate blocks of one (H, K H) kernel: one flat
+    # The K seeds' matrices as the K independent gate blocks of one (U, K U) kernel: one flat
     # draw, which on a CPU compiles several times faster than K vmapped draws.
     kernel = recurrent_initializer(recurrent_init, 1.0)(matrix_key, (hidden_size, num_seeds * hidden_size))
-    w_KxHxH = jnp.swapaxes(kernel.reshape(hidden_size, num_seeds, hidden_size), 0, 1)
-    inputs_KxSxH = input_scale * jax.random.normal(input_key, (num_seeds * num_steps * hidden_size,)).reshape(
+    w_KxUxU = jnp.swapaxes(kernel.reshape(hidden_size, num_seeds, hidden_size), 0, 1)
+    inputs_KxSxU = input_scale * jax.random.normal(input_key, (num_seeds * num_steps * hidden_size,)).reshape(
         num_seeds, num_steps, hidden_size)
-    h0_H = jnp.zeros((hidden_size,))
+    h0_U = jnp.zeros((hidden_size,))
 
-    def seed(w_HxH, inputs_SxH):
-        return jax.vmap(lambda r: state_jacobian_norms(r * w_HxH, h0_H, inputs_SxH, activation))(radii_M)
+    def seed(w_UxU, inputs_SxU):
+        return jax.vmap(lambda r: state_jacobian_norms(r * w_UxU, h0_U, inputs_SxU, activation))(radii_G)
 
-    return jnp.swapaxes(jax.vmap(seed)(w_KxHxH, inputs_KxSxH), 0, 1)
+    return jnp.swapaxes(jax.vmap(seed)(w_KxUxU, inputs_KxSxU), 0, 1)
 
 
 # ----------------------------------------------------------------------------- Omega
@@ -201,28 +202,28 @@ def _elman_parts(params: PyTree):
     return layer, params["output"]
 
 
-def elman_states(params: PyTree, x_BxLxF, activation: str = "tanh", perturbation_BxLxH=None) -> jax.Array:
-    """States ``h_BxLxH`` of the zoo's one-layer Elman RNN (``get_model('rnn', num_layers=1)``),
+def elman_states(params: PyTree, x_BxLxD, activation: str = "tanh", perturbation_BxLxU=None) -> jax.Array:
+    """States ``h_BxLxU`` of the zoo's one-layer Elman RNN (``get_model('rnn', num_layers=1)``),
     recomputed with their own ``lax.scan`` from its ``params``: ``h_t = f(x_t W_x + h_{t-1} W_h + b)``
     from ``h_0 = 0``, with ``W_x, W_h, b`` = ``params['layer_0']`` ``input_kernel, recurrent_kernel,
-    bias``. ``perturbation_BxLxH`` (default none) is added to each state as it is made, so that the
+    bias``. ``perturbation_BxLxU`` (default none) is added to each state as it is made, so that the
     gradient of a loss with respect to it is ``dC/dh_t``. ``x_BxL`` is read as one feature."""
     layer, _ = _elman_parts(params)
     act = get_activation(activation)
-    x_BxLxF = jnp.asarray(x_BxLxF)
-    x_BxLxF = x_BxLxF[..., None] if x_BxLxF.ndim == 2 else x_BxLxF
-    xw_LxBxH = jnp.einsum("blf,fh->lbh", x_BxLxF, layer["input_kernel"]) + layer["bias"]
-    if perturbation_BxLxH is None:
-        perturbation_BxLxH = jnp.zeros(x_BxLxF.shape[:2] + xw_LxBxH.shape[-1:], xw_LxBxH.dtype)
+    x_BxLxD = jnp.asarray(x_BxLxD)
+    x_BxLxD = x_BxLxD[..., None] if x_BxLxD.ndim == 2 else x_BxLxD
+    xw_LxBxU = jnp.einsum("blf,fh->lbh", x_BxLxD, layer["input_kernel"]) + layer["bias"]
+    if perturbation_BxLxU is None:
+        perturbation_BxLxU = jnp.zeros(x_BxLxD.shape[:2] + xw_LxBxU.shape[-1:], xw_LxBxU.dtype)
 
     def step(h, inputs):
         xw, eps = inputs
         h = act(xw + h @ layer["recurrent_kernel"]) + eps
         return h, h
 
-    h0 = jnp.zeros(xw_LxBxH.shape[1:], xw_LxBxH.dtype)
-    _, h_LxBxH = jax.lax.scan(step, h0, (xw_LxBxH, jnp.swapaxes(perturbation_BxLxH, 0, 1)))
-    return jnp.swapaxes(h_LxBxH, 0, 1)
+    h0 = jnp.zeros(xw_LxBxU.shape[1:], xw_LxBxU.dtype)
+    _, h_LxBxU = jax.lax.scan(step, h0, (xw_LxBxU, jnp.swapaxes(perturbation_BxLxU, 0, 1)))
+    return jnp.swapaxes(h_LxBxU, 0, 1)
 
 
 def omega(params: PyTree, batch, *, loss_name: str = "mse", activation: str = "tanh") -> jax.Array:
@@ -241,7 +242,7 @@ def omega(params: PyTree, batch, *, loss_name: str = "mse", activation: str = "t
 
     Args:
       params: ``get_model('rnn', num_layers=1, readout='last')`` parameters.
-      batch: ``(x_BxLxF, y_BxD)``.
+      batch: ``(x_BxLxD, y_BxO)``.
       loss_name: the training loss (``'mse'`` or ``'half_mse'`` for regression, ``'cross_entropy'``).
     """
     losses.check_loss_name(loss_name)
@@ -249,27 +250,27 @@ def omega(params: PyTree, batch, *, loss_name: str = "mse", activation: str = "t
     x, y = batch
     act = get_activation(activation)
 
-    def cost(perturbation_BxLxH):
-        h_BxLxH = elman_states(params, x, activation, perturbation_BxLxH)
-        outputs = h_BxLxH[:, -1] @ readout["kernel"] + readout["bias"]
-        return losses.PER_EXAMPLE_LOSSES[loss_name](outputs, y).mean(), h_BxLxH
+    def cost(perturbation_BxLxU):
+        h_BxLxU = elman_states(params, x, activation, perturbation_BxLxU)
+        outputs = h_BxLxU[:, -1] @ readout["kernel"] + readout["bias"]
+        return losses.PER_EXAMPLE_LOSSES[loss_name](outputs, y).mean(), h_BxLxU
 
     x = jnp.asarray(x)
     x = x[..., None] if x.ndim == 2 else x
     zeros = jnp.zeros(x.shape[:2] + layer["recurrent_kernel"].shape[:1], layer["recurrent_kernel"].dtype)
-    errors_BxLxH, h_BxLxH = jax.grad(cost, has_aux=True)(zeros)
-    incoming_BxLxH = jax.lax.stop_gradient(errors_BxLxH[:, 1:])
+    errors_BxLxU, h_BxLxU = jax.grad(cost, has_aux=True)(zeros)
+    incoming_BxLxU = jax.lax.stop_gradient(errors_BxLxU[:, 1:])
     # The ratio does not change when dC/dh_(k+1) is scaled, and dC/dh_(k+1) is held constant, so it
     # is scaled to unit norm first (through its largest entry: errors that vanished to 1e-30 keep
     # their direction in float32 instead of underflowing).
-    largest = jnp.max(jnp.abs(incoming_BxLxH), axis=-1, keepdims=True)
+    largest = jnp.max(jnp.abs(incoming_BxLxU), axis=-1, keepdims=True)
     nonzero = largest[..., 0] > 0
-    incoming_BxLxH = incoming_BxLxH / jnp.where(nonzero[..., None], largest, 1.0)
-    incoming_BxLxH = incoming_BxLxH / jnp.where(nonzero, _norm(incoming_BxLxH), 1.0)[..., None]
+    incoming_BxLxU = incoming_BxLxU / jnp.where(nonzero[..., None], largest, 1.0)
+    incoming_BxLxU = incoming_BxLxU / jnp.where(nonzero, _norm(incoming_BxLxU), 1.0)[..., None]
     xw_next = jnp.einsum("blf,fh->blh", x[:, 1:], layer["input_kernel"]) + layer["bias"]
     # One step h_k -> h_(k+1) acts row by row, so one VJP gives every (example, k) at once.
-    _, step_vjp = jax.vjp(lambda h_prev: act(xw_next + h_prev @ layer["recurrent_kernel"]), h_BxLxH[:, :-1])
-    ratio = _norm(step_vjp(incoming_BxLxH)[0])
+    _, step_vjp = jax.vjp(lambda h_prev: act(xw_next + h_prev @ layer["recurrent_kernel"]), h_BxLxU[:, :-1])
+    ratio = _norm(step_vjp(incoming_BxLxU)[0])
     return jnp.where(nonzero, jnp.square(ratio - 1.0), 0.0).sum(axis=1).mean()
 
 

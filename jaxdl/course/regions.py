@@ -17,8 +17,8 @@ layers of width n on n0 inputs can have (prod_{l<L} floor(n/n0))^{n0} sum_{j<=n0
 (:func:`montufar_count`), reached exactly by the folding network of :func:`folding_network`;
 Hanin & Rolnick (2019), random and trained networks have far fewer regions than that.
 
-Shapes: ``U`` units of a layer, ``Q`` regions, ``V`` vertices of a polygon, ``E`` boundary
-segments, ``G`` grid points per side of the sampler.
+Shapes (the letters of :mod:`jaxdl`): ``U`` units of a layer, ``A`` regions, ``V`` vertices of a polygon,
+``E`` boundary segments (the partition's edges), ``G`` grid points per side of the sampler.
 """
 from __future__ import annotations
 
@@ -63,15 +63,15 @@ class Partition(NamedTuple):
     """The exact partition of a window into connected activation regions.
 
     Attributes:
-      polygons: Q convex polygons, each ``vertices_Vx2`` in plane coordinates (counter-clockwise).
-      patterns_QxU: bool, which hidden units are on in each region (all layers, in order).
+      polygons: A convex polygons, each ``vertices_Vx2`` in plane coordinates (counter-clockwise).
+      patterns_AxU: bool, which hidden units are on in each region (all layers, in order).
       segments_Ex2x2: every boundary segment inside the window (its two end points).
       segment_layers_E: the hidden layer (0-based) whose unit switches across each segment.
       window: the rectangle that was partitioned.
     """
 
     polygons: tuple
-    patterns_QxU: np.ndarray
+    patterns_AxU: np.ndarray
     segments_Ex2x2: np.ndarray
     segment_layers_E: np.ndarray
     window: Window
@@ -83,7 +83,7 @@ class Partition(NamedTuple):
     @property
     def num_patterns(self) -> int:
         """Distinct activation patterns (at most ``num_regions``: a pattern may recur in disconnected places)."""
-        return count_patterns_on_grid(self.patterns_QxU[None]) if self.num_regions else 0
+        return count_patterns_on_grid(self.patterns_AxU[None]) if self.num_regions else 0
 
 
 # --- the network as affine layers ------------------------------------------------------------------
@@ -275,7 +275,7 @@ def linear_regions(layers: Sequence[Layer], plane: Plane, window: Window, *,
     num_units = sum(np.shape(kernel)[1] for kernel, _ in layers[:depth])
     return Partition(
         polygons=tuple(vertices for vertices, _, _ in pieces),
-        patterns_QxU=np.array([pattern for _, _, pattern in pieces], bool).reshape(len(pieces), num_units),
+        patterns_AxU=np.array([pattern for _, _, pattern in pieces], bool).reshape(len(pieces), num_units),
         segments_Ex2x2=np.array(segments, np.float64).reshape(-1, 2, 2),
         segment_layers_E=np.array(segment_layers, np.int32),
         window=window)
@@ -287,7 +287,7 @@ def _area(vertices_Vx2: np.ndarray) -> float:
 
 
 def region_areas(partition: Partition) -> np.ndarray:
-    """The area of each region, ``areas_Q`` (they sum to the window's area)."""
+    """The area of each region, ``areas_A`` (they sum to the window's area)."""
     return np.array([_area(vertices) for vertices in partition.polygons])
 
 

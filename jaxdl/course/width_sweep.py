@@ -5,7 +5,7 @@ the first H are live: the activations of the others are multiplied by zero (a ma
 state collection ``'masks'``, not a parameter), so they contribute nothing to the output and get
 no gradient, and their parameters start (and stay) at zero. All members then share their shapes,
 so the widths and seeds of a sweep train as one ``vmap``ped program
-(:func:`jaxdl.train.build_block_programs`), compiled once, instead of one program per width.
+(:func:`jaxdl.train.train_model`, the driver of ``fit_seeds``), compiled once, instead of one program per width.
 
 The live parameters of a member are those of :class:`jaxdl.models.MLP` with ``widths=(H,) *
 num_layers`` (:func:`narrow_params` slices them out), drawn from the same distributions (He for
@@ -33,12 +33,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
-from tqdm.auto import tqdm
 
 from jaxdl import train
-from jaxdl.core import checks, meshes
+from jaxdl.core import checks
 from jaxdl.train import losses
 from jaxdl.models.initializers import get_initializer
 from jaxdl.models.activations import get_activation
@@ -145,14 +142,13 @@ def _check_widths(widths) -> tuple[int, ...]:
 
 
 def fit_widths(data, tx: optax.GradientTransformation, *, widths: Sequence[int], seeds: Sequence[int] = (0,),
-               epochs: int, batch_size: int | None = None, loss_name: str = "cross_entropy", num_layers: int = 1,
-               activation: str = "relu", chunk_size: int = 2048, epochs_per_call: int = 1, eval_every: int = 1,
-               progress: bool = True, logger=None) -> train.FitResult:
+               num_layers: int = 1, activation: str = "relu", **options) -> train.FitResult:
     """Train MLPs of every width in ``widths`` for every seed on ``data`` as one vmapped program.
 
-    Like :func:`jaxdl.train.fit_seeds` (epochs of shuffled minibatches, or full-batch descent with
-    ``batch_size=None``, ``epochs_per_call`` epochs per compiled call, train and test metrics every
-    ``eval_every`` epochs), for :class:`MaskedMLP` members of each width. Every leaf of the returned
+    :func:`jaxdl.train.fit_seeds` (epochs of shuffled minibatches, or full-batch descent with
+    ``batch_size=None``; ``options`` are the fields of :class:`jaxdl.train.FitOptions`: probes,
+    checkpoints and resume, logging, progress) over :class:`MaskedMLP` members of each width,
+    the widths of a seed drawing that seed's minibatches. Every leaf of the returned
     :class:`jaxdl.train.FitResult` has leading axes (W, K): widths, then seeds (the states keep the
     padded shapes; :func:`narrow_params` gives a member's network). A second call with the same
     shapes and options compiles nothing.
@@ -163,60 +159,20 @@ def fit_widths(data, tx: optax.GradientTransformation, *, widths: Sequence[int],
     widths, seeds = _check_widths(widths), list(seeds)
     if not seeds or not all(checks.is_integer(s) and s >= 0 for s in seeds):
         checks.fail("seeds", seeds, "a non-empty sequence of non-negative integers")
-    losses.check_loss_name(loss_name)
+    options = train.FitOptions.parse("fit_widths", options)
+    losses.check_loss_name(options.loss_name)
     num_layers = checks.integer("num_layers", num_layers)
-    num_outputs = data.num_classes if losses.is_classification(loss_name) else int(np.prod(data.y_train.shape[1:]))
+    num_outputs = (data.num_classes if losses.is_classification(options.loss_name)
+                   else int(np.prod(data.y_train.shape[1:])))
     model = MaskedMLP(max(widths), num_layers, int(num_outputs), activation)
     num_widths, num_seeds = len(widths), len(seeds)
-    num_members = num_widths * num_seeds
-    num_train = int(data.x_train.shape[0])
-    plan = train.make_plan(data, batch_size, epochs,
-                           meshes.seeds_mesh(num_members, num_train if batch_size is None else batch_size))
-    epochs_per_call = checks.integer("epochs_per_call", epochs_per_call)
-    eval_every = checks.integer("eval_every", eval_every)
-    if epochs % epochs_per_call or eval_every % epochs_per_call:
-        raise ValueError(f"epochs_per_call={epochs_per_call} must divide epochs={epochs} and eval_every={eval_every}")
-    train_block, eval_both = train.build_block_programs(model, tx, loss_name, plan, chunk_size, vmapped=True)
-
-    replicated = NamedSharding(plan.mesh, P())
-    x_train, y_train, x_test, y_test = jax.device_put((data.x_train, data.y_train, data.x_test, data.y_test),
-                                                      replicated)
     init_keys_K, data_keys_K = train.seed_streams(np.asarray(seeds, np.uint32))
     initial = init_width_states(model, tx, data.x_train[:1], widths, init_keys_K)
-    placement = NamedSharding(plan.mesh, P("seeds")) if "seeds" in plan.mesh.axis_names else replicated
-    order_sharding = NamedSharding(plan.mesh, P("seeds", None, "data"))
-    state = jax.device_put(jax.tree.map(jnp.array, initial), placement)  # a copy: the program donates it
-
-    metric_names = [f"{split}_{name}" for name in losses.metric_names(loss_name) for split in ("train", "test")]
-    history = {name: np.full((num_members, epochs), np.nan, np.float32) for name in metric_names}
-    history["batch_loss"] = np.full((num_members, epochs * plan.steps_per_epoch), np.nan, np.float32)
-    bar = tqdm(total=epochs, desc=f"fit widths {widths[0]}..{widths[-1]} x{num_seeds} seeds", disable=not progress,
-               leave=False, unit="epoch")
-    for first_epoch in range(0, epochs, epochs_per_call):
-        block = range(first_epoch, first_epoch + epochs_per_call)
-        orders_K = [np.concatenate([train.epoch_order(key, e, plan) for e in block]) for key in data_keys_K]
-        order_GxSxB = np.tile(np.stack(orders_K), (num_widths, 1, 1))  # the widths of a seed see the same batches
-        first_step = first_epoch * plan.steps_per_epoch
-        steps_S = np.arange(first_step, first_step + order_GxSxB.shape[1], dtype=np.int32)
-        state, _, step_metrics = train_block(state, {}, x_train, y_train, jax.device_put(order_GxSxB, order_sharding),
-                                             steps_S, None)
-        batch_loss = np.asarray(step_metrics["loss"])
-        checks.raise_if_not_finite(batch_loss, what="training loss", first_step=first_step, epoch=first_epoch,
-                                   hint="lower the learning rate or enable gradient clipping")
-        history["batch_loss"][:, steps_S] = batch_loss
-        last_epoch = block[-1]
-        if (last_epoch + 1) % eval_every == 0 or last_epoch + 1 == epochs:
-            metrics = jax.device_get(eval_both(state, x_train, y_train, x_test, y_test))
-            for name in metric_names:
-                history[name][:, last_epoch] = metrics[name]
-            if logger is not None:
-                logger.log(int((last_epoch + 1) * plan.steps_per_epoch), epoch=last_epoch + 1,
-                           **{name: float(np.mean(metrics[name])) for name in metric_names})
-        bar.update(epochs_per_call)
-    bar.close()
+    result = train.train_model(model, data, tx, options, seeds=seeds * num_widths, vmapped=True, initial_state=initial,
+                               data_keys=[data_keys_K[k] for _ in widths for k in range(num_seeds)],
+                               desc=f"fit widths {widths[0]}..{widths[-1]} x{num_seeds} seeds")
 
     def by_width_and_seed(leaf):
         return np.asarray(leaf).reshape((num_widths, num_seeds) + np.shape(leaf)[1:])
 
-    return train.FitResult(jax.tree.map(by_width_and_seed, state), jax.tree.map(by_width_and_seed, history),
-                           jax.tree.map(by_width_and_seed, initial))
+    return jax.tree.map(by_width_and_seed, result)

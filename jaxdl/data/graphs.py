@@ -21,8 +21,8 @@ MIN_NODES = 8
 
 
 def random_graphs(rng: np.random.Generator, count: int, max_nodes: int, edge_probability: float):
-    """Undirected graphs: ``adjacency_BxNxN`` (0/1 float32, symmetric, no self-loops) and
-    ``mask_BxN`` (True for the real nodes, the first ``MIN_NODES..max_nodes`` of each graph)."""
+    """Undirected graphs: ``adjacency_BxVxV`` (0/1 float32, symmetric, no self-loops) and
+    ``mask_BxV`` (True for the real nodes, the first ``MIN_NODES..max_nodes`` of each graph)."""
     sizes = rng.integers(MIN_NODES, max_nodes + 1, size=count)
     upper = np.triu(rng.random((count, max_nodes, max_nodes)) < edge_probability, k=1)
     mask = np.arange(max_nodes)[None] < sizes[:, None]
@@ -30,9 +30,9 @@ def random_graphs(rng: np.random.Generator, count: int, max_nodes: int, edge_pro
     return adjacency.astype(np.float32), mask
 
 
-def _pack(adjacency_BxNxN, mask_BxN) -> np.ndarray:
-    nodes = mask_BxN[..., None].astype(np.float32)  # every real node has the feature 1
-    return np.asarray(pack_graph(Graph(nodes, adjacency_BxNxN, mask_BxN)))
+def _pack(adjacency_BxVxV, mask_BxV) -> np.ndarray:
+    nodes = mask_BxV[..., None].astype(np.float32)  # every real node has the feature 1
+    return np.asarray(pack_graph(Graph(nodes, adjacency_BxVxV, mask_BxV)))
 
 
 def degree_graphs(num_train: int = 2000, num_test: int = 1000, max_nodes: int = 12, edge_probability: float = 0.25,
@@ -41,7 +41,7 @@ def degree_graphs(num_train: int = 2000, num_test: int = 1000, max_nodes: int = 
 
     x: ``(N, max_nodes, max_nodes + 2)`` float32, :func:`jaxdl.models.pack_graph` of the
     adjacency, the node mask and one node feature (1 for every real node), which
-    :func:`jaxdl.models.as_graph` unpacks (``as_graph(x).adjacency_BxNxN`` is the MLP's view);
+    :func:`jaxdl.models.as_graph` unpacks (``as_graph(x).adjacency_BxVxV`` is the MLP's view);
     y: (N,) int32 in {0, 1}. Deterministic given ``seed``.
     """
     checks.integer("num_train", num_train)
@@ -66,12 +66,12 @@ def degree_threshold(data: Dataset) -> float:
 
 
 def permute_graph_nodes(x_packed: np.ndarray, seed: int = 0) -> np.ndarray:
-    """The packed graphs ``x_BxNx(N+1+F)`` with each graph's nodes (padding included) in its own
+    """The packed graphs ``x_BxVx(V+1+D)`` with each graph's nodes (padding included) in its own
     random order: adjacency rows and columns, mask and features permuted together."""
     x_packed = np.asarray(x_packed)
     num_graphs, num_nodes = x_packed.shape[:2]
     rng = np.random.default_rng(seed)
-    perms_BxN = np.stack([rng.permutation(num_nodes) for _ in range(num_graphs)])
-    rows = np.take_along_axis(x_packed, perms_BxN[:, :, None], axis=1)
-    adjacency = np.take_along_axis(rows[..., :num_nodes], perms_BxN[:, None, :], axis=2)
+    perms_BxV = np.stack([rng.permutation(num_nodes) for _ in range(num_graphs)])
+    rows = np.take_along_axis(x_packed, perms_BxV[:, :, None], axis=1)
+    adjacency = np.take_along_axis(rows[..., :num_nodes], perms_BxV[:, None, :], axis=2)
     return np.concatenate([adjacency, rows[..., num_nodes:]], axis=-1)

@@ -1,6 +1,6 @@
 """Generated sequence tasks: the adding problem (Hochreiter & Schmidhuber 1997), deterministic given ``seed``.
 
-Each example is a sequence ``x_LxF`` of L steps with F = 2 channels: channel 0 holds values
+Each example is a sequence ``x_LxD`` of L steps with D = 2 channels: channel 0 holds values
 ``u_t ~ U[0, 1]``, channel 1 a marker that is 1 at exactly two positions and 0 elsewhere; the
 target is the sum of the two marked values. Where the markers fall sets the memory the task
 needs, and ``lag`` says how much:

@@ -1,25 +1,25 @@
 """Model registry: ``get_model(name, **hparams)`` returns a Flax Linen module.
 
 Every model is called as ``module.apply(variables, x, train=False)`` and maps a batch
-``x_Bx...`` to ``outputs_BxK``; :func:`jaxdl.train.make_apply_fn` turns it into the pure
+``x_Bx...`` to ``outputs_BxO``; :func:`jaxdl.train.make_apply_fn` turns it into the pure
 ``apply_fn(params, x)`` that the analysis tools take. Registered names (main hyper-parameters;
 input -> output):
 
 - ``linear``, ``mlp`` (``widths``, ``activation``, ``initializer``, ``residual``): ``x_Bx...``
-  flattened -> ``BxK``;
+  flattened -> ``BxO``;
 - ``cnn1d`` (``channels``, ``kernel_size``, ``padding``, ``pool``, ``readout``, ``dense_widths``,
-  ``conv_implementation``): ``x_BxL`` or ``x_BxLxC`` -> ``BxK``;
-- ``cnn2d`` (same): NHWC ``x_BxHxW[xC]`` -> ``BxK``;
+  ``conv_implementation``): ``x_BxL`` or ``x_BxLxD`` -> ``BxO``;
+- ``cnn2d`` (same): NHWC images ``(B, height, width[, channels])`` -> ``BxO``;
 - ``resnet`` (``depth=20``, ``width_multiplier``, ``norm``, ``skip_init``, ``shortcut``,
-  ``conv_implementation``): NHWC -> ``BxK``, BatchNorm statistics in the ``'batch_stats'``
+  ``conv_implementation``): NHWC -> ``BxO``, BatchNorm statistics in the ``'batch_stats'``
   collection;
 - ``rnn``, ``lstm`` (``peepholes``), ``gru`` (``hidden_size``, ``num_layers``, ``readout``,
-  ``bidirectional``, ``recurrent_init``, ``spectral_radius``): ``x_BxL`` or ``x_BxLxF`` -> ``BxK``
-  (or ``BxLxK``);
+  ``bidirectional``, ``recurrent_init``, ``spectral_radius``): ``x_BxL`` or ``x_BxLxD`` -> ``BxO``
+  (or ``BxLxO``);
 - ``transformer`` (``num_layers``, ``model_dim``, ``num_heads``, ``positional``, ``readout``,
-  ``norm_position``, ``patch_size``): ``x_BxL`` or ``x_BxLxF`` -> ``BxK`` (or ``BxLxK``);
+  ``norm_position``, ``patch_size``): ``x_BxL`` or ``x_BxLxD`` -> ``BxO`` (or ``BxLxO``);
 - ``graph_network``, ``gat`` (``hidden_dim``, ``num_layers``, ``task``): a :class:`Graph` or its
-  packed array ``BxNx(N+1+F)`` -> ``BxK`` (``task='graph'``) or ``BxNxK`` (``task='node'``).
+  packed array ``BxVx(V+1+D)`` -> ``BxO`` (``task='graph'``) or ``BxVxO`` (``task='node'``).
 
 Convolutions (``conv_implementation``): ``'auto'`` by default, the backend's measured best
 (:func:`jaxdl.models.layers.conv_layer`): on a CPU a matmul over patches (XLA's convolutions run

@@ -1,13 +1,13 @@
 """Transformer encoder with multi-head self-attention written out (Vaswani et al. 2017,
 "Attention is all you need"), for sequence classification or per-token outputs.
 
-Input ``x_BxL`` (one feature added) or ``x_BxLxF``; with ``patch_size = P > 1`` every P
-consecutive positions form one token of ``P F`` features (non-overlapping patches, as the
-Vision Transformer of Dosovitskiy et al. 2021), so the encoder sees ``L / P`` tokens. Each
+Input ``x_BxL`` (one feature added) or ``x_BxLxD``; with ``patch_size = p > 1`` every p
+consecutive positions form one token of ``p D`` features (non-overlapping patches, as the
+Vision Transformer of Dosovitskiy et al. 2021), so the encoder sees ``L / p`` tokens. Each
 token's features are embedded by a dense layer to ``model_dim``, an optional positional encoding is added, ``num_layers`` encoder
 blocks follow, and the read-out is a dense layer on the mean of the tokens (``'mean'``, output
-``outputs_BxK``), on a learned CLS token prepended to the sequence (``'cls'``, ``outputs_BxK``;
-Devlin et al. 2019), or on every token (``'none'``, ``outputs_BxLxK``).
+``outputs_BxO``), on a learned CLS token prepended to the sequence (``'cls'``, ``outputs_BxO``;
+Devlin et al. 2019), or on every token (``'none'``, ``outputs_BxLxO``).
 
 A block is pre-LN by default, ``x + MHSA(LN(x))`` then ``x + MLP(LN(x))`` with a final LN
 (Xiong et al. 2020: trains without warm-up), or post-LN as in the original paper,
@@ -36,16 +36,18 @@ READOUTS = ("mean", "cls", "none")
 NORM_POSITIONS = ("pre", "post")
 
 
-def dot_product_attention(q_BxHxLxD, k_BxHxMxD, v_BxHxMxD, mask_BxM=None):
-    """``softmax(q k^T / sqrt(D)) v`` per head; returns ``(out_BxHxLxD, weights_BxHxLxM)``.
+def dot_product_attention(q_BxHxLxD, k_BxHxLxD, v_BxHxLxD, mask_BxL=None):
+    """``softmax(q k^T / sqrt(D)) v`` per head; returns ``(out_BxHxLxD, weights_BxHxLxL)``.
 
-    ``mask_BxM`` (True for real tokens) removes padded keys: their weights are exactly zero.
+    Written for self-attention (queries and keys at the L positions of one sequence); keys and
+    values of another length work the same way. ``mask_BxL`` (True for real tokens) removes
+    padded keys: their weights are exactly zero.
     """
-    logits = jnp.einsum("bhld,bhmd->bhlm", q_BxHxLxD, k_BxHxMxD) / np.sqrt(q_BxHxLxD.shape[-1])
-    if mask_BxM is not None:
-        logits = jnp.where(mask_BxM[:, None, None, :], logits, jnp.finfo(logits.dtype).min)
+    logits = jnp.einsum("bhld,bhmd->bhlm", q_BxHxLxD, k_BxHxLxD) / np.sqrt(q_BxHxLxD.shape[-1])
+    if mask_BxL is not None:
+        logits = jnp.where(mask_BxL[:, None, None, :], logits, jnp.finfo(logits.dtype).min)
     weights = jax.nn.softmax(logits, axis=-1)
-    return jnp.einsum("bhlm,bhmd->bhld", weights, v_BxHxMxD), weights
+    return jnp.einsum("bhlm,bhmd->bhld", weights, v_BxHxLxD), weights
 
 
 def sinusoidal_encoding(length: int, dim: int) -> np.ndarray:
@@ -118,13 +120,13 @@ class EncoderBlock(nn.Module):
 
 
 class Transformer(nn.Module):
-    """Transformer encoder classifier; input ``x_BxL`` or ``x_BxLxF`` and optional ``mask_BxL``
+    """Transformer encoder classifier; input ``x_BxL`` or ``x_BxLxD`` and optional ``mask_BxL``
     (True for real tokens; padded tokens are neither attended to nor pooled); output
-    ``outputs_BxK`` (readout ``'mean'``, ``'cls'``) or ``outputs_BxLxK`` (``'none'``).
+    ``outputs_BxO`` (readout ``'mean'``, ``'cls'``) or ``outputs_BxLxO`` (``'none'``).
 
     Attributes:
       num_layers, model_dim, num_heads, mlp_dim: encoder depth, width D, heads, MLP width.
-      num_outputs: K.
+      num_outputs: O.
       positional: ``'none'``, ``'sinusoidal'`` (fixed) or ``'learned'`` (one vector per position
         of the length seen at init).
       readout: ``'mean'``, ``'cls'`` or ``'none'``.
@@ -153,7 +155,7 @@ class Transformer(nn.Module):
         if x.ndim == 2:
             x = x[..., None]
         if x.ndim != 3:
-            raise ValueError(f"Transformer expects sequences (B, L) or (B, L, F), got shape {x.shape}")
+            raise ValueError(f"Transformer expects sequences (B, L) or (B, L, D), got shape {x.shape}")
         if self.patch_size < 1 or x.shape[1] % self.patch_size:
             raise ValueError(f"patch_size={self.patch_size!r} must be a positive divisor of the sequence length {x.shape[1]}")
         if self.patch_size > 1:

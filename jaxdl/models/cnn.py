@@ -3,10 +3,11 @@
 LeCun et al. 1998 ("Gradient-based learning applied to document recognition") for the
 conv-pool-dense pattern; the 1-D variant is the CNN baseline of MNIST-1D (Greydanus 2020).
 
-- :class:`CNN1D` takes sequences ``x_BxL`` (one channel is added) or ``x_BxLxC``;
-- :class:`CNN2D` takes images ``x_BxHxW`` (one channel is added) or ``x_BxHxWxC`` (NHWC).
+- :class:`CNN1D` takes sequences ``x_BxL`` (one channel is added) or ``x_BxLxD``;
+- :class:`CNN2D` takes images ``(B, height, width)`` (one channel is added) or
+  ``(B, height, width, channels)`` (NHWC).
 
-Both return ``outputs_BxK``. ``padding='CIRCULAR'`` with ``pool='none'`` makes every conv layer
+Both return ``outputs_BxO``. ``padding='CIRCULAR'`` with ``pool='none'`` makes every conv layer
 a circulant matrix (the course's "can an MLP reproduce a ConvNet?"), and with ``readout='mean'``
 the whole network is invariant to circular shifts of the input.
 """
@@ -89,7 +90,7 @@ class _ConvNet(nn.Module):
 class CNN1D(_ConvNet):
     """1-D ConvNet: [conv -> activation -> pool] x len(channels) -> flatten or mean -> dense head.
 
-    Input ``x_BxL`` or ``x_BxLxC``; output ``outputs_BxK``.
+    Input ``x_BxL`` or ``x_BxLxD``; output ``outputs_BxO``.
 
     Attributes:
       channels: output channels of each conv layer.
@@ -114,7 +115,8 @@ class CNN1D(_ConvNet):
 class CNN2D(_ConvNet):
     """2-D ConvNet on NHWC images, the same stack as :class:`CNN1D` with square kernels.
 
-    Input ``x_BxHxW`` or ``x_BxHxWxC``; output ``outputs_BxK``. Attributes as :class:`CNN1D`.
+    Input ``(B, height, width)`` or ``(B, height, width, channels)`` images; output ``outputs_BxO``.
+    Attributes as :class:`CNN1D`.
     """
 
     spatial_dims: ClassVar[int] = 2

@@ -2,9 +2,10 @@
 
 - :class:`Dropout`: inverted dropout (Srivastava et al. 2014), ``x_... -> x_...``;
 - :class:`PatchConv`: a convolution computed as one matmul over extracted patches (im2col),
-  ``x_BxS...xC -> y_BxS'...xF``, with the parameters of ``flax.linen.Conv``;
+  ``(B, spatial..., channels) -> (B, spatial'..., features)``, with the parameters of
+  ``flax.linen.Conv``;
 - :class:`NTKDense`: a dense layer in the NTK parameterisation (Jacot et al. 2018),
-  ``x_BxD -> y_BxF``.
+  ``x_BxD -> (B, features)``.
 """
 from __future__ import annotations
 

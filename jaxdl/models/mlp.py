@@ -1,7 +1,7 @@
 """Linear models and multi-layer perceptrons (Flax Linen).
 
 Both take inputs ``x_Bx...`` (any trailing shape, flattened to ``x_BxD``) and return
-``outputs_BxK``. They accept ``train`` for a uniform model interface, and ignore it.
+``outputs_BxO``. They accept ``train`` for a uniform model interface, and ignore it.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ class MLP(nn.Module):
 
     Attributes:
       widths: hidden-layer widths, e.g. ``(128, 128)``; ``()`` gives a linear model.
-      num_outputs: K, the output dimension (classes or regression targets).
+      num_outputs: O, the output dimension (classes or regression targets).
       activation: one of ``relu, tanh, sigmoid, gelu, erf, identity``.
       initializer: kernel initialiser, one of ``glorot, he, lecun, orthogonal, normal``.
       gain: multiplies the initialiser's standard deviation.
@@ -69,7 +69,7 @@ class MLP(nn.Module):
 
 class Linear(nn.Module):
     """Linear model h(theta, x) = W x + b: logistic regression with cross-entropy,
-    least squares with MSE. Input ``x_Bx...`` is flattened; output ``outputs_BxK``."""
+    least squares with MSE. Input ``x_Bx...`` is flattened; output ``outputs_BxO``."""
 
     num_outputs: int = 10
     use_bias: bool = True

@@ -11,21 +11,21 @@ Cells (``x`` the input, ``h`` the hidden state, ``sigma`` the logistic sigmoid, 
   ``z = sigma(W_z x + U_z h + b_z)``, ``r = sigma(W_r x + U_r h + b_r)``,
   ``h~ = tanh(W x + U (r * h) + b)``, ``h' = (1 - z) * h + z * h~``.
 
-Parameters of one layer, gates concatenated along the last axis in the order above
-(LSTM ``i, f, c, o``; GRU ``z, r, h~``): ``input_kernel`` (F, G H), ``recurrent_kernel``
-(H, G H), ``bias`` (G H,) and, for the LSTM with peepholes, ``peephole`` (3, H) holding
-``w_ci, w_cf, w_co``. Each (H, H) gate block of the recurrent kernel is initialised on its own:
-orthogonal (Saxe et al. 2014) times ``spectral_radius``, or Gaussian rescaled so that its
-spectral radius is exactly ``spectral_radius`` (Pascanu et al. 2013: below 1 gradients vanish,
-above 1 they can explode).
+Parameters of one layer, gates concatenated along the last axis in the order above (LSTM ``i, f, c,
+o``; GRU ``z, r, h~``), g gate blocks, U hidden units, D input features: ``input_kernel`` (D, g U),
+``recurrent_kernel`` (U, g U), ``bias`` (g U,) and, for the LSTM with peepholes, ``peephole`` (3, U)
+holding ``w_ci, w_cf, w_co``. Each (U, U) gate block of the recurrent kernel is initialised on its
+own: orthogonal (Saxe et al. 2014) times ``spectral_radius``, or Gaussian rescaled so that its
+spectral radius is exactly ``spectral_radius`` (Pascanu et al. 2013: below 1 gradients vanish, above
+1 they can explode).
 
-Models take ``x_BxL`` (one feature added) or ``x_BxLxF``, stack ``num_layers`` layers (each
+Models take ``x_BxL`` (one feature added) or ``x_BxLxD``, stack ``num_layers`` layers (each
 layer's states are the next one's inputs), start from zero states and read out with a dense
-layer from the top layer's last state (``'last'``, ``outputs_BxK``), from every state
-(``'all'``, ``outputs_BxLxK``) or from all states flattened (``'flatten'``, ``outputs_BxK``; the
+layer from the top layer's last state (``'last'``, ``outputs_BxO``), from every state
+(``'all'``, ``outputs_BxLxO``) or from all states flattened (``'flatten'``, ``outputs_BxO``; the
 MNIST-1D baseline of Greydanus 2020). A bidirectional layer (Schuster & Paliwal 1997) runs a
 second layer, with its own weights, over the reversed sequence and concatenates the two states
-at each position (``2 H`` features); its ``'last'`` state is the forward layer's last state
+at each position (``2 U`` features); its ``'last'`` state is the forward layer's last state
 beside the backward layer's final state (at position 0).
 """
 from __future__ import annotations
@@ -46,11 +46,12 @@ __all__ = ["RECURRENT_INITS", "READOUTS", "CELLS", "spectral_radius", "recurrent
 
 RECURRENT_INITS = ("orthogonal", "gaussian")
 READOUTS = ("last", "all", "flatten")
-CELLS = {"rnn": 1, "lstm": 4, "gru": 3}  # cell: number of gate blocks G
+CELLS = {"rnn": 1, "lstm": 4, "gru": 3}  # cell: number of gate blocks
 
 
-def spectral_radius(matrices_GxHxH: jax.Array) -> jax.Array:
-    """max |eigenvalue| of each square matrix of a stack, ``radius_G``.
+def spectral_radius(matrices: jax.Array) -> jax.Array:
+    """max |eigenvalue| of each square matrix of a stack: ``matrices`` of shape ``(..., U, U)``
+    gives radii of shape ``(...)``.
 
     Computed on the host with NumPy through ``jax.pure_callback``: eigenvalues of non-symmetric
     matrices have no kernel on every accelerator and JAX version, and this only runs at init.
@@ -58,15 +59,15 @@ def spectral_radius(matrices_GxHxH: jax.Array) -> jax.Array:
     def host(m):
         return np.abs(np.linalg.eigvals(np.asarray(m, np.float64))).max(axis=-1).astype(m.dtype)
 
-    out = jax.ShapeDtypeStruct(matrices_GxHxH.shape[:-2], matrices_GxHxH.dtype)
-    return jax.pure_callback(host, out, matrices_GxHxH, vmap_method="sequential")
+    out = jax.ShapeDtypeStruct(matrices.shape[:-2], matrices.dtype)
+    return jax.pure_callback(host, out, matrices, vmap_method="sequential")
 
 
 def recurrent_initializer(kind: str = "orthogonal", radius: float = 1.0):
-    """Initialiser for a recurrent kernel (H, G H): each (H, H) gate block is drawn independently.
+    """Initialiser for a recurrent kernel (U, g U), g gate blocks: each (U, U) block is drawn independently.
 
     ``'orthogonal'``: ``radius * Q`` with Q orthogonal, so every eigenvalue has modulus ``radius``;
-    ``'gaussian'``: ``A * radius / rho(A)`` with ``A_ij ~ N(0, 1 / H)`` and ``rho`` the spectral radius.
+    ``'gaussian'``: ``A * radius / rho(A)`` with ``A_ij ~ N(0, 1 / U)`` and ``rho`` the spectral radius.
     """
     checks.one_of("recurrent_init", kind, RECURRENT_INITS)
     checks.number("spectral_radius", radius)
@@ -74,25 +75,25 @@ def recurrent_initializer(kind: str = "orthogonal", radius: float = 1.0):
     def init(key, shape, dtype=jnp.float32):
         hidden, total = shape
         if total % hidden:
-            raise ValueError(f"recurrent kernel shape {shape} is not (H, G H)")
+            raise ValueError(f"recurrent kernel shape {shape} is not (U, g U)")
         blocks = total // hidden
         # One flat draw for all blocks: on CPU a draw compiles far faster as a vector.
-        a_GxHxH = jax.random.normal(key, (blocks * hidden * hidden,), dtype).reshape(blocks, hidden, hidden)
+        blocks_a = jax.random.normal(key, (blocks * hidden * hidden,), dtype).reshape(blocks, hidden, hidden)
         if kind == "orthogonal":
-            q, r = jnp.linalg.qr(a_GxHxH)
+            q, r = jnp.linalg.qr(blocks_a)
             # Signs of diag(R) make Q Haar-distributed (Mezzadri 2007), as jax's orthogonal().
             q = q * jnp.sign(jnp.diagonal(r, axis1=-2, axis2=-1))[:, None, :]
             scaled = radius * q
         else:
-            a_GxHxH = a_GxHxH / np.sqrt(hidden)
-            scaled = a_GxHxH * (radius / spectral_radius(a_GxHxH))[:, None, None]
+            blocks_a = blocks_a / np.sqrt(hidden)
+            scaled = blocks_a * (radius / spectral_radius(blocks_a))[:, None, None]
         return jnp.concatenate(list(scaled), axis=1).astype(dtype)
 
     return init
 
 
 class RecurrentLayer(nn.Module):
-    """One recurrent layer over a whole sequence: ``x_BxLxF -> h_BxLxH`` (the state at every step).
+    """One recurrent layer over a whole sequence: ``x_BxLxD -> h_BxLxU`` (the state at every step).
 
     Attributes: ``cell`` in ``rnn, lstm, gru``; see the module docstring for the rest.
     """
@@ -107,9 +108,9 @@ class RecurrentLayer(nn.Module):
     input_initializer: str = "glorot"
 
     @nn.compact
-    def __call__(self, x_BxLxF):
+    def __call__(self, x_BxLxD):
         hidden, gates = self.hidden_size, CELLS[self.cell]
-        w_x = self.param("input_kernel", get_initializer(self.input_initializer), (x_BxLxF.shape[-1], gates * hidden))
+        w_x = self.param("input_kernel", get_initializer(self.input_initializer), (x_BxLxD.shape[-1], gates * hidden))
         w_h = self.param("recurrent_kernel", recurrent_initializer(self.recurrent_init, self.spectral_radius),
                          (hidden, gates * hidden))
         bias_init = nn.initializers.zeros
@@ -124,10 +125,10 @@ class RecurrentLayer(nn.Module):
             peephole = self.param("peephole", nn.initializers.zeros, (3, hidden))
         act = get_activation(self.activation)
 
-        # The input projections of all steps are one matmul outside the sequential loop.
-        xw_LxBxGH = jnp.einsum("blf,fg->lbg", x_BxLxF, w_x) + b
-        batch = x_BxLxF.shape[0]
-        zeros = jnp.zeros((batch, hidden), xw_LxBxGH.dtype)
+        # The input projections of all steps are one matmul outside the sequential loop: (L, B, g U).
+        xw_all_gates = jnp.einsum("blf,fg->lbg", x_BxLxD, w_x) + b
+        batch = x_BxLxD.shape[0]
+        zeros = jnp.zeros((batch, hidden), xw_all_gates.dtype)
 
         if self.cell == "rnn":
             def step(h, xw):
@@ -158,8 +159,8 @@ class RecurrentLayer(nn.Module):
                 return (h, c), h
             carry = (zeros, zeros)
 
-        _, h_LxBxH = jax.lax.scan(step, carry, xw_LxBxGH)
-        return jnp.swapaxes(h_LxBxH, 0, 1)
+        _, h_LxBxU = jax.lax.scan(step, carry, xw_all_gates)
+        return jnp.swapaxes(h_LxBxU, 0, 1)
 
 
 class _RecurrentNet(nn.Module):
@@ -186,7 +187,7 @@ class _RecurrentNet(nn.Module):
         if x.ndim == 2:
             x = x[..., None]
         if x.ndim != 3:
-            raise ValueError(f"{type(self).__name__} expects sequences (B, L) or (B, L, F), got shape {x.shape}")
+            raise ValueError(f"{type(self).__name__} expects sequences (B, L) or (B, L, D), got shape {x.shape}")
         def layer(name):
             return RecurrentLayer(self.cell, self.hidden_size, recurrent_init=self.recurrent_init,
                                   spectral_radius=self.spectral_radius, input_initializer=self.input_initializer,
@@ -207,14 +208,14 @@ class _RecurrentNet(nn.Module):
 
 
 class RNN(_RecurrentNet):
-    """Elman RNN ``h' = act(W x + U h + b)``: input ``x_BxL`` or ``x_BxLxF``; output
-    ``outputs_BxK`` (``readout='last'``) or ``outputs_BxLxK`` (``readout='all'``).
+    """Elman RNN ``h' = act(W x + U h + b)``: input ``x_BxL`` or ``x_BxLxD``; output
+    ``outputs_BxO`` (``readout='last'``) or ``outputs_BxLxO`` (``readout='all'``).
 
     Attributes:
-      hidden_size, num_layers, num_outputs: H, the stack depth, K.
+      hidden_size, num_layers, num_outputs: U, the stack depth, O.
       activation: of the recurrence (``tanh`` by default; any name of ``jaxdl.models.ACTIVATIONS``).
       readout: ``'last'``, ``'all'`` or ``'flatten'``.
-      bidirectional: add a backward layer at every depth (states of width ``2 H``).
+      bidirectional: add a backward layer at every depth (states of width ``2 U``).
       recurrent_init: ``'orthogonal'`` or ``'gaussian'``, scaled to ``spectral_radius``.
       input_initializer: for ``W`` (Glorot by default).
     """

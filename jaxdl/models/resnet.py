@@ -1,7 +1,8 @@
 """CIFAR-style residual networks (He et al. 2015, "Deep residual learning for image recognition",
 section 4.2) with BatchNorm (Ioffe & Szegedy 2015) and optional SkipInit (De & Smith 2020).
 
-Input: NHWC images ``x_BxHxWxC`` (or ``x_BxHxW``, one channel added); output ``logits_BxK``.
+Input: NHWC images ``(B, height, width, channels)`` (or ``(B, height, width)``, one channel added);
+output ``logits_BxC``.
 
 The network is a 3x3 stem conv, three stages of ``n = (depth - 2) / 6`` basic blocks with
 ``16, 32, 64`` channels times ``width_multiplier`` (the second and third stages halve the
@@ -48,7 +49,8 @@ class _BlockOptions(nn.Module):
 
 
 class ResidualBlock(_BlockOptions):
-    """Basic block: two 3x3 convs; ``x_BxHxWxC -> y_Bx(H/s)x(W/s)xF`` for stride ``s``.
+    """Basic block: two 3x3 convs; ``(B, height, width, channels) -> (B, height / s, width / s, features)``
+    for stride ``s``.
 
     The shortcut is the identity when shapes match; otherwise a strided 1x1 conv (+ norm)
     (``'projection'``, the paper's option B) or subsampling with zero-padded channels
@@ -96,12 +98,13 @@ class ResidualBlock(_BlockOptions):
 
 
 class ResNet(_BlockOptions):
-    """CIFAR ResNet of depth ``6n + 2``; input ``x_BxHxWxC`` (or ``x_BxHxW``), output ``logits_BxK``.
+    """CIFAR ResNet of depth ``6n + 2``; input ``(B, height, width, channels)`` images (or
+    ``(B, height, width)``), output ``logits_BxC``.
 
     Attributes:
       depth: number of weighted layers, ``6n + 2`` (20, 32, 44, 56, 110, ...; 8 is the smallest).
       width_multiplier: stage widths are ``round(16 m), round(32 m), round(64 m)`` (at least 1).
-      num_outputs: K.
+      num_outputs: O.
       norm: ``'batch'`` (BatchNorm after every conv) or ``'none'``.
       skip_init: scale every residual branch by a learned scalar initialised to 0 (De & Smith 2020).
       shortcut: ``'projection'`` (1x1 conv where shapes change) or ``'padding'`` (zero channels).
@@ -125,7 +128,7 @@ class ResNet(_BlockOptions):
         if x.ndim == 3:
             x = x[..., None]
         if x.ndim != 4:
-            raise ValueError(f"ResNet expects NHWC images (B, H, W[, C]), got shape {x.shape}")
+            raise ValueError(f"ResNet expects NHWC images (B, height, width[, channels]), got shape {x.shape}")
         blocks_per_stage = (self.depth - 2) // 6
         widths = [max(1, round(w * self.width_multiplier)) for w in (16, 32, 64)]
 

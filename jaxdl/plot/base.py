@@ -15,6 +15,7 @@ import matplotlib.figure
 import matplotlib.ticker
 import numpy as np
 
+from jaxdl.core import fits
 from jaxdl.core import io
 
 __all__ = ["subplots", "colormap", "save_figure", "line_plot", "bar_chart", "loglog_panels", "panels"]
@@ -148,7 +149,7 @@ def loglog_panels(
     for ax, (panel, curves) in zip(axes[0], panels.items()):
         for label, (x, y) in curves.items():
             x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-            fitted = np.polyfit(np.log(x), np.log(y), 1)[0]
+            fitted = fits.loglog_slope(x, y)
             ax.loglog(x, y, "o-", label=f"{label} (slope {fitted:.2f})")
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # decades only: no crowded labels
         xs = np.unique(np.concatenate([np.asarray(x, np.float64) for x, _ in curves.values()]))

@@ -28,8 +28,8 @@ def _boundary_grid(x, resolution, margin):
 
 
 def _boundary_panel(ax, predict_fn, x, y, mesh_x, mesh_y, num_classes, title):
-    points_Mx2 = np.stack([mesh_x.ravel(), mesh_y.ravel()], axis=1)
-    classes = np.asarray(predict_fn(points_Mx2)).reshape(mesh_x.shape)
+    points_Gx2 = np.stack([mesh_x.ravel(), mesh_y.ravel()], axis=1)
+    classes = np.asarray(predict_fn(points_Gx2)).reshape(mesh_x.shape)
     num_classes = max(num_classes, int(classes.max()) + 1, 2)
     cmap = colormap("coolwarm" if num_classes == 2 else "tab10", num_classes)
     ax.contourf(mesh_x, mesh_y, classes, levels=np.arange(num_classes + 1) - 0.5, cmap=cmap,
@@ -46,7 +46,7 @@ def decision_boundary(predict_fn: Callable[[np.ndarray], np.ndarray], x: np.ndar
     :func:`decision_boundaries`, whose ``path``, ``resolution`` and ``margin`` it takes.
 
     Args:
-      predict_fn: maps points `(M, 2)` (NumPy) to class indices `(M,)`.
+      predict_fn: maps grid points `(G, 2)` (NumPy) to class indices `(G,)`.
       x: inputs `(N, 2)`; y: integer labels `(N,)`.
       title: the panel's title.
     """
@@ -65,7 +65,7 @@ def decision_boundaries(
     """`decision_boundary` for several models side by side on the same data.
 
     Args:
-      predictors: panel title -> `predict_fn` (points `(M, 2)` -> class indices `(M,)`).
+      predictors: panel title -> `predict_fn` (grid points `(G, 2)` -> class indices `(G,)`).
       x: inputs `(N, 2)`; y: integer labels `(N,)`.
       title: the figure's title above the panels.
       path: where to save the PNG, if given.

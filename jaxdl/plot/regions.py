@@ -16,10 +16,10 @@ _LAYER_STYLES = ({"color": "black", "linewidth": 0.9, "linestyle": "--"},
                  {"color": "navy", "linewidth": 0.8, "linestyle": "-"})
 
 
-def _pattern_colours(patterns_QxU: np.ndarray) -> np.ndarray:
+def _pattern_colours(patterns_AxU: np.ndarray) -> np.ndarray:
     """A pastel colour per distinct pattern, stable for a given pattern (a hash of its bits)."""
-    weights_U = np.random.default_rng(0).uniform(size=patterns_QxU.shape[1])
-    hues = np.mod(patterns_QxU.astype(np.float64) @ weights_U * 7.31, 1.0)
+    weights_U = np.random.default_rng(0).uniform(size=patterns_AxU.shape[1])
+    hues = np.mod(patterns_AxU.astype(np.float64) @ weights_U * 7.31, 1.0)
     return 0.55 + 0.4 * colormap("hsv")(hues)[:, :3]
 
 
@@ -31,7 +31,7 @@ def linear_regions(partitions: Sequence, titles: Sequence[str], points_Nx2: np.n
     layer 1's), of deeper layers navy; optional data points (plane coordinates) on top."""
     fig, axes = subplots(1, len(partitions), figsize=(4.6 * len(partitions), 4.4), squeeze=False)
     for ax, partition, title in zip(axes[0], partitions, titles):
-        colours = _pattern_colours(partition.patterns_QxU)
+        colours = _pattern_colours(partition.patterns_AxU)
         ax.add_collection(matplotlib.collections.PolyCollection(
             partition.polygons, facecolors=colours, edgecolors="none"))
         for layer in np.unique(partition.segment_layers_E):

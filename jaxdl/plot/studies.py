@@ -64,8 +64,8 @@ def parametric_plot(
     right. Curve labels containing "test" are dashed.
 
     Args:
-      alphas: (A,) path coordinates.
-      losses, accuracies: label -> values (A,).
+      alphas: (G,) path coordinates.
+      losses, accuracies: label -> values (G,).
       sharpness: label -> (a, value), e.g. the top eigenvalue of each solution at a = 0 and 1.
     """
     alphas = np.asarray(alphas, np.float64)

@@ -14,8 +14,10 @@ The pieces, from small to large:
   :func:`fit_seeds` -- the same program ``vmap``ped over seeds (init and data order differ).
   Both return the state they started from beside the trained one, and compile once per model,
   transformation, shapes and options;
-- the epoch plan (:func:`make_plan`, an :class:`EpochPlan`: batch size against the data and the
-  devices); the meshes themselves live in :mod:`jaxdl.core.meshes`;
+- the block runner (:mod:`jaxdl.train.driver`): :func:`run_blocks`, the one loop under every
+  trainer (history, the non-finite stop, evaluation cadence, logging, progress, checkpoints and
+  resume, placement), with the epoch plan (:func:`make_plan`, an :class:`EpochPlan`) and the
+  minibatch order (:func:`epoch_order`); the meshes themselves live in :mod:`jaxdl.core.meshes`;
 - objectives and optimizers: :mod:`jaxdl.train.losses` (losses by name, ``make_loss_fn``),
   :mod:`jaxdl.train.optim` (``get_optimizer``: GD, SGD, momentum, RMSprop, Adam, SAM, clipping) and
   :mod:`jaxdl.train.sam` (sharpness-aware minimisation as an Optax transformation);
@@ -25,8 +27,9 @@ The pieces, from small to large:
 """
 from jaxdl.train.evaluation import evaluate
 from jaxdl.train import losses, optim, sam
-from jaxdl.train.loop import (EpochPlan, FitResult, build_block_programs, build_epoch_programs, epoch_order, fit,
-                              fit_seeds, make_plan)
+from jaxdl.train.driver import EpochPlan, epoch_order, make_plan, run_blocks
+from jaxdl.train.loop import (FitOptions, FitResult, build_block_programs, build_epoch_programs, fit, fit_seeds,
+                              train_model)
 from jaxdl.train.probes import LossProbe
 from jaxdl.train.state import (ApplyFn, TrainState, apply_model, init_state, init_states, make_apply_fn,
                                make_train_step, seed_streams, takes_train_flag, unstack)
@@ -34,8 +37,9 @@ from jaxdl.train.state import (ApplyFn, TrainState, apply_model, init_state, ini
 __all__ = [
     "evaluate",
     "losses", "optim", "sam",
-    "EpochPlan", "FitResult", "build_block_programs", "build_epoch_programs", "LossProbe", "epoch_order", "fit",
-    "fit_seeds", "make_plan",
+    "EpochPlan", "epoch_order", "make_plan", "run_blocks",
+    "FitOptions", "FitResult", "build_block_programs", "build_epoch_programs", "LossProbe", "fit", "fit_seeds",
+    "train_model",
     "ApplyFn", "TrainState", "apply_model", "init_state", "init_states", "make_apply_fn", "make_train_step",
     "seed_streams", "takes_train_flag", "unstack",
 ]

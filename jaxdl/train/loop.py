@@ -1,16 +1,18 @@
 """The fit loop: whole epochs as one ``lax.scan``, seeds as one ``vmap``, compiled once.
 
-- :func:`fit` -- epochs of shuffled minibatches, each epoch one compiled ``lax.scan`` over a
-  permutation of the training set kept on the device, batches sharded over the devices (of
-  every process in a distributed run; one device is the same code path), progress bar,
-  metrics log, Orbax checkpoints and resume,
-  and a loud stop on a non-finite loss;
+- :func:`fit` -- epochs of shuffled minibatches, each block of epochs one compiled ``lax.scan``
+  over permutations of the training set kept on the device, batches sharded over the devices
+  (of every process in a distributed run; one device is the same code path), from a fresh
+  initialisation or a given state;
 - :func:`fit_seeds` -- the same program ``vmap``ped over seeds (init and data order differ),
   the seeds spread over a ``'seeds'`` mesh axis;
-- :func:`build_epoch_programs`, :func:`epoch_order` and :func:`make_plan` (an :class:`EpochPlan`) -- the
-  pieces, for callers that drive epochs themselves.
+- :class:`FitOptions` -- their options, one frozen record;
+- :func:`build_block_programs`, :func:`build_epoch_programs` -- the compiled programs, for
+  callers that drive blocks themselves through :func:`jaxdl.train.driver.run_blocks`, which owns
+  the loop around them (history, the non-finite stop, evaluation, logging, progress,
+  checkpoints and resume).
 
-The epoch and evaluation programs are module-level functions compiled by :func:`jaxdl.core.compiled.jit`
+The block and evaluation programs are module-level functions compiled by :func:`jaxdl.core.compiled.jit`
 with the model, the Optax transformation and the options as static values: a second ``fit`` of
 the same model with the same transformation object (``jaxdl.train.optim.get_optimizer`` returns the
 same object for the same arguments), shapes and options compiles nothing.
@@ -26,52 +28,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
-from tqdm.auto import tqdm
 
 from jaxdl.core import checks, compiled, meshes
 from jaxdl.train import losses
+from jaxdl.train.driver import EpochPlan, make_plan, run_blocks
 from jaxdl.train.evaluation import evaluate
 from jaxdl.train.probes import PREFIX, check_probes, init_probes, measure_probes
 from jaxdl.train.state import (TrainState, init_state, init_states, make_apply_fn, make_train_step, seed_streams,
                                takes_train_flag)
 
-__all__ = ["EpochPlan", "make_plan", "FitResult", "epoch_order", "build_block_programs", "build_epoch_programs", "fit",
-           "fit_seeds"]
+__all__ = ["FitOptions", "FitResult", "build_block_programs", "build_epoch_programs", "fit", "fit_seeds", "train_model"]
 
 PyTree = Any
-
-
-@dataclasses.dataclass(frozen=True)
-class EpochPlan:
-    """Validated sizes and placement of one training run: ``num_train`` examples in
-    ``steps_per_epoch`` batches of ``batch_size`` (``full_batch``: one batch of every example),
-    split over the ``'data'`` axis of ``mesh``."""
-
-    num_train: int
-    batch_size: int
-    steps_per_epoch: int
-    full_batch: bool
-    mesh: jax.sharding.Mesh
-
-
-def make_plan(data, batch_size: int | None, epochs: int, mesh: jax.sharding.Mesh | None = None) -> EpochPlan:
-    """``epochs`` and ``batch_size`` (None: full batch) checked against ``data`` and the mesh
-    (default: the devices that divide the batch evenly, :func:`jaxdl.core.meshes.example_mesh`)."""
-    num_train = int(data.x_train.shape[0])
-    checks.integer("epochs", epochs)
-    full_batch = batch_size is None
-    batch_size = checks.integer("batch_size", num_train if full_batch else batch_size, maximum=num_train,
-                                maximum_name="the number of training examples")
-    # By default every local device that the batch splits over evenly (all of them when the
-    # batch size is a multiple of their count).
-    mesh = meshes.example_mesh(batch_size) if mesh is None else mesh
-    num_devices = dict(mesh.shape).get("data", 1)
-    if batch_size % num_devices:
-        raise ValueError(f"batch_size={batch_size} must be divisible by the {num_devices} devices of the data mesh")
-    return EpochPlan(num_train, batch_size, num_train // batch_size, full_batch, mesh)
 
 
 class FitResult(NamedTuple):
@@ -105,22 +75,6 @@ def _check_data(model, data, loss_name):
     elif out.shape[1:] != data.y_train.shape[1:]:
         raise ValueError(f"model outputs have shape {out.shape[1:]} per example but y_train has "
                          f"{data.y_train.shape[1:]}")
-
-
-def epoch_order(data_key, epoch: int, plan: EpochPlan) -> np.ndarray:
-    """Example indices ``index_SxB`` for one epoch: a fresh permutation (the remainder that does
-    not fill a batch is dropped), or data order for full-batch training.
-
-    Drawn on the host with NumPy, seeded by the ``data`` key's words and the epoch, so it is a
-    pure function of (seed, epoch): a resumed run sees the same order. A permutation on the
-    host costs microseconds; the same with ``jax.random.permutation`` on a CPU costs more than
-    the steps of a small model's epoch.
-    """
-    if plan.full_batch:
-        return np.arange(plan.num_train, dtype=np.int32)[None]
-    words = [int(w) for w in np.asarray(jax.random.key_data(data_key)).ravel()]
-    perm = np.random.default_rng(words + [int(epoch)]).permutation(plan.num_train).astype(np.int32)
-    return perm[: plan.steps_per_epoch * plan.batch_size].reshape(plan.steps_per_epoch, plan.batch_size)
 
 
 def _block(state, probe_states, x, y, index_SxB, steps_S, probe_batch, model, tx, loss_name, sharding, probes,
@@ -249,179 +203,177 @@ def build_epoch_programs(model, tx, loss_name, plan: EpochPlan, chunk_size: int 
     return train_epoch, eval_both
 
 
-def _host(tree):
-    """NumPy copies of a pytree of arrays; arrays spread over the devices of several processes
-    (seeds over a 'seeds' axis that spans hosts) are gathered from every process first."""
-    def fetch(array):
-        if getattr(array, "is_fully_addressable", True):
-            return np.asarray(array)
-        return np.asarray(multihost_utils.process_allgather(array, tiled=True))
+@dataclasses.dataclass(frozen=True)
+class FitOptions:
+    """The options of :func:`fit` and :func:`fit_seeds`, one frozen record (passed to them as
+    keywords; an unknown name is a ``TypeError``).
 
-    return jax.tree.map(fetch, tree)
+    Attributes:
+      epochs: passes over the training set (for ``batch_size=None``, full-batch steps).
+      batch_size: examples per minibatch; None is full-batch gradient descent in data order.
+      loss_name: ``'cross_entropy'``, ``'mse'`` or ``'half_mse'``.
+      chunk_size: examples per chunk of the train and test evaluations.
+      eval_every: evaluate every this many epochs, and after the last.
+      epochs_per_call: epochs per compiled call (it must divide ``epochs`` and ``eval_every``).
+      probes, probe_every, probe_batch: ``{name: probe}`` (:mod:`jaxdl.train.probes`) measured
+        inside the program before every step whose number is a multiple of ``probe_every``, on
+        ``probe_batch`` (default the training set).
+      regularizer: added to the training loss of every step (e.g.
+        :class:`jaxdl.analysis.implicit.SGDRegularizer`); ``history['batch_loss']`` stays the data loss.
+      progress, logger: a tqdm bar over epochs; ``logger.log(step, **metrics)`` after each evaluation.
+      checkpoint_dir: save after every call and resume from the latest save.
+      mesh: the devices of the ``'data'`` axis (default: those that divide ``batch_size``);
+        :func:`fit_seeds` builds a ``('seeds', 'data')`` mesh when None.
+    """
+
+    epochs: int
+    batch_size: int | None = None
+    loss_name: str = "cross_entropy"
+    chunk_size: int = 2048
+    eval_every: int = 1
+    epochs_per_call: int = 1
+    probes: Mapping[str, Any] | None = None
+    probe_every: int = 1
+    probe_batch: Any = None
+    regularizer: Any = None
+    progress: bool = True
+    logger: Any = None
+    checkpoint_dir: Any = None
+    mesh: jax.sharding.Mesh | None = None
+
+    @classmethod
+    def parse(cls, where: str, options: Mapping[str, Any]) -> "FitOptions":
+        """The options given as keywords to ``where``; ``TypeError`` naming an unknown one, or a
+        missing ``epochs``."""
+        checks.known_options(where, options, [field.name for field in dataclasses.fields(cls)])
+        if "epochs" not in options:
+            raise TypeError(f"{where} needs epochs=<number of epochs>")
+        return cls(**options)
 
 
-def _resume(checkpoint_dir, epochs, carried, history, placement):
-    """``(checkpointer, carried, history, start_epoch)``: the latest checkpoint in
-    ``checkpoint_dir`` restored into ``carried`` (the train and probe states) and ``history``
-    (epoch 0 if there is none)."""
-    from jaxdl.core.checkpoint import Checkpointer
-
-    checkpointer = Checkpointer(checkpoint_dir)
-    latest = checkpointer.latest_step()
-    if latest is None:
-        return checkpointer, carried, history, 0
-    if latest > epochs:
-        raise ValueError(f"checkpoint_dir {checkpoint_dir} holds epoch {latest}, past the requested "
-                         f"epochs={epochs}; use a new checkpoint_dir or more epochs")
-    restored = checkpointer.restore({"carried": carried, "history": history})
-    # The saved history may be shorter than this run's (resuming with more epochs).
-    for name, saved in restored["history"].items():
-        saved = np.asarray(saved)
-        kept = min(saved.shape[-1], history[name].shape[-1])
-        history[name][..., :kept] = saved[..., :kept]
-    return checkpointer, jax.device_put(restored["carried"], placement), history, latest
+def _check_initial_state(initial_state, fresh, num_seeds: int | None) -> TrainState:
+    """``initial_state`` checked against the state a fresh initialisation would give (same
+    structure and, per seed, the same shapes)."""
+    if not isinstance(initial_state, TrainState):
+        checks.fail("initial_state", type(initial_state).__name__, "a jaxdl.train.TrainState (e.g. result.state)")
+    if jax.tree.structure(initial_state) != jax.tree.structure(fresh):
+        raise ValueError(f"initial_state must have the structure of the model's state: "
+                         f"{jax.tree.structure(initial_state)} != {jax.tree.structure(fresh)}")
+    for leaf, expected in zip(jax.tree.leaves(initial_state), jax.tree.leaves(fresh)):
+        shape = tuple(expected.shape) if num_seeds is None else (num_seeds,) + tuple(expected.shape)
+        if tuple(jnp.shape(leaf)) != shape:
+            raise ValueError(f"initial_state has a leaf of shape {tuple(jnp.shape(leaf))} where the model's state "
+                             f"has {shape}" + ("" if num_seeds is None else f" ({num_seeds} seeds first)"))
+    return initial_state
 
 
-def _check_blocks(epochs, eval_every, epochs_per_call):
-    checks.integer("eval_every", eval_every)
-    epochs_per_call = checks.integer("epochs_per_call", epochs_per_call)
-    if epochs % epochs_per_call or eval_every % epochs_per_call:
-        raise ValueError(f"epochs_per_call={epochs_per_call} must divide epochs={epochs} and "
-                         f"eval_every={eval_every}: programs run whole blocks of epochs")
-    return epochs_per_call
+def train_model(model: nn.Module, data, tx: optax.GradientTransformation, options: FitOptions, *, seeds, vmapped: bool,
+                initial_state: TrainState | None = None, data_keys=None, desc: str | None = None) -> FitResult:
+    """The body of :func:`fit` (one seed) and :func:`fit_seeds` (``vmapped``): the block and
+    evaluation programs of ``model``, run by :func:`jaxdl.train.driver.run_blocks`.
 
-
-def _fit(model, data, tx, *, seeds, vmapped, epochs, batch_size, loss_name, chunk_size, eval_every, epochs_per_call,
-         probes, probe_every, probe_batch, regularizer, progress, logger, checkpoint_dir, mesh, desc):
-    _check_data(model, data, loss_name)
-    plan = make_plan(data, batch_size, epochs, mesh)
-    epochs_per_call = _check_blocks(epochs, eval_every, epochs_per_call)
-    train_block, eval_both = build_block_programs(model, tx, loss_name, plan, chunk_size, vmapped, probes, probe_every,
-                                                  regularizer)
-    probes = check_probes(probes)
+    ``seeds`` name the runs (their init keys draw the start unless ``initial_state`` is given);
+    ``data_keys`` (one per run) override the seeds' minibatch-order keys, for trainers whose runs
+    share orders (a width sweep: every width of a seed sees that seed's batches).
+    """
+    _check_data(model, data, options.loss_name)
+    seeds = list(seeds)
+    mesh = options.mesh
+    if mesh is None and vmapped:
+        mesh = meshes.seeds_mesh(len(seeds), int(data.x_train.shape[0]) if options.batch_size is None
+                                 else options.batch_size)
+    plan = make_plan(data, options.batch_size, options.epochs, mesh)
+    train_block, eval_both = build_block_programs(model, tx, options.loss_name, plan, options.chunk_size, vmapped,
+                                                  options.probes, options.probe_every, options.regularizer)
+    probes = check_probes(options.probes)
     replicated = NamedSharding(plan.mesh, P())
     x_train, y_train, x_test, y_test = meshes.place_data(data, plan.mesh)
-    probe_batch = (x_train, y_train) if probe_batch is None else jax.device_put(probe_batch, replicated)
+    probe_batch = ((x_train, y_train) if options.probe_batch is None
+                   else jax.device_put(options.probe_batch, replicated))
 
-    init_keys, data_keys = seed_streams(np.asarray(seeds, np.uint32))
+    init_keys, seed_data_keys = seed_streams(np.asarray(seeds, np.uint32))
+    data_keys = seed_data_keys if data_keys is None else data_keys
     example = x_train[:1]
-    initial = init_states(model, tx, example, init_keys) if vmapped else init_state(model, tx, example, init_keys[0])
+    draw = (lambda: init_states(model, tx, example, init_keys)) if vmapped else (
+        lambda: init_state(model, tx, example, init_keys[0]))
+    if initial_state is None:
+        initial = draw()
+    else:
+        fresh = jax.eval_shape(lambda x, key: init_state(model, tx, x, key), example, init_keys[0])
+        initial = _check_initial_state(initial_state, fresh, len(seeds) if vmapped else None)
     init_fn = jax.vmap(lambda p: init_probes(probes, p)) if vmapped else lambda p: init_probes(probes, p)
     # Committed to the mesh up front (seeds over 'seeds', when vmapped), so the first call
     # compiles the same program as the rest; a copy, because the training program donates
     # (overwrites) the state it is given.
     placement = NamedSharding(plan.mesh, P("seeds")) if vmapped and "seeds" in plan.mesh.axis_names else replicated
-    order_sharding = NamedSharding(plan.mesh, P("seeds", None, "data") if vmapped else P(None, "data"))
     carried = jax.device_put((jax.tree.map(jnp.array, initial), init_fn(initial.params)), placement)
 
-    lead, total_steps = ((len(seeds),) if vmapped else ()), epochs * plan.steps_per_epoch
-    metric_names = [f"{split}_{name}" for name in losses.metric_names(loss_name) for split in ("train", "test")]
-    history = {name: np.full(lead + (epochs,), np.nan, np.float32) for name in metric_names}
-    for name in ["batch_loss"] + [PREFIX + name for name in probes]:
-        history[name] = np.full(lead + (total_steps,), np.nan, np.float32)
-    checkpointer, start_epoch = None, 0
-    if checkpoint_dir is not None:
-        checkpointer, carried, history, start_epoch = _resume(checkpoint_dir, epochs, carried, history, placement)
-        if start_epoch % epochs_per_call:
-            raise ValueError(f"checkpoint_dir {checkpoint_dir} holds epoch {start_epoch}, not a multiple of "
-                             f"epochs_per_call={epochs_per_call}")
+    def block(carried, order, steps_S):
+        state, probe_states, step_metrics = train_block(*carried, x_train, y_train, order, steps_S, probe_batch)
+        return (state, probe_states), step_metrics
 
-    bar = tqdm(total=epochs, initial=start_epoch, desc=desc, disable=not progress, leave=False, unit="epoch")
-    for first_epoch in range(start_epoch, epochs, epochs_per_call):
-        block = range(first_epoch, first_epoch + epochs_per_call)
-        order = np.stack([np.concatenate([epoch_order(k, e, plan) for e in block]) for k in data_keys])
-        first_step, last_epoch = first_epoch * plan.steps_per_epoch, block[-1]
-        steps_S = np.arange(first_step, first_step + order.shape[1], dtype=np.int32)
-        state, probe_states = carried
-        order = jax.device_put(order if vmapped else order[0], order_sharding)
-        state, probe_states, step_metrics = train_block(state, probe_states, x_train, y_train, order, steps_S,
-                                                        probe_batch)
-        carried = (state, probe_states)
-        step_metrics = _host(step_metrics)
-        batch_loss = step_metrics["loss"]
-        checks.raise_if_not_finite(batch_loss, what="training loss", first_step=first_step, epoch=first_epoch,
-                                   seeds=seeds if vmapped else None,
-                                   hint="lower the learning rate or enable gradient clipping")
-        for name in ["batch_loss"] + [PREFIX + name for name in probes]:
-            history[name][..., steps_S] = step_metrics["loss" if name == "batch_loss" else name]
-        if (last_epoch + 1) % eval_every == 0 or last_epoch + 1 == epochs:
-            eval_metrics = _host(eval_both(state, x_train, y_train, x_test, y_test))
-            for name in metric_names:
-                history[name][..., last_epoch] = eval_metrics[name]
-            latest = {name: float(np.mean(history[name][..., last_epoch])) for name in metric_names}
-            bar.set_postfix({k: f"{v:.4g}" for k, v in latest.items()}, refresh=False)
-            if logger is not None:
-                logger.log(int((last_epoch + 1) * plan.steps_per_epoch), epoch=last_epoch + 1, **latest)
-        if checkpointer is not None:
-            checkpointer.save(last_epoch + 1, {"carried": carried, "history": history})
-        bar.update(epochs_per_call)
-    bar.close()
-    if checkpointer is not None:
-        checkpointer.close()
+    carried, history = run_blocks(
+        block, carried, plan, data_keys, epochs=options.epochs, vmapped=vmapped,
+        step_series={"batch_loss": "loss", **{PREFIX + name: PREFIX + name for name in probes}},
+        evaluate=lambda carried: eval_both(carried[0], x_train, y_train, x_test, y_test),
+        eval_every=options.eval_every, epochs_per_call=options.epochs_per_call, progress=options.progress,
+        desc=desc or f"fit {type(model).__name__}" + (f" x{len(seeds)} seeds" if vmapped else ""),
+        logger=options.logger, checkpoint_dir=options.checkpoint_dir, seeds=seeds)
     final, initial = meshes.on_every_device((carried[0], initial), plan.mesh)
     return FitResult(final, history, initial)
 
 
-_FIT_DOC = """Train ``model`` on ``data`` (a :class:`jaxdl.data.Dataset`) with the Optax ``tx``.
+def fit(model: nn.Module, data, tx: optax.GradientTransformation, *, seed: int = 0,
+        initial_state: TrainState | None = None, **options) -> FitResult:
+    """Train ``model`` on ``data`` (a :class:`jaxdl.data.Dataset`) with the Optax ``tx``.
 
-    Each epoch is a ``lax.scan`` over ``num_train // batch_size`` minibatches of a fresh
-    permutation (the remainder is dropped); ``batch_size=None`` is full-batch gradient descent
-    in data order. One compiled call runs ``epochs_per_call`` epochs (for full-batch descent,
-    that many steps). Batches are sharded over ``mesh`` (default: a ``'data'`` axis over the
-    devices of every process, as many as divide ``batch_size`` evenly -- all of them for a
-    multiple of their count; an explicit ``mesh`` must divide it). ``data`` may be spread over the
-    processes of a distributed run (:func:`jaxdl.data.spread_over_processes`: each process holds its
-    rows); the batch must then split over every device. Train and test metrics are evaluated on
-    the device in chunks of ``chunk_size`` examples every ``eval_every`` epochs and after the
-    last (the history holds NaN for the epochs in between) and logged (``logger.log(step, **metrics)``). With
-    ``checkpoint_dir`` every call is checkpointed; a later call with the same arguments resumes
-    there and produces the same numbers as an uninterrupted run. A second call with the same
-    model, transformation object, data shapes and options compiles nothing.
+    ``options`` are the fields of :class:`FitOptions` (``epochs`` is required). Each epoch is a
+    ``lax.scan`` over ``num_train // batch_size`` minibatches of a fresh permutation (the
+    remainder is dropped); ``batch_size=None`` is full-batch gradient descent in data order. One
+    compiled call runs ``epochs_per_call`` epochs (for full-batch descent, that many steps).
+    Batches are sharded over ``mesh`` (default: a ``'data'`` axis over the devices of every
+    process, as many as divide ``batch_size`` evenly -- all of them for a multiple of their
+    count; an explicit ``mesh`` must divide it). ``data`` may be spread over the processes of a
+    distributed run (:func:`jaxdl.data.spread_over_processes`: each process holds its rows); the
+    batch must then split over every device. Train and test metrics are evaluated on the device
+    in chunks of ``chunk_size`` examples every ``eval_every`` epochs and after the last (the
+    history holds NaN for the epochs in between) and logged (``logger.log(step, **metrics)``).
+    With ``checkpoint_dir`` every call is checkpointed; a later call with the same arguments
+    resumes there and produces the same numbers as an uninterrupted run. A second call with the
+    same model, transformation object, data shapes and options compiles nothing.
+
+    Training starts from the initialisation drawn from ``seed``'s init stream, or from
+    ``initial_state`` (a :class:`TrainState` of this model, e.g. ``result.state`` of an earlier
+    fit, to continue it; its optimizer state and step carry on); ``seed`` still draws the
+    minibatch order and the dropout stream. The model is any Flax Linen module whose
+    ``__call__`` takes the inputs, with or without a ``train`` flag (:func:`takes_train_flag`).
 
     ``probes`` (``{name: probe}``, see :mod:`jaxdl.train.probes`) are measured inside the
     compiled program before every step whose number is a multiple of ``probe_every``, on
     ``probe_batch`` (default the whole training set ``(x_train, y_train)``); their values are
-    ``history['probe/<name>']``, one entry per step, NaN where not measured. ``regularizer``
-    (e.g. :class:`jaxdl.analysis.implicit.SGDRegularizer`) is added to the training loss of every step;
-    ``history['batch_loss']`` stays the data loss.
+    ``history['probe/<name>']``, one entry per step, NaN where not measured.
 
-    Raises ``FloatingPointError`` naming the step when the loss becomes non-finite.
+    Returns a :class:`FitResult`. Raises ``FloatingPointError`` naming the step when the loss
+    becomes non-finite.
     """
+    return train_model(model, data, tx, FitOptions.parse("fit", options), seeds=[seed], vmapped=False,
+                       initial_state=initial_state)
 
 
-def fit(model: nn.Module, data, tx: optax.GradientTransformation, *, epochs: int, batch_size: int | None = None,
-        loss_name: str = "cross_entropy", seed: int = 0, chunk_size: int = 2048, eval_every: int = 1,
-        epochs_per_call: int = 1, probes: Mapping[str, Any] | None = None, probe_every: int = 1, probe_batch=None,
-        regularizer=None, progress: bool = True, logger=None, checkpoint_dir=None, mesh=None) -> FitResult:
-    return _fit(model, data, tx, seeds=[seed], vmapped=False, epochs=epochs, batch_size=batch_size,
-                loss_name=loss_name, chunk_size=chunk_size, eval_every=eval_every, epochs_per_call=epochs_per_call,
-                probes=probes, probe_every=probe_every, probe_batch=probe_batch, regularizer=regularizer,
-                progress=progress, logger=logger, checkpoint_dir=checkpoint_dir, mesh=mesh,
-                desc=f"fit {type(model).__name__}")
-
-
-fit.__doc__ = _FIT_DOC
-
-
-def fit_seeds(model: nn.Module, data, tx: optax.GradientTransformation, *, seeds: Sequence[int], epochs: int,
-              batch_size: int | None = None, loss_name: str = "cross_entropy", chunk_size: int = 2048,
-              eval_every: int = 1, epochs_per_call: int = 1, probes: Mapping[str, Any] | None = None,
-              probe_every: int = 1, probe_batch=None, regularizer=None, progress: bool = True, logger=None,
-              checkpoint_dir=None) -> FitResult:
+def fit_seeds(model: nn.Module, data, tx: optax.GradientTransformation, *, seeds: Sequence[int],
+              initial_state: TrainState | None = None, **options) -> FitResult:
     """:func:`fit` for several seeds as ONE ``vmap``ped program; every leaf of the result (and
     of the history) has a leading axis of ``len(seeds)``. Seed ``s`` gives the same numbers as
-    ``fit(..., seed=s)`` up to floating-point reassociation.
+    ``fit(..., seed=s)`` up to floating-point reassociation. ``initial_state``: a stacked
+    :class:`TrainState` (every leaf with a leading axis of ``len(seeds)``) to start from instead.
 
     Over several devices the seed axis is sharded over a ``'seeds'`` mesh axis and each seed's
-    batch over ``'data'`` (:func:`jaxdl.core.meshes.seeds_mesh`: K seeds on K devices side by side, the rest of
-    the devices splitting batches); the numbers are those of one device up to reassociation.
+    batch over ``'data'`` (:func:`jaxdl.core.meshes.seeds_mesh`: K seeds on K devices side by side,
+    the rest of the devices splitting batches); the numbers are those of one device up to
+    reassociation.
     """
     seeds = list(seeds)
     if not seeds:
         raise ValueError("seeds must name at least one seed, got []")
-    mesh = meshes.seeds_mesh(len(seeds), int(data.x_train.shape[0]) if batch_size is None else batch_size)
-    return _fit(model, data, tx, seeds=seeds, vmapped=True, epochs=epochs, batch_size=batch_size,
-                loss_name=loss_name, chunk_size=chunk_size, eval_every=eval_every, epochs_per_call=epochs_per_call,
-                probes=probes, probe_every=probe_every, probe_batch=probe_batch, regularizer=regularizer,
-                progress=progress, logger=logger, checkpoint_dir=checkpoint_dir, mesh=mesh,
-                desc=f"fit {type(model).__name__} x{len(seeds)} seeds")
+    return train_model(model, data, tx, FitOptions.parse("fit_seeds", options), seeds=seeds, vmapped=True,
+                       initial_state=initial_state)

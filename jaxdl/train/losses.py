@@ -1,7 +1,7 @@
 """Losses and metrics: per-example functions, their batch means, and ``loss_fn`` objects.
 
 Classification targets are integer labels ``y_B`` with logits ``logits_BxC``;
-regression targets are ``y_BxD`` with predictions ``predictions_BxD``. Each loss has a
+regression targets are ``y_BxO`` with predictions ``predictions_BxO``. Each loss has a
 per-example form ``(outputs_Bx..., targets_B...) -> losses_B`` and is named by a string
 ``loss_name`` (a key of :data:`PER_EXAMPLE_LOSSES`).
 
@@ -30,16 +30,16 @@ def cross_entropy_per_example(logits_BxC, labels_B):
     return optax.softmax_cross_entropy_with_integer_labels(logits_BxC, labels_B)
 
 
-def mse_per_example(predictions_BxD, targets_BxD):
+def mse_per_example(predictions_BxO, targets_BxO):
     """Squared error averaged over output dimensions, one value per example."""
-    diff = predictions_BxD - targets_BxD.reshape(predictions_BxD.shape)
+    diff = predictions_BxO - targets_BxO.reshape(predictions_BxO.shape)
     return jnp.mean(jnp.square(diff).reshape(diff.shape[0], -1), axis=-1)
 
 
-def half_mse_per_example(predictions_BxD, targets_BxD):
+def half_mse_per_example(predictions_BxO, targets_BxO):
     """0.5 * squared error averaged over outputs: the course's least-squares loss (for one
     output its gradient with respect to f is f - y)."""
-    return 0.5 * mse_per_example(predictions_BxD, targets_BxD)
+    return 0.5 * mse_per_example(predictions_BxO, targets_BxO)
 
 
 def accuracy_per_example(logits_BxC, labels_B):
@@ -59,14 +59,14 @@ def cross_entropy(logits_BxC, labels_B):
     return cross_entropy_per_example(logits_BxC, labels_B).mean()
 
 
-def mse(predictions_BxD, targets_BxD):
+def mse(predictions_BxO, targets_BxO):
     """Mean squared error mean((f(x) - y)^2) over batch and outputs."""
-    return mse_per_example(predictions_BxD, targets_BxD).mean()
+    return mse_per_example(predictions_BxO, targets_BxO).mean()
 
 
-def half_mse(predictions_BxD, targets_BxD):
+def half_mse(predictions_BxO, targets_BxO):
     """0.5 * mean((f(x) - y)^2)."""
-    return half_mse_per_example(predictions_BxD, targets_BxD).mean()
+    return half_mse_per_example(predictions_BxO, targets_BxO).mean()
 
 
 def accuracy(logits_BxC, labels_B):

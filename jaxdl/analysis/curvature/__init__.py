@@ -11,10 +11,11 @@ second call on the same model and shapes (:mod:`jaxdl.core.compiled`).
   their flat operators :func:`hessian_matvec` (with the gradient:
   :func:`gradient_and_hessian_matvec`), :func:`gauss_newton_matvec`; the quadratic
   form :func:`hessian_quadratic_form` (forward-over-forward);
-- eigenpairs: :func:`hessian_top_eigenvalues` (Lanczos with full reorthogonalisation, top or
-  bottom k, a fixed number of steps or to a relative tolerance on the eigenvalues estimated
-  from the Ritz residuals; the top eigenvalue started along the gradient, :func:`start_vector`),
-  :func:`hessian_power_iteration` (with deflation, for comparison), and
+- eigenpairs: :func:`hessian_top_eigenvalues` and :func:`hessian_bottom_eigenvalues` (Lanczos
+  with full reorthogonalisation, the k largest or smallest, a fixed number of steps or to a
+  relative tolerance on the eigenvalues estimated from the Ritz residuals; the top eigenvalue
+  started along the gradient, :func:`start_vector`), :func:`hessian_power_iteration` (with
+  deflation, for comparison), and
   :class:`SharpnessProbe`, the top eigenvalue tracked inside a compiled training loop
   (warm-started Lanczos); the Lanczos recurrence itself is :mod:`jaxdl.core.linalg`'s;
 - :func:`hessian_trace` (Hutchinson 1989) and :func:`hessian_spectral_density` (stochastic
@@ -27,8 +28,8 @@ second call on the same model and shapes (:mod:`jaxdl.core.compiled`).
 """
 from jaxdl.analysis.curvature.hvp import (gauss_newton_matvec, gauss_newton_vp, gradient_and_hessian_matvec, hessian_matvec,
                                  hessian_quadratic_form, hvp)
-from jaxdl.analysis.curvature.eigen import (Eigenpairs, PowerIteration, SharpnessProbe, hessian_power_iteration,
-                                            hessian_top_eigenvalues, start_vector)
+from jaxdl.analysis.curvature.eigen import (Eigenpairs, PowerIteration, SharpnessProbe, hessian_bottom_eigenvalues,
+                                            hessian_power_iteration, hessian_top_eigenvalues, start_vector)
 from jaxdl.analysis.curvature.reparametrization import (alpha_scale, alpha_scaled_trace, alpha_scaling, alpha_scaling_blocks,
                                                layer_paths)
 from jaxdl.analysis.curvature.sharpness import Sharpness, ball_sharpness, epsilon_sharpness
@@ -38,7 +39,7 @@ from jaxdl.analysis.curvature.stochastic import (PROBES_PER_CHUNK, SpectralDensi
 __all__ = [
     "gauss_newton_matvec", "gauss_newton_vp", "gradient_and_hessian_matvec", "hessian_matvec",
     "hessian_quadratic_form", "hvp",
-    "Eigenpairs", "PowerIteration", "SharpnessProbe", "hessian_power_iteration",
+    "Eigenpairs", "PowerIteration", "SharpnessProbe", "hessian_bottom_eigenvalues", "hessian_power_iteration",
     "hessian_top_eigenvalues",
     "start_vector",
     "Sharpness", "ball_sharpness", "epsilon_sharpness",

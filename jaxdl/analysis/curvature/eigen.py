@@ -3,7 +3,8 @@
 Both run as one compiled program: the Lanczos recurrence is a ``lax.fori_loop`` over a
 preallocated ``(steps, P)`` basis, power iteration a ``lax.while_loop`` per eigenpair inside a
 ``lax.scan`` over the k pairs. Vectors are flat (R^P, :func:`jaxdl.core.tree.flatten` order)
-inside; eigenvectors are returned as pytrees shaped like ``params`` with a leading axis K.
+inside; eigenvectors are returned as pytrees shaped like ``params`` with a leading axis Q, one per
+eigenpair.
 
 Each is one program compiled by :func:`jaxdl.core.compiled.jit`: a ``loss_fn`` from
 :func:`jaxdl.train.losses.make_loss_fn` is keyed on the model it wraps, so a second call on the same
@@ -13,6 +14,7 @@ same function object, not a fresh ``lambda``).
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -22,16 +24,16 @@ from jaxdl.core import checks, compiled, meshes, tree
 from jaxdl.core.linalg import lanczos, lanczos_to_tolerance, ritz_pairs, wanted_indices
 from jaxdl.analysis.curvature.hvp import default_key, gradient_and_hessian_matvec, hessian_matvec
 
-__all__ = ["Eigenpairs", "PowerIteration", "start_vector", "hessian_top_eigenvalues", "hessian_power_iteration",
-           "SharpnessProbe"]
+__all__ = ["Eigenpairs", "PowerIteration", "start_vector", "hessian_top_eigenvalues", "hessian_bottom_eigenvalues",
+           "hessian_power_iteration", "SharpnessProbe"]
 
 PyTree = Any
 _HIGHEST = jax.lax.Precision.HIGHEST
 
 
 class Eigenpairs(NamedTuple):
-    """``eigenvalues_K`` and ``eigenvectors``: a pytree like ``params`` whose leaves have a
-    leading axis K (unit norm over the whole pytree); pair i is ``eigenvalues[i]`` with
+    """``eigenvalues_Q`` and ``eigenvectors``: a pytree like ``params`` whose leaves have a
+    leading axis Q = k (unit norm over the whole pytree); pair i is ``eigenvalues[i]`` with
     ``jax.tree.map(lambda a: a[i], eigenvectors)``. ``steps``: the Lanczos steps taken (one
     Hessian-vector product each), when known."""
 
@@ -42,7 +44,7 @@ class Eigenpairs(NamedTuple):
 
 class PowerIteration(NamedTuple):
     """Eigenpairs from :func:`hessian_power_iteration` and the matrix-vector products spent on
-    each (``steps_K``)."""
+    each (``steps_Q``)."""
 
     eigenvalues: jax.Array
     eigenvectors: PyTree
@@ -78,17 +80,30 @@ def _lanczos_eigenpairs(loss_fn, params, batch, key, tol, *, num_steps, chunk_si
     else:
         result, steps = lanczos_to_tolerance(matvec, start_P, num_steps, k=k, tol=tol, which=which)
         theta_S, vectors_SxP = ritz_pairs(result, steps, which)
-    order_K = wanted_indices(num_steps, k, which)
-    return Eigenpairs(theta_S[order_K], jax.vmap(unflatten)(vectors_SxP[order_K]), steps)
+    order_Q = wanted_indices(num_steps, k, which)
+    return Eigenpairs(theta_S[order_Q], jax.vmap(unflatten)(vectors_SxP[order_Q]), steps)
+
+
+def _lanczos_extreme(loss_fn, params, batch, k, *, num_steps, tol, which, key, chunk_size, start) -> Eigenpairs:
+    checks.integer("chunk_size", chunk_size, allow_none=True)
+    num_steps = checks.integer("num_steps", num_steps, maximum=tree.count(params),
+                               maximum_name="the number of parameters P")
+    k = checks.integer("k", k, maximum=num_steps, maximum_name="num_steps")
+    tol = checks.number("tol", tol, allow_none=True)
+    checks.one_of("start", start, ("auto", "gradient", "random"))
+    batch, params = meshes.shard_examples(batch, params)
+    use_gradient = start == "gradient" or (start == "auto" and which == "top" and k == 1)
+    return _lanczos_eigenpairs(loss_fn, params, batch, default_key(key), tol, num_steps=num_steps,
+                               chunk_size=chunk_size, k=k, which=which, use_gradient=use_gradient)
 
 
 def hessian_top_eigenvalues(loss_fn: Callable, params: PyTree, batch: PyTree, k: int = 1, *, num_steps: int = 30,
-                            tol: float | None = 1e-3, which: str = "top", key: jax.Array | None = None,
-                            chunk_size: int | None = None, start: str = "auto") -> Eigenpairs:
-    """The k largest (or smallest) Hessian eigenvalues and eigenvectors by Lanczos.
+                            tol: float | None = 1e-3, key: jax.Array | None = None, chunk_size: int | None = None,
+                            start: str = "auto", which: str | None = None) -> Eigenpairs:
+    """The k largest Hessian eigenvalues (descending) and their eigenvectors by Lanczos.
 
     Runs :func:`lanczos` with full reorthogonalisation on the data-set Hessian
-    (:func:`hessian_matvec`) and returns the k extreme Ritz pairs (Lanczos 1950; Golub & Van
+    (:func:`hessian_matvec`) and returns the k largest Ritz pairs (Lanczos 1950; Golub & Van
     Loan 10.1): until each of the k Ritz values is within ``tol`` of an eigenvalue, relatively,
     by the Kato-Temple estimate r^2 / gap of its Ritz residual r (:func:`ritz_errors`,
     :func:`lanczos_to_tolerance`), at most ``num_steps`` steps; or exactly ``num_steps`` steps
@@ -99,40 +114,52 @@ def hessian_top_eigenvalues(loss_fn: Callable, params: PyTree, batch: PyTree, k:
     reference), where a Gaussian start alone takes 4-6 and PyHessian's power iteration about 8
     products for 1e-3. For k > 1 the gradient start helped there (11 steps against 11.8 for
     k = 3) but cost about 3 more steps on a small tanh net, so ``'auto'`` keeps the Gaussian
-    start. Extreme eigenvalues converge first; eigenvalues near zero (a ``'bottom'`` end,
-    often) rarely meet a relative tolerance and take all ``num_steps``. One compiled program.
+    start. Extreme eigenvalues converge first (the smallest: :func:`hessian_bottom_eigenvalues`).
+    One compiled program.
 
     Args:
       loss_fn: ``loss_fn(params, batch) -> scalar`` mean (e.g. :func:`jaxdl.train.losses.make_loss_fn`).
       params: pytree, P parameters.
       batch: pytree with leading example axis N (the data set).
-      k: number of eigenpairs, ``1 <= k <= num_steps``.
+      k: number of eigenpairs Q, ``1 <= k <= num_steps``.
       num_steps: Lanczos steps S (the most, with ``tol``), ``<= P``.
       tol: relative tolerance > 0 on the eigenvalues (default 1e-3), or None for exactly
         ``num_steps`` steps.
-      which: ``'top'`` (largest first, descending) or ``'bottom'`` (smallest first, ascending).
       key: PRNG key for the Gaussian part of the start (default ``jax.random.key(0)``).
       chunk_size: examples per chunk of the full-data HVP, or None.
       start: ``'gradient'`` (Gaussian plus gradient), ``'random'`` (Gaussian only), or
-        ``'auto'`` (default): ``'gradient'`` for the top eigenvalue alone (``k=1``,
-        ``which='top'``), else ``'random'``. With chunks the gradient costs one more pass over
-        the data.
+        ``'auto'`` (default): ``'gradient'`` for the top eigenvalue alone (``k=1``), else
+        ``'random'``. With chunks the gradient costs one more pass over the data.
+      which: deprecated (removed in the next version): ``'top'`` is this function,
+        ``'bottom'`` is :func:`hessian_bottom_eigenvalues`; passing it warns.
 
     Returns:
       :class:`Eigenpairs` with ``eigenvalues`` (k,), ``eigenvectors`` (pytree, leaves (k, ...))
       and ``steps``, the Hessian-vector products spent.
     """
-    checks.integer("chunk_size", chunk_size, allow_none=True)
-    num_steps = checks.integer("num_steps", num_steps, maximum=tree.count(params),
-                               maximum_name="the number of parameters P")
-    k = checks.integer("k", k, maximum=num_steps, maximum_name="num_steps")
-    tol = checks.number("tol", tol, allow_none=True)
-    checks.one_of("which", which, ("top", "bottom"))
-    checks.one_of("start", start, ("auto", "gradient", "random"))
-    batch, params = meshes.shard_examples(batch, params)
-    use_gradient = start == "gradient" or (start == "auto" and which == "top" and k == 1)
-    return _lanczos_eigenpairs(loss_fn, params, batch, default_key(key), tol, num_steps=num_steps,
-                               chunk_size=chunk_size, k=k, which=which, use_gradient=use_gradient)
+    if which is not None:
+        checks.one_of("which", which, ("top", "bottom"))
+        warnings.warn("hessian_top_eigenvalues(..., which=...) is deprecated and will be removed in the next "
+                      "version: call hessian_bottom_eigenvalues(...) for the smallest eigenvalues "
+                      "(hessian_top_eigenvalues always returns the largest)", DeprecationWarning, stacklevel=2)
+    return _lanczos_extreme(loss_fn, params, batch, k, num_steps=num_steps, tol=tol, which=which or "top",
+                            key=key, chunk_size=chunk_size, start=start)
+
+
+def hessian_bottom_eigenvalues(loss_fn: Callable, params: PyTree, batch: PyTree, k: int = 1, *, num_steps: int = 30,
+                               tol: float | None = 1e-3, key: jax.Array | None = None,
+                               chunk_size: int | None = None, start: str = "auto") -> Eigenpairs:
+    """The k smallest Hessian eigenvalues (ascending, the most negative first) and their
+    eigenvectors by Lanczos: :func:`hessian_top_eigenvalues` at the other end of the spectrum,
+    with the same arguments (``start='auto'`` is the Gaussian start). Eigenvalues near zero (the
+    bottom end, often) rarely meet a relative tolerance and take all ``num_steps``.
+
+    Returns:
+      :class:`Eigenpairs` with ``eigenvalues`` (k,), ``eigenvectors`` (pytree, leaves (k, ...))
+      and ``steps``, the Hessian-vector products spent.
+    """
+    return _lanczos_extreme(loss_fn, params, batch, k, num_steps=num_steps, tol=tol, which="bottom", key=key,
+                            chunk_size=chunk_size, start=start)
 
 
 @compiled.jit(static_argnames=("k", "max_steps", "chunk_size"))
@@ -141,12 +168,12 @@ def _power_iteration(loss_fn, params, batch, key, tol, *, k, max_steps, chunk_si
     matvec = hessian_matvec(loss_fn, params, batch, chunk_size=chunk_size)
 
     def find_next(carry, key_j):
-        found_KxP, values_K, j = carry
+        found_QxP, values_Q, j = carry
 
         def deflated(v):
             # Rows not yet found are zero and deflate nothing.
-            coefficients = values_K * jnp.matmul(found_KxP, v, precision=_HIGHEST)
-            return matvec(v) - jnp.matmul(coefficients, found_KxP, precision=_HIGHEST)
+            coefficients = values_Q * jnp.matmul(found_QxP, v, precision=_HIGHEST)
+            return matvec(v) - jnp.matmul(coefficients, found_QxP, precision=_HIGHEST)
 
         def not_converged(state):
             _, _, value, previous, step = state
@@ -163,11 +190,11 @@ def _power_iteration(loss_fn, params, batch, key, tol, *, k, max_steps, chunk_si
         w0 = deflated(v0)
         inf = jnp.asarray(jnp.inf, params_P.dtype)
         v, _, value, _, steps = jax.lax.while_loop(not_converged, step_once, (v0, w0, jnp.vdot(v0, w0), inf, 1))
-        return (found_KxP.at[j].set(v), values_K.at[j].set(value), j + 1), (value, v, steps)
+        return (found_QxP.at[j].set(v), values_Q.at[j].set(value), j + 1), (value, v, steps)
 
     init = (jnp.zeros((k,) + params_P.shape, params_P.dtype), jnp.zeros((k,), params_P.dtype), 0)
-    _, (values_K, vectors_KxP, steps_K) = jax.lax.scan(find_next, init, jax.random.split(key, k))
-    return PowerIteration(values_K, jax.vmap(unflatten)(vectors_KxP), steps_K)
+    _, (values_Q, vectors_QxP, steps_Q) = jax.lax.scan(find_next, init, jax.random.split(key, k))
+    return PowerIteration(values_Q, jax.vmap(unflatten)(vectors_QxP), steps_Q)
 
 
 def hessian_power_iteration(loss_fn: Callable, params: PyTree, batch: PyTree, k: int = 1, *, max_steps: int = 100,

@@ -54,8 +54,8 @@ def _value_and_grad(loss_fn, params, batch, subspace_PxQ, u, *, chunk_size):
     return jax.value_and_grad(lambda u: _perturbed_loss(loss_fn, params, batch, subspace_PxQ, u, chunk_size))(u)
 
 
-@compiled.jit(static_argnames=("num_iterations", "chunk_size", "ball"))
-def _projected_ascent(loss_fn, params, batch, subspace_PxQ, u0, bounds, step_size, *, num_iterations, chunk_size,
+@compiled.jit(static_argnames=("num_steps", "chunk_size", "ball"))
+def _projected_ascent(loss_fn, params, batch, subspace_PxQ, u0, bounds, step_size, *, num_steps, chunk_size,
                       ball):
     value_and_grad = jax.value_and_grad(lambda u: _perturbed_loss(loss_fn, params, batch, subspace_PxQ, u,
                                                                   chunk_size))
@@ -71,12 +71,12 @@ def _projected_ascent(loss_fn, params, batch, subspace_PxQ, u0, bounds, step_siz
         else:
             # Sign-gradient step (as in PGD attacks), shrinking linearly so that coordinates
             # whose maximum is inside the box settle instead of oscillating.
-            step = step_size * (1.0 - t / num_iterations)
+            step = step_size * (1.0 - t / num_steps)
             u = jnp.clip(u + step * bounds * jnp.sign(g), -bounds, bounds)
         return u, best_u, best_value
 
     base = _perturbed_loss(loss_fn, params, batch, subspace_PxQ, jnp.zeros_like(u0), chunk_size)
-    u, best_u, best_value = jax.lax.fori_loop(0, num_iterations, body, (u0, u0, jnp.full((), -jnp.inf, base.dtype)))
+    u, best_u, best_value = jax.lax.fori_loop(0, num_steps, body, (u0, u0, jnp.full((), -jnp.inf, base.dtype)))
     final_value = _perturbed_loss(loss_fn, params, batch, subspace_PxQ, u, chunk_size)
     return _result(params, subspace_PxQ, jnp.where(final_value > best_value, u, best_u),
                    jnp.maximum(final_value, best_value), base, percent=not ball)
@@ -106,7 +106,7 @@ def _start(key, x_P, subspace_PxQ, size, *, subspace_dim, ball):
     return subspace_PxQ, bounds, jax.random.uniform(start_key, bounds.shape, bounds.dtype, -1.0, 1.0) * bounds
 
 
-def _lbfgsb(loss_fn, params, batch, subspace_PxQ, u0, bounds, max_iterations, chunk_size):
+def _lbfgsb(loss_fn, params, batch, subspace_PxQ, u0, bounds, max_steps, chunk_size):
     import scipy.optimize
 
     dtype = u0.dtype
@@ -118,15 +118,15 @@ def _lbfgsb(loss_fn, params, batch, subspace_PxQ, u0, bounds, max_iterations, ch
     bounds = np.asarray(bounds, np.float64)
     found = scipy.optimize.minimize(negative, np.asarray(u0, np.float64), jac=True, method="L-BFGS-B",
                                     bounds=np.stack([-bounds, bounds], axis=1),
-                                    options={"maxiter": max_iterations})
+                                    options={"maxiter": max_steps})
     u = jnp.asarray(np.clip(found.x, -bounds, bounds), dtype)
     return u, _value_and_grad(loss_fn, params, batch, subspace_PxQ, u, chunk_size=chunk_size)[0]
 
 
-def _check_common(size, name, max_iterations, chunk_size):
+def _check_common(size, name, steps_name, steps, chunk_size):
     checks.integer("chunk_size", chunk_size, allow_none=True)
     checks.number(name, size)
-    checks.integer("max_iterations", max_iterations)
+    checks.integer(steps_name, steps)
 
 
 def _check_subspace(subspace, dim, dtype):
@@ -142,7 +142,7 @@ def _check_subspace(subspace, dim, dtype):
 
 
 def epsilon_sharpness(loss_fn: Callable, params: PyTree, batch: PyTree, epsilon: float = 1e-3, *,
-                      subspace: int | jax.Array | None = None, method: str = "lbfgsb", max_iterations: int = 10,
+                      subspace: int | jax.Array | None = None, method: str = "lbfgsb", max_steps: int = 10,
                       step_size: float = 0.5, key: jax.Array | None = None,
                       chunk_size: int | None = None) -> Sharpness:
     """Keskar et al.'s epsilon-sharpness of the full-data loss f at x = ``params``.
@@ -161,8 +161,8 @@ def epsilon_sharpness(loss_fn: Callable, params: PyTree, batch: PyTree, epsilon:
       subspace: None (full space), an int p (A with i.i.d. N(0, 1) entries drawn from ``key``),
         or a (P, p) matrix A.
       method: ``'lbfgsb'`` (SciPy L-BFGS-B on jitted value-and-gradient calls, at most
-        ``max_iterations`` iterations) or ``'ascent'`` (projected sign-gradient ascent for
-        ``max_iterations`` steps of ``step_size`` times the box half-width, shrinking
+        ``max_steps`` iterations) or ``'ascent'`` (projected sign-gradient ascent for
+        ``max_steps`` steps of ``step_size`` times the box half-width, shrinking
         linearly; one jitted ``fori_loop``).
       key: PRNG key for the start (and A); default ``jax.random.key(0)``.
       chunk_size: examples per chunk of the loss, or None.
@@ -171,20 +171,20 @@ def epsilon_sharpness(loss_fn: Callable, params: PyTree, batch: PyTree, epsilon:
       :class:`Sharpness` with ``value`` = phi (a percentage), the maximising ``perturbation``
       y, ``loss`` f(x) and ``perturbed_loss`` f(x + y).
     """
-    _check_common(epsilon, "epsilon", max_iterations, chunk_size)
+    _check_common(epsilon, "epsilon", "max_steps", max_steps, chunk_size)
     checks.one_of("method", method, METHODS)
     x_P, _ = tree.flatten(params)
     matrix, subspace_dim = _check_subspace(subspace, x_P.shape[0], x_P.dtype)
     matrix, bounds, u0 = _start(default_key(key), x_P, matrix, epsilon, subspace_dim=subspace_dim, ball=False)
     if method == "ascent":
         return _projected_ascent(loss_fn, params, batch, matrix, u0, bounds, step_size,
-                                 num_iterations=max_iterations, chunk_size=chunk_size, ball=False)
+                                 num_steps=max_steps, chunk_size=chunk_size, ball=False)
     base = _value_and_grad(loss_fn, params, batch, matrix, jnp.zeros_like(u0), chunk_size=chunk_size)[0]
-    u, value = _lbfgsb(loss_fn, params, batch, matrix, u0, bounds, max_iterations, chunk_size)
+    u, value = _lbfgsb(loss_fn, params, batch, matrix, u0, bounds, max_steps, chunk_size)
     return _result(params, matrix, u, value, base, percent=True)
 
 
-def ball_sharpness(loss_fn: Callable, params: PyTree, batch: PyTree, radius: float, *, max_iterations: int = 20,
+def ball_sharpness(loss_fn: Callable, params: PyTree, batch: PyTree, radius: float, *, num_steps: int = 20,
                    step_size: float = 0.5, key: jax.Array | None = None,
                    chunk_size: int | None = None) -> Sharpness:
     """Dinh et al.'s sharpness over a Euclidean ball:
@@ -200,15 +200,15 @@ def ball_sharpness(loss_fn: Callable, params: PyTree, batch: PyTree, radius: flo
     Args:
       loss_fn, params, batch, key, chunk_size: as for :func:`epsilon_sharpness`.
       radius: > 0.
-      max_iterations: ascent steps.
+      num_steps: ascent steps.
       step_size: step length as a fraction of ``radius``.
 
     Returns:
       :class:`Sharpness` with the value above (not a percentage), the maximising y, f(x),
       f(x + y).
     """
-    _check_common(radius, "radius", max_iterations, chunk_size)
+    _check_common(radius, "radius", "num_steps", num_steps, chunk_size)
     x_P, _ = tree.flatten(params)
     _, bounds, u0 = _start(default_key(key), x_P, None, jnp.asarray(radius, x_P.dtype), subspace_dim=0, ball=True)
     return _projected_ascent(loss_fn, params, batch, None, u0, bounds, step_size,
-                             num_iterations=max_iterations, chunk_size=chunk_size, ball=True)
+                             num_steps=num_steps, chunk_size=chunk_size, ball=True)

@@ -23,7 +23,6 @@ import numpy as np
 import optax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
-from tqdm.auto import tqdm
 
 from jaxdl import train
 from jaxdl.core import checks, compiled, meshes, tree
@@ -115,7 +114,8 @@ def _curve_epoch(carry, endpoints, model_state, x, y, index_SxB, steps_S, t_key,
 def fit_curve(model: nn.Module, model_state: PyTree, endpoint0: PyTree, endpoint1: PyTree, data,
               tx: optax.GradientTransformation, *, kind: str = "bezier", epochs: int, batch_size: int | None,
               weight_decay: float = 0.0, key: jax.Array, loss_name: str = "cross_entropy",
-              bend: PyTree | None = None, progress: bool = True) -> tuple[PyTree, dict]:
+              bend: PyTree | None = None, epochs_per_call: int = 1, progress: bool = True,
+              checkpoint_dir=None) -> tuple[PyTree, dict]:
     """Train the bend theta of a curve between fixed endpoints (Garipov et al. 2018, eq. 3).
 
     Each minibatch draws one t ~ U(0, 1) and takes an Optax step on theta for
@@ -126,7 +126,8 @@ def fit_curve(model: nn.Module, model_state: PyTree, endpoint0: PyTree, endpoint
     code. The forward pass is ``train.apply_model(model, w(t), model_state, x, train=True)``:
     BatchNorm normalises by the batch and the updated statistics are discarded (recompute
     them along the curve with :class:`BatchStats`). Each epoch is one compiled ``lax.scan`` over
-    the minibatches of a permutation of the training set (:func:`jaxdl.train.epoch_order`;
+    the minibatches of a permutation of the training set, run by the library's one block runner
+    (:func:`jaxdl.train.run_blocks`: the order from :func:`jaxdl.train.epoch_order`;
     the remainder that does not fill a batch is dropped, ``batch_size=None`` is full batch),
     each batch split over the devices that divide it (a ``'data'`` mesh axis, as in
     :func:`jaxdl.train.fit`), and a second curve of the same model, transformation object and
@@ -143,7 +144,10 @@ def fit_curve(model: nn.Module, model_state: PyTree, endpoint0: PyTree, endpoint
       key: PRNG key, split into the data-order, t and dropout streams.
       loss_name: a key of :data:`jaxdl.train.losses.PER_EXAMPLE_LOSSES`.
       bend: the starting theta (default :func:`init_bend`, the midpoint).
+      epochs_per_call: epochs per compiled call (it must divide ``epochs``).
       progress: a tqdm bar over epochs.
+      checkpoint_dir: save the bend, its optimizer state and the history after every call, and
+        resume from the latest save to the same numbers.
 
     Returns:
       ``(bend, history)``: the trained theta and ``{'loss': (steps,), 't': (steps,)}`` NumPy
@@ -160,27 +164,24 @@ def fit_curve(model: nn.Module, model_state: PyTree, endpoint0: PyTree, endpoint
     checks.same_structure("bend", bend, endpoint0, "endpoint0")
     plan = train.make_plan(data, batch_size, epochs)  # the devices dividing the batch, on a 'data' axis
     replicated = NamedSharding(plan.mesh, P())
-    index_sharding, batch_sharding = NamedSharding(plan.mesh, P(None, "data")), NamedSharding(plan.mesh, P("data"))
+    batch_sharding = NamedSharding(plan.mesh, P("data"))
 
     data_key, t_key, dropout_key = jax.random.split(key, 3)
     carry = jax.device_put((jax.tree.map(jnp.array, bend), tx.init(bend)), replicated)  # copies: donated
     x, y = jax.device_put((data.x_train, data.y_train), replicated)
     endpoints, model_state = jax.device_put(((endpoint0, endpoint1), model_state), replicated)
-    step_losses, step_ts = [], []
-    for epoch in tqdm(range(epochs), desc=f"fit {kind} curve", unit="epoch", disable=not progress, leave=False):
-        index_SxB = train.epoch_order(data_key, epoch, plan)
-        steps_S = epoch * plan.steps_per_epoch + np.arange(len(index_SxB), dtype=np.int32)
-        carry, (loss_S, t_S) = _curve_epoch(carry, endpoints, model_state, x, y,
-                                            jax.device_put(index_SxB, index_sharding), steps_S, t_key, dropout_key,
-                                            weight_decay, model=model, tx=tx, kind=kind, loss_name=loss_name,
-                                            batch_sharding=batch_sharding)
-        loss_S = np.asarray(loss_S)
-        checks.raise_if_not_finite(loss_S, what="curve loss", first_step=int(steps_S[0]), epoch=epoch,
-                                   hint="lower the learning rate")
-        step_losses.append(loss_S)
-        step_ts.append(np.asarray(t_S))
-    return meshes.on_every_device(carry[0], plan.mesh), {"loss": np.concatenate(step_losses),
-                                                           "t": np.concatenate(step_ts)}
+
+    def block(carry, index_SxB, steps_S):
+        carry, (loss_S, t_S) = _curve_epoch(carry, endpoints, model_state, x, y, index_SxB, steps_S, t_key,
+                                            dropout_key, weight_decay, model=model, tx=tx, kind=kind,
+                                            loss_name=loss_name, batch_sharding=batch_sharding)
+        return carry, {"loss": loss_S, "t": t_S}
+
+    carry, history = train.run_blocks(block, carry, plan, [data_key], epochs=epochs, vmapped=False,
+                                      step_series={"loss": "loss", "t": "t"}, epochs_per_call=epochs_per_call,
+                                      progress=progress, desc=f"fit {kind} curve", checkpoint_dir=checkpoint_dir,
+                                      what="curve loss", hint="lower the learning rate")
+    return meshes.on_every_device(carry[0], plan.mesh), history
 
 
 def _check_ts(ts) -> np.ndarray:

@@ -46,12 +46,14 @@ class BatchStats(struct.PyTreeNode):
       model_state: a template of the non-parameter collections, e.g. ``{'batch_stats': ...}``;
         its ``'batch_stats'`` values are replaced, the other collections are kept.
       x: the training inputs ``x_Nx...`` the statistics are computed on.
-      batch_size: examples per batch of the recomputation.
+      batch_size: examples per BatchNorm batch of the recomputation (:func:`recompute_batch_stats`):
+        the training batch size, not a chunk size.
     """
 
     model: nn.Module = struct.field(pytree_node=False)
     model_state: PyTree
     x: jax.Array
+    # A training batch size, not a chunk_size: see recompute_batch_stats.
     batch_size: int = struct.field(pytree_node=False)
 
 
@@ -83,6 +85,10 @@ def recompute_batch_stats(model: nn.Module, params: PyTree, model_state: PyTree,
 
     ``x`` is cut into ``N // batch_size`` batches and a remainder of ``N % batch_size``
     examples (weighted by its size, as in Garipov et al.); ``batch_size >= N`` is one batch.
+    ``batch_size`` is a training batch size, not a ``chunk_size``: each BatchNorm layer
+    normalises by the statistics of its batch, so the size changes the result (a mean of
+    within-batch variances is ``(B - 1) / B`` of the data-set variance, and every later layer
+    sees inputs normalised by its batch); use the batch size the model was trained with.
     Batches are ``lax.map``ped (:func:`jaxdl.core.batching.dataset_mean`); later BatchNorm layers
     see the earlier ones normalised by the batch, as in training. Train mode gets a fixed
     dropout key. Jit-able.
@@ -91,11 +97,12 @@ def recompute_batch_stats(model: nn.Module, params: PyTree, model_state: PyTree,
       model: Flax module; params: its parameters.
       model_state: ``{'batch_stats': ...[, other collections]}``, a template (values unused).
       x: inputs ``x_Nx...``.
-      batch_size: examples per batch.
+      batch_size: examples per BatchNorm batch (the training batch size).
 
     Returns:
       ``model_state`` with ``'batch_stats'`` replaced by the recomputed statistics.
     """
+    # batch_size, not chunk_size: the BatchNorm statistics are those of training-size batches.
     checks.integer("batch_size", batch_size)
     zeros = tree.zeros_like(model_state["batch_stats"])
     rng = jax.random.key(0)
@@ -158,15 +165,15 @@ def evaluate_params(apply_fn: Callable | None, params: PyTree, batch, *, loss_na
 
 
 @compiled.jit(static_argnames=("point_fn", "loss_name", "chunk_size", "points_per_chunk", "chunk_sharding"))
-def _evaluate_points(apply_fn, point_fn, anchors, coords_PxD, batch, batch_stats, *, loss_name, chunk_size,
+def _evaluate_points(apply_fn, point_fn, anchors, coords_GxD, batch, batch_stats, *, loss_name, chunk_size,
                      points_per_chunk=1, chunk_sharding=None):
-    """Metrics at ``point_fn(anchors, coord_D)`` for every row of ``coords_PxD``, in chunks of
+    """Metrics at ``point_fn(anchors, coord_D)`` for every row of ``coords_GxD``, in chunks of
     ``points_per_chunk`` points (each spread by ``chunk_sharding`` when given). Returns
-    ``{name: values_P}``."""
+    ``{name: values_G}``."""
     def at(coord_D):
         return _metrics_at(apply_fn, point_fn(anchors, coord_D), batch, batch_stats, loss_name, chunk_size)
 
-    return batching.map_in_chunks(at, coords_PxD, points_per_chunk, chunk_sharding=chunk_sharding)
+    return batching.map_in_chunks(at, coords_GxD, points_per_chunk, chunk_sharding=chunk_sharding)
 
 
 def coordinate_dtype(params: PyTree):
@@ -233,10 +240,10 @@ def interpolate(apply_fn: Callable | None, params0: PyTree, params1: PyTree, bat
     Args:
       apply_fn, batch, loss_name, chunk_size, batch_stats: as in :func:`evaluate_params`.
       params0, params1: the endpoints (pytrees of one structure).
-      alphas: ``(A,)`` coefficients, e.g. :func:`interpolation_alphas`.
+      alphas: ``(G,)`` coefficients, e.g. :func:`interpolation_alphas`.
 
     Returns:
-      ``{'loss': (A,)[, 'accuracy': (A,)]}``.
+      ``{'loss': (G,)[, 'accuracy': (G,)]}``.
     """
     checks.same_structure("params1", params1, params0, "params0")
     return _interpolate(apply_fn, _line_point, (params0, params1), batch, alphas, loss_name, chunk_size, batch_stats)
@@ -247,6 +254,6 @@ def interpolate_direction(apply_fn: Callable | None, params: PyTree, direction: 
                           batch_stats: BatchStats | None = None) -> dict:
     """Metrics along the ray theta + a d, e.g. with a filter-normalised d
     (:func:`jaxdl.analysis.landscape.random_direction`) for Li et al. 2018's 1-D plots. Same compiled
-    machinery and arguments as :func:`interpolate`; returns ``{name: (A,)}``."""
+    machinery and arguments as :func:`interpolate`; returns ``{name: (G,)}``."""
     checks.same_structure("direction", direction, params)
     return _interpolate(apply_fn, _ray_point, (params, direction), batch, alphas, loss_name, chunk_size, batch_stats)

@@ -50,11 +50,11 @@ def filter_normalized_sharpness(apply_fn: Callable | None, params: PyTree, batch
       key: PRNG key of the directions.
       radius: the largest |a| (> 0); a = 1 moves every filter by its own norm.
       num_directions: R >= 1.
-      num_points: odd A >= 3.
+      num_points: odd G >= 3.
       ignore_biasbn: zero the directions' 1-D leaves (biases, normalisation parameters).
 
     Returns:
-      ``{'value': the mean rise, 'rises': (R,), 'loss': L(theta), 'alphas': (A,), 'losses': (R, A)}``
+      ``{'value': the mean rise, 'rises': (R,), 'loss': L(theta), 'alphas': (G,), 'losses': (R, G)}``
       as NumPy values.
     """
     radius = checks.number("radius", radius)
@@ -67,11 +67,11 @@ def filter_normalized_sharpness(apply_fn: Callable | None, params: PyTree, batch
                   for r in range(num_directions)]
     directions_R = jax.tree.map(lambda *leaves: jnp.stack(leaves), *directions)
     alphas = np.linspace(-radius, radius, num_points)
-    index_R, alpha_A = np.meshgrid(np.arange(num_directions), alphas, indexing="ij")
-    coords = jnp.asarray(np.stack([index_R.ravel(), alpha_A.ravel()], axis=-1), coordinate_dtype(params))
+    index_R, alpha_G = np.meshgrid(np.arange(num_directions), alphas, indexing="ij")
+    coords = jnp.asarray(np.stack([index_R.ravel(), alpha_G.ravel()], axis=-1), coordinate_dtype(params))
     values = _evaluate_points(apply_fn, _direction_point, (params, directions_R), coords, batch, batch_stats,
                               loss_name=loss_name, chunk_size=chunk_size)
-    losses_RxA = np.asarray(values["loss"], np.float64).reshape(num_directions, num_points)
-    base = losses_RxA[:, num_points // 2].mean()
-    rises = losses_RxA.max(axis=1) - losses_RxA[:, num_points // 2]
-    return {"value": float(rises.mean()), "rises": rises, "loss": float(base), "alphas": alphas, "losses": losses_RxA}
+    losses_RxG = np.asarray(values["loss"], np.float64).reshape(num_directions, num_points)
+    base = losses_RxG[:, num_points // 2].mean()
+    rises = losses_RxG.max(axis=1) - losses_RxG[:, num_points // 2]
+    return {"value": float(rises.mean()), "rises": rises, "loss": float(base), "alphas": alphas, "losses": losses_RxG}

@@ -21,11 +21,11 @@ from jaxdl.train import losses
 from jaxdl.analysis.landscape.evaluate import (BatchStats, _check_coordinates, _check_evaluation, _evaluate_points,
                                       coordinate_dtype)
 
-__all__ = ["BLOCK_CHUNKS", "BLOCK_POINTS", "POINTS_PER_CHUNK", "DEFAULT_POINTS_PER_CHUNK", "surface"]
+__all__ = ["BLOCK_CHUNKS", "POINTS_PER_BLOCK", "POINTS_PER_CHUNK", "DEFAULT_POINTS_PER_CHUNK", "surface"]
 
 PyTree = Any
 BLOCK_CHUNKS = 8
-BLOCK_POINTS = 64  # the fewest points per block by default
+POINTS_PER_BLOCK = 64  # the fewest points per block by default
 # Grid points evaluated together by ``points_per_chunk='auto'``, per backend: on a CPU one point
 # at a time (a plain ``lax.map``: a vmapped chunk of points adds work without filling the cores
 # better), 64 on other backends, where a vmapped chunk fills the device. The benchmark's surface
@@ -65,22 +65,22 @@ def _load_partial(path, xs, ys, names):
 def surface(apply_fn: Callable | None, params: PyTree, direction_x: PyTree, direction_y: PyTree, batch, xs, ys, *,
             loss_name: str = "cross_entropy", chunk_size: int | None = None, points_per_chunk: int | str = "auto",
             batch_stats: BatchStats | None = None, path: str | os.PathLike | None = None,
-            block_points: int | None = None, progress: bool = False) -> dict:
+            points_per_block: int | None = None, progress: bool = False) -> dict:
     """Metrics on the plane ``params + x * direction_x + y * direction_y`` (Li et al. 2018,
     "Visualizing the loss landscape of neural nets", section 5).
 
     AXIS ORDER: ``values[name][i, j]`` is the metric at ``(x, y) = (xs[j], ys[i])``; every array
     has shape ``(len(ys), len(xs))``, rows along ``ys`` (what ``plt.contour(xs, ys, Z)`` expects).
 
-    The P = len(xs) * len(ys) points, in that row-major order, are padded to a whole number of
+    The len(xs) * len(ys) points, in that row-major order, are padded to a whole number of
     chunks of ``points_per_chunk`` (rounded up to a multiple of the device count, and at most
-    P); one compiled program ``lax.map``s over the chunks of a block and ``vmap``s over the
+    all the points); one compiled program ``lax.map``s over the chunks of a block and ``vmap``s over the
     points of a chunk, the data accumulated in chunks of ``chunk_size`` examples inside. The
     points of a chunk are sharded over all devices (a 1-D ``'points'`` mesh; one device is the
     same code path). Peak memory grows with ``points_per_chunk * chunk_size``.
 
     Without ``path`` every point goes in one call. With ``path`` (an ``.npz`` file) the points
-    go in blocks of ``block_points`` (default ``8 * points_per_chunk`` or 64, the larger, rounded up to whole
+    go in blocks of ``points_per_block`` (default ``8 * points_per_chunk`` or 64, the larger, rounded up to whole
     chunks) through the same compiled program, and after each block the partial surface
     (``xs``, ``ys``, the boolean mask ``done`` and one array per metric, all but the axes of
     shape ``(len(ys), len(xs))``) is written atomically. A later call with the same ``path``,
@@ -93,16 +93,16 @@ def surface(apply_fn: Callable | None, params: PyTree, direction_x: PyTree, dire
       params: pytree theta, the centre ``(0, 0)``.
       direction_x, direction_y: pytrees shaped like ``params`` (e.g.
         :func:`jaxdl.analysis.landscape.random_direction`).
-      xs: ``(Nx,)`` coordinates along ``direction_x``; ys: ``(Ny,)`` along ``direction_y``.
+      xs: ``(I,)`` coordinates along ``direction_x``; ys: ``(J,)`` along ``direction_y``.
       points_per_chunk: points evaluated together (``vmap``) in one step of the ``lax.map``;
         ``'auto'`` (default): the backend's measured best (:data:`POINTS_PER_CHUNK`: 1 on a CPU,
         else 64).
       path: optional ``.npz`` file for the partial surface.
-      block_points: points per block when ``path`` is given.
+      points_per_block: points per block when ``path`` is given.
       progress: a tqdm bar over blocks.
 
     Returns:
-      ``{'loss': (Ny, Nx)[, 'accuracy': (Ny, Nx)]}`` NumPy float32 arrays.
+      ``{'loss': (J, I)[, 'accuracy': (J, I)]}`` NumPy float32 arrays.
     """
     _check_evaluation(apply_fn, batch, loss_name, chunk_size, batch_stats)
     xs, ys = _check_coordinates("xs", xs), _check_coordinates("ys", ys)
@@ -110,7 +110,7 @@ def surface(apply_fn: Callable | None, params: PyTree, direction_x: PyTree, dire
                                                 DEFAULT_POINTS_PER_CHUNK)
     if points_per_chunk is None:
         checks.fail("points_per_chunk", None, "a positive integer or 'auto'")
-    checks.integer("block_points", block_points, allow_none=True)
+    checks.integer("points_per_block", points_per_block, allow_none=True)
     checks.same_structure("direction_x", direction_x, params)
     checks.same_structure("direction_y", direction_y, params)
     names = losses.metric_names(loss_name)
@@ -121,7 +121,7 @@ def surface(apply_fn: Callable | None, params: PyTree, direction_x: PyTree, dire
     if path is None:
         block = _round_up(num_points, chunk)
     else:
-        block = _round_up(min(block_points or max(BLOCK_CHUNKS * chunk, BLOCK_POINTS), num_points), chunk)
+        block = _round_up(min(points_per_block or max(BLOCK_CHUNKS * chunk, POINTS_PER_BLOCK), num_points), chunk)
     num_blocks = -(-num_points // block)
 
     grid_y, grid_x = np.meshgrid(ys, xs, indexing="ij")

@@ -131,7 +131,7 @@ def _check_inputs(apply_fn, params, x1, x2):
 
 
 def empirical_ntk(apply_fn: Callable, params: PyTree, x1, x2=None, *, method: str = "auto", trace_axes=(-1,),
-                  diagonal_axes=(), batch_size: int | None = None, rows_per_chunk: int | None = 64) -> jax.Array:
+                  diagonal_axes=(), chunk_size: int | None = None, rows_per_chunk: int | None = 64) -> jax.Array:
     """The empirical NTK Theta(x1, x2) = J(x1) J(x2)^T (Jacot et al. 2018), see the module
     docstring for the methods and the output axes.
 
@@ -143,15 +143,17 @@ def empirical_ntk(apply_fn: Callable, params: PyTree, x1, x2=None, *, method: st
       method: one of ``METHODS``.
       trace_axes: output axes averaged over (default the last: the mean over logits).
       diagonal_axes: output axes kept diagonal.
-      batch_size: examples per block of x1 and of x2 (memory bounded by a block pair), or None.
-      rows_per_chunk: rows J(x2)^T e computed together by ``'ntvp'``.
+      chunk_size: examples per chunk of x1 and of x2 (memory bounded by a pair of chunks), or
+        None for all at once.
+      rows_per_chunk: rows J(x2)^T e computed together by ``'ntvp'`` -- not examples: x2 has one
+        row per example and output, N2 O in all.
 
     Returns:
       ``(N1, N2, ...)`` kernel as described in the module docstring.
     """
     _check_inputs(apply_fn, params, x1, x2)
     checks.one_of("method", method, METHODS)
-    checks.integer("batch_size", batch_size, allow_none=True)
+    checks.integer("chunk_size", chunk_size, allow_none=True)
     checks.integer("rows_per_chunk", rows_per_chunk, allow_none=True)
     out_ndim = len(jax.eval_shape(apply_fn, params, x1[:1]).shape) - 1
     trace, diagonal = _output_axes("trace_axes", trace_axes, out_ndim), _output_axes("diagonal_axes", diagonal_axes,
@@ -166,7 +168,7 @@ def empirical_ntk(apply_fn: Callable, params: PyTree, x1, x2=None, *, method: st
         checks.fail("method", method, "'structured' only for a Flax Linen model with Dense or Conv layers "
                     "(jaxdl.train.make_apply_fn); use 'jacobian' or 'ntvp'")
     options = dict(method=method, trace=trace, diagonal=diagonal, rows_per_chunk=rows_per_chunk)
-    step = batch_size or max(len(x1), len(x2))
+    step = chunk_size or max(len(x1), len(x2))
     rows = []
     for i in range(0, len(x1), step):
         row = []
@@ -188,12 +190,12 @@ def ntk_vector_product(apply_fn: Callable, params: PyTree, x, v) -> jax.Array:
 
 
 @compiled.jit(static_argnames=("num_steps",))
-def _ntk_lanczos(apply_fn, params, x, key, order_K, *, num_steps):
+def _ntk_lanczos(apply_fn, params, x, key, order_Q, *, num_steps):
     out = jax.eval_shape(apply_fn, params, x)
     matvec = lambda v: ntk_vector_product(apply_fn, params, x, v.reshape(out.shape)).reshape(-1)
     start = jax.random.normal(key, (int(np.prod(out.shape)),), out.dtype)
     theta_S, _ = ritz_pairs(lanczos(matvec, start, num_steps))
-    return theta_S[order_K]
+    return theta_S[order_Q]
 
 
 def ntk_top_eigenvalues(apply_fn: Callable, params: PyTree, x, k: int = 1, *, num_steps: int = 30,

@@ -33,7 +33,7 @@ def gradient_descent_mse_predictions(k_train_train, k_test_train, y_train, t=Non
 
     Args:
       k_train_train: the kernel ``(N, N)`` of the training inputs (e.g. the NTK).
-      k_test_train: ``(M, N)``.
+      k_test_train: ``(N_test, N)``.
       y_train: targets ``(N, ...)``.
       t: None (t = infinity, a Cholesky solve), a time, or an array of times ``(T,)`` (one
         eigendecomposition for all).
@@ -42,14 +42,14 @@ def gradient_descent_mse_predictions(k_train_train, k_test_train, y_train, t=Non
       initial_train, initial_test: the outputs at t = 0 (default zeros: the ensemble mean).
 
     Returns:
-      ``(M, ...)``, or ``(T, M, ...)`` for an array of times.
+      ``(N_test, ...)``, or ``(T, N_test, ...)`` for an array of times.
     """
     k_train_train, k_test_train = jnp.asarray(k_train_train), jnp.asarray(k_test_train)
     y_train = jnp.asarray(y_train)
     n = k_train_train.shape[0]
     if k_train_train.shape != (n, n) or k_test_train.ndim != 2 or k_test_train.shape[1] != n or y_train.shape[0] != n:
         checks.fail("k_test_train", f"shapes {k_train_train.shape}, {k_test_train.shape}, y {y_train.shape}",
-                    "k_train_train (N, N), k_test_train (M, N) and y_train (N, ...)")
+                    "k_train_train (N, N), k_test_train (N_test, N) and y_train (N, ...)")
     learning_rate = checks.number("learning_rate", learning_rate)
     diag_reg = checks.number("diag_reg", diag_reg, inclusive=True)
     initial_train = jnp.zeros_like(y_train) if initial_train is None else jnp.asarray(initial_train)

@@ -5,7 +5,7 @@ import time
 
 import numpy as np
 
-from experiments.benchmarks.timing import time_call
+from experiments.benchmark.timing import time_call
 from jaxdl.course import regions
 
 

@@ -11,7 +11,7 @@ import time
 
 import jax
 
-from experiments.benchmarks.timing import net_name, synthetic_data
+from experiments.benchmark.timing import net_name, synthetic_data
 from jaxdl import train
 from jaxdl.course import width_sweep
 from jaxdl.train import optim

@@ -13,9 +13,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.benchmarks.timing import generic_point, synthetic_data, time_call
-from experiments.benchmarks.torch_models import check_same_outputs, torch_cnn2d, torch_mlp, torch_resnet
-from experiments.benchmarks.training import epoch_calls, host_state
+from experiments.benchmark.timing import generic_point, synthetic_data, time_call
+from experiments.benchmark.torch_models import check_same_outputs, torch_cnn2d, torch_mlp, torch_resnet
+from experiments.benchmark.training import epoch_calls, host_state
 from jaxdl import train
 from jaxdl.train import optim
 from jaxdl.models import get_model

@@ -32,7 +32,7 @@ Rows, on one MLP (the issue's 40-256-256-10 on 4,000 MNIST-1D examples by defaul
   Jacobian contraction (``vmap(jacrev)`` and an einsum, the recipe of its tutorial); and
   whether neural-tangents imports here.
 
-The table and the claims are in :mod:`experiments.benchmarks.peer_report`.
+The table and the claims are in :mod:`experiments.benchmark.peer_report`.
 """
 from __future__ import annotations
 
@@ -44,9 +44,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.benchmarks.timing import generic_point, mlp_forward_flops, synthetic_data, time_call
-from experiments.benchmarks.peer_steps import bench_conv_steps, bench_train_steps, conv_profile
-from experiments.benchmarks.torch_models import check_same_outputs, torch_mlp
+from experiments.benchmark.timing import generic_point, mlp_forward_flops, synthetic_data, time_call
+from experiments.benchmark.peer_steps import bench_conv_steps, bench_train_steps, conv_profile
+from experiments.benchmark.torch_models import check_same_outputs, torch_mlp
 from jaxdl import train
 from jaxdl.analysis import curvature, landscape, ntk
 from jaxdl.core import tree

@@ -1,11 +1,11 @@
 """The peer section's report: its table (each row with the peer / jaxdl ratio, the accuracy of
-both and the target) and its claims, from the measurements of :mod:`experiments.benchmarks.peers`."""
+both and the target) and its claims, from the measurements of :mod:`experiments.benchmark.peers`."""
 from __future__ import annotations
 
 import jax
 
 from experiments import framework as fw
-from experiments.benchmarks.timing import net_name
+from experiments.benchmark.timing import net_name
 from jaxdl.models.layers import CONV_IMPLEMENTATION
 
 

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.benchmarks.timing import (compiled_flops, generic_point, mlp_forward_flops, synthetic_data,
+from experiments.benchmark.timing import (compiled_flops, generic_point, mlp_forward_flops, synthetic_data,
                                            time_call, time_interleaved)
 from jaxdl import train
 from jaxdl.analysis import curvature, landscape, ntk

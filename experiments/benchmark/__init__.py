@@ -1,8 +1,11 @@
 """Benchmarks: each tool's time beside its FLOP floor and beside the naive loop, in one run.
 
 The floor is the tool's FLOPs divided by this machine's matmul rate, which is measured at the
-start of the same run, so the ratios compare like with like on any device. The helpers live in
-:mod:`experiments.benchmarks`. Rows:
+start of the same run, so the ratios compare like with like on any device. The helpers are this
+package's modules: timers, the matmul rate, FLOP counts and synthetic data in
+:mod:`~experiments.benchmark.timing`; the training benches in :mod:`~experiments.benchmark.training`;
+the analysis benches in :mod:`~experiments.benchmark.analysis`; the peers in
+:mod:`~experiments.benchmark.peers`. Rows:
 
 - train step: one jitted step of an MLP 784-512-512-10 at batch 128 against its floor
   (3x the forward matmul FLOPs: forward, backward to activations, backward to weights);
@@ -47,7 +50,7 @@ start of the same run, so the ratios compare like with like on any device. The h
   hidden units against sum(widths)).
 
 With the peers installed (``pip install -e ".[peers]"``) a peer section follows
-(:mod:`experiments.benchmarks.peers`): the same MLP in PyTorch with jaxdl's weights, PyHessian's
+(:mod:`experiments.benchmark.peers`): the same MLP in PyTorch with jaxdl's weights, PyHessian's
 eigenvalues and trace, loss-landscapes' ``random_plane`` and a PyTorch loop over grid points,
 PyTorch train steps and ``torch.func``'s empirical NTK, each beside jaxdl; without them it is
 one line saying how to enable it.
@@ -65,25 +68,24 @@ equal to the PyTorch loop's values, an Adam step of an epoch >= 1.5x PyTorch's.
 """
 from __future__ import annotations
 
-import sys
 
 import jax
 
 from experiments import framework as fw
-from experiments.benchmarks import peer_report, peers
-from experiments.benchmarks.analysis import bench_curvature, bench_landscape, bench_ntk, bench_sharpness_tracking
-from experiments.benchmarks.config import FIELDS, SIZES, get_config
-from experiments.benchmarks.devices import bench_devices
-from experiments.benchmarks.regions import regions_rows
-from experiments.benchmarks.width_sweep import bench_width_sweep
-from experiments.benchmarks.timing import (compiled_flops, measure_matmul_rate, mlp_forward_flops, net_name,
+from experiments.benchmark import peer_report, peers
+from experiments.benchmark.analysis import bench_curvature, bench_landscape, bench_ntk, bench_sharpness_tracking
+from experiments.benchmark.config import FIELDS, SIZES, get_config
+from experiments.benchmark.devices import bench_devices
+from experiments.benchmark.regions import regions_rows
+from experiments.benchmark.width_sweep import bench_width_sweep
+from experiments.benchmark.timing import (compiled_flops, measure_matmul_rate, mlp_forward_flops, net_name,
                                            synthetic_data, time_call, time_interleaved)
-from experiments.benchmarks.peer_report import target
-from experiments.benchmarks.training import (bench_conv_implementations, bench_conv_step, bench_epoch,
+from experiments.benchmark.peer_report import target
+from experiments.benchmark.training import (bench_conv_implementations, bench_conv_step, bench_epoch,
                                              bench_regularized_step, bench_seed_fits, bench_seed_programs, bench_step)
 from jaxdl.models import get_model
 
-# The helpers lived here before experiments.benchmarks; they stay importable from this module.
+# The helpers most often timed by hand, importable from the package itself.
 __all__ = ["NAME", "DESCRIPTION", "get_config", "SIZES", "FIELDS", "run", "claims", "main", "time_call",
            "time_interleaved",
            "measure_matmul_rate", "mlp_forward_flops", "compiled_flops", "synthetic_data", "bench_step",
@@ -253,7 +255,7 @@ def _analysis_rows(config, rate):
 
 def _device_rows(config):
     """Rows and result entries of the sharded phases on 1 and ``config.forced_devices`` forced CPU
-    devices (:func:`experiments.benchmarks.devices.bench_devices`)."""
+    devices (:func:`experiments.benchmark.devices.bench_devices`)."""
     timed = bench_devices(config)
     many = config.forced_devices
     size = (f"MLP {net_name(40, (config.devices_width, config.devices_width))}, "
@@ -341,8 +343,7 @@ def claims(config, numbers) -> list:
     ]
 
 
-def main(argv=None):
-    return fw.experiment_main(sys.modules[__name__], argv)
+main = fw.entry_point(__name__)
 
 
 if __name__ == "__main__":
