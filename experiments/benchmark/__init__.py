@@ -82,7 +82,8 @@ from experiments.benchmark.timing import (compiled_flops, measure_matmul_rate, m
                                            synthetic_data, time_call, time_interleaved)
 from experiments.benchmark.peer_report import target
 from experiments.benchmark.training import (bench_conv_implementations, bench_conv_step, bench_epoch,
-                                             bench_regularized_step, bench_seed_fits, bench_seed_programs, bench_step)
+                                            bench_nnx_step, bench_regularized_step, bench_seed_fits,
+                                            bench_seed_programs, bench_step)
 from jaxdl.models import get_model
 
 # The helpers most often timed by hand, importable from the package itself.
@@ -100,6 +101,7 @@ DESCRIPTION = ("train-step (MLP, ConvNet, ResNet), scanned-epoch, conv-implement
 def _training_rows(config, rate):
     """Rows and result entries of the training benches (steps, epochs, conv implementations, seeds)."""
     step_seconds, step_floor = bench_step(config, rate)
+    nnx_seconds, linen_seconds = bench_nnx_step(config)
     cnn = get_model("cnn2d", channels=tuple(config.conv_channels), kernel_size=3, pool="max", dense_widths=(128,),
                     num_outputs=10)
     cnn_seconds, cnn_floor, cnn_flops = bench_conv_step(config, cnn, rate)
@@ -120,6 +122,8 @@ def _training_rows(config, rate):
     rows = [
         [f"train step, MLP {large}, batch {config.step_batch_size}", step_seconds * 1e3, "FLOP floor",
          step_floor * 1e3, step_seconds / step_floor, "<= 2x floor"],
+        [f"train step, the same MLP as an NNX module (models.from_nnx), batch {config.step_batch_size}",
+         nnx_seconds * 1e3, "the zoo's Linen MLP", linen_seconds * 1e3, nnx_seconds / linen_seconds, "(reported)"],
         [f"train step, CNN conv {'-'.join(map(str, config.conv_channels))} + dense 128, {images} "
          f"({cnn_flops / 1e9:.3g} GFLOP forward)", cnn_seconds * 1e3, "FLOP floor (3x XLA forward FLOPs)",
          cnn_floor * 1e3, cnn_seconds / cnn_floor, "(ratio to floor)"],
@@ -149,6 +153,7 @@ def _training_rows(config, rate):
     ]
     result = {
         "step_over_floor": step_seconds / step_floor,
+        "nnx_step_over_linen": nnx_seconds / linen_seconds,
         "cnn_step_over_floor": cnn_seconds / cnn_floor,
         "resnet_step_over_floor": resnet_seconds / resnet_floor,
         "scan_speedup": tiny_loop / tiny_scan,

@@ -6,11 +6,13 @@ Every bench returns seconds (and, for the step benches, the floor in seconds).
 """
 from __future__ import annotations
 
+import functools
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from experiments.benchmark.timing import (compiled_flops, generic_point, mlp_forward_flops, synthetic_data,
                                            time_call, time_interleaved)
@@ -47,6 +49,38 @@ def bench_step(config, rate):
     seconds, _ = _timed_step(model, data, config.seed, config.repeats * 20)
     floor = 3 * mlp_forward_flops(config.step_input_dim, config.step_widths, 10, config.step_batch_size) / rate
     return seconds, floor
+
+
+class NNXMLP(nnx.Module):
+    """The zoo's ReLU MLP written as an NNX module (``nnx.Linear`` layers)."""
+
+    def __init__(self, input_dim: int, widths: tuple, num_outputs: int, *, rngs: nnx.Rngs):
+        sizes = (input_dim, *widths)
+        self.hidden = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:])])
+        self.out = nnx.Linear(sizes[-1], num_outputs, rngs=rngs)
+
+    def __call__(self, x):
+        x = x.reshape((x.shape[0], -1))
+        for layer in self.hidden:
+            x = nnx.relu(layer(x))
+        return self.out(x)
+
+
+def bench_nnx_step(config):
+    """One jitted SGD train step of the step bench's MLP as an NNX module (through
+    :func:`jaxdl.models.from_nnx`) and as the zoo's Linen MLP, timed in alternation on the same
+    batch. Returns ``(nnx_seconds, linen_seconds)``."""
+    data = synthetic_data(config.step_batch_size, config.step_input_dim, 10, config.seed)
+    tx = optim.get_optimizer("sgd", 0.01)
+    batch = (jnp.asarray(data.x_train), jnp.asarray(data.y_train))
+    calls = []
+    for model in (functools.partial(NNXMLP, config.step_input_dim, tuple(config.step_widths), 10),
+                  get_model("mlp", widths=tuple(config.step_widths), num_outputs=10)):
+        state = train.init_state(model, tx, data.x_train[:1], jax.random.key(config.seed))
+        step = jax.jit(train.make_train_step(model, tx))
+        calls.append((lambda s, step=step: step(s, batch)[0].params, (state,)))
+    nnx_seconds, linen_seconds = time_interleaved(calls, repeats=config.repeats * 20)
+    return nnx_seconds, linen_seconds
 
 
 def bench_conv_step(config, model, rate):

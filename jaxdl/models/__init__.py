@@ -39,6 +39,7 @@ from jaxdl.models.graph import GAT, Graph, GraphNetwork, as_graph, graph_from_ed
 from jaxdl.models.initializers import INITIALIZERS, get_initializer
 from jaxdl.models.activations import ACTIVATIONS, get_activation
 from jaxdl.models.mlp import MLP, Linear
+from jaxdl.models.nnx_bridge import NNXModule, as_linen, from_nnx, nnx_variables
 from jaxdl.models.recurrent import GRU, LSTM, RNN, recurrent_initializer
 from jaxdl.models.resnet import ResNet
 
@@ -69,4 +70,5 @@ def get_model(name: str, **hparams) -> nn.Module:
 
 __all__ = ["MODELS", "get_model", "MLP", "Linear", "CNN1D", "CNN2D", "ResNet", "RNN", "LSTM", "GRU",
            "Transformer", "GraphNetwork", "GAT", "Graph", "graph_from_edges", "pack_graph", "as_graph",
-           "INITIALIZERS", "get_initializer", "recurrent_initializer", "ACTIVATIONS", "get_activation"]
+           "INITIALIZERS", "get_initializer", "recurrent_initializer", "ACTIVATIONS", "get_activation",
+           "NNXModule", "as_linen", "from_nnx", "nnx_variables"]

@@ -32,6 +32,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxdl.core import checks, compiled, meshes
+from jaxdl.models.nnx_bridge import as_linen
 from jaxdl.train import losses
 from jaxdl.train.driver import EpochPlan, make_plan, run_blocks
 from jaxdl.train.evaluation import evaluate
@@ -172,6 +173,7 @@ def build_block_programs(model, tx, loss_name, plan: EpochPlan, chunk_size: int 
     ``regularizer`` is added to the training loss (see :func:`make_train_step`).
     """
     losses.check_loss_name(loss_name)
+    model = as_linen(model)
     checks.integer("chunk_size", chunk_size)
     probes = check_probes(probes)
     probe_every = checks.integer("probe_every", probe_every)
@@ -276,8 +278,11 @@ def train_model(model: nn.Module, data, tx: optax.GradientTransformation, option
     ``data_keys`` (one per run) override the seeds' minibatch-order keys, for trainers whose runs
     share orders (a width sweep: every width of a seed sees that seed's batches).
     """
+    model = as_linen(model)
     _check_data(model, data, options.loss_name)
     seeds = list(seeds)
+    make = getattr(model, "make", None)  # an NNX model: named after its class
+    name = type(model).__name__ if make is None else getattr(getattr(make, "func", make), "__name__", "NNXModule")
     mesh = options.mesh
     if mesh is None and vmapped:
         mesh = meshes.seeds_mesh(len(seeds), int(data.x_train.shape[0]) if options.batch_size is None
@@ -317,7 +322,7 @@ def train_model(model: nn.Module, data, tx: optax.GradientTransformation, option
         step_series={"batch_loss": "loss", **{PREFIX + name: PREFIX + name for name in probes}},
         evaluate=lambda carried: eval_both(carried[0], x_train, y_train, x_test, y_test),
         eval_every=options.eval_every, epochs_per_call=options.epochs_per_call, progress=options.progress,
-        desc=desc or f"fit {type(model).__name__}" + (f" x{len(seeds)} seeds" if vmapped else ""),
+        desc=desc or f"fit {name}" + (f" x{len(seeds)} seeds" if vmapped else ""),
         logger=options.logger, checkpoint_dir=options.checkpoint_dir, seeds=seeds)
     final, initial = meshes.on_every_device((carried[0], initial), plan.mesh)
     return FitResult(final, history, initial)
@@ -346,7 +351,9 @@ def fit(model: nn.Module, data, tx: optax.GradientTransformation, *, seed: int =
     ``initial_state`` (a :class:`TrainState` of this model, e.g. ``result.state`` of an earlier
     fit, to continue it; its optimizer state and step carry on); ``seed`` still draws the
     minibatch order and the dropout stream. The model is any Flax Linen module whose
-    ``__call__`` takes the inputs, with or without a ``train`` flag (:func:`takes_train_flag`).
+    ``__call__`` takes the inputs, with or without a ``train`` flag (:func:`takes_train_flag`),
+    or a Flax NNX module (an instance or its class, through :func:`jaxdl.models.from_nnx`: each
+    seed builds the module from its own ``nnx.Rngs``).
 
     ``probes`` (``{name: probe}``, see :mod:`jaxdl.train.probes`) are measured inside the
     compiled program before every step whose number is a multiple of ``probe_every``, on

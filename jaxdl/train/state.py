@@ -19,6 +19,7 @@ import optax
 from flax import struct
 
 from jaxdl.core import tree
+from jaxdl.models.nnx_bridge import as_linen
 from jaxdl.train import losses
 
 __all__ = ["TrainState", "init_state", "init_states", "seed_streams", "apply_model", "ApplyFn", "make_apply_fn",
@@ -73,7 +74,7 @@ def takes_train_flag(model: nn.Module) -> bool:
     jaxdl passes ``train`` only to a module that declares it (or takes ``**kwargs``); a module
     whose call needs another argument without a default gets a ``TypeError`` naming it.
     """
-    return _train_flag_of(type(model))
+    return _train_flag_of(type(as_linen(model)))
 
 
 def _mode(model: nn.Module, train: bool) -> dict:
@@ -83,7 +84,7 @@ def _mode(model: nn.Module, train: bool) -> dict:
 
 def init_state(model: nn.Module, tx: optax.GradientTransformation, example_x, key) -> TrainState:
     """Initialise parameters from ``key`` on one example batch ``example_x`` (shape (B, ...))."""
-    variables, dropout_key = _init_variables(model, example_x, key)
+    variables, dropout_key = _init_variables(as_linen(model), example_x, key)
     return _assemble_state(variables, tx, dropout_key)
 
 
@@ -116,7 +117,7 @@ def _assemble_state(variables, tx, dropout_key) -> TrainState:
 
 def init_states(model: nn.Module, tx: optax.GradientTransformation, example_x, keys_K) -> TrainState:
     """:func:`init_state` for a stack of keys: every leaf gains a leading seed axis K."""
-    variables, dropout_keys = _init_variables_seeds(model, example_x, keys_K)
+    variables, dropout_keys = _init_variables_seeds(as_linen(model), example_x, keys_K)
     return jax.vmap(lambda v, k: _assemble_state(v, tx, k))(variables, dropout_keys)
 
 
@@ -130,6 +131,7 @@ def seed_streams(seeds_K):
 def apply_model(model: nn.Module, params, model_state, x, *, train: bool = False, rng=None):
     """Run the model; in training mode also return the updated model state. ``train`` reaches
     the module only if its ``__call__`` takes it (:func:`takes_train_flag`)."""
+    model = as_linen(model)
     variables = {"params": params, **model_state}
     rngs = {"dropout": rng} if rng is not None else {}
     if train and model_state:
@@ -161,7 +163,7 @@ class ApplyFn(struct.PyTreeNode):
 
 def make_apply_fn(model: nn.Module, model_state: PyTree | None = None) -> ApplyFn:
     """The pure ``apply_fn(params, x) -> outputs`` that analysis tools take (an :class:`ApplyFn`)."""
-    return ApplyFn(model, {} if model_state is None else model_state)
+    return ApplyFn(as_linen(model), {} if model_state is None else model_state)
 
 
 def make_train_step(model: nn.Module, tx: optax.GradientTransformation, loss_name: str = "cross_entropy",
@@ -177,6 +179,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, loss_nam
     (what :func:`jaxdl.train.sam.sam` needs).
     """
     losses.check_loss_name(loss_name)
+    model = as_linen(model)
 
     def train_step(state: TrainState, batch):
         x, y = batch

@@ -78,8 +78,8 @@ def recompute_batch_stats(model: nn.Module, params: PyTree, model_state: PyTree,
     train mode with cumulative averaging, so that each running mean and (biased, as Flax stores
     it) variance is the size-weighted mean over batches of the batch statistics. This does the
     same whatever the module's ``momentum`` m: Flax updates ``s' = m s + (1 - m) b`` with b the
-    batch statistic, so one train-mode pass from ``s = 0`` gives ``(1 - m) b`` and the tangent
-    of ``s'`` along ``s`` (``jax.jvp``, no data needed) gives m exactly; the batch means of
+    batch statistic, so one train-mode pass from ``s = 0`` gives ``(1 - m) b``, and the same
+    batch from ``s = 1`` gives ``m + (1 - m) b``, so their difference is m; the batch means of
     ``(1 - m) b`` are divided by ``1 - m`` once at the end. Every leaf of ``'batch_stats'`` is
     assumed to be such an average with ``m < 1`` (true of ``flax.linen.BatchNorm``).
 
@@ -111,7 +111,10 @@ def recompute_batch_stats(model: nn.Module, params: PyTree, model_state: PyTree,
         _, new_state = apply_model(model, params, {**model_state, "batch_stats": stats}, x_B, train=True, rng=rng)
         return new_state["batch_stats"]
 
-    _, momentum = jax.jvp(lambda s: updated(s, x[:batch_size]), (zeros,), (tree.ones_like(zeros),))
+    # The update is affine in s, so one batch from s = 1 and from s = 0 gives m as their difference
+    # (autodiff would not do: NNX's BatchNorm stops the gradient through its running statistics).
+    head = x[:batch_size]
+    momentum = tree.subtract(updated(tree.ones_like(zeros), head), updated(zeros, head))
     scaled_mean = batching.dataset_mean(lambda x_B: updated(zeros, x_B), x, batch_size)
     stats = jax.tree.map(lambda u, m: u / (1 - m), scaled_mean, momentum)
     return {**model_state, "batch_stats": stats}
