@@ -13,13 +13,20 @@ second call on the same model and shapes (:mod:`jaxdl.core.compiled`).
   form :func:`hessian_quadratic_form` (forward-over-forward);
 - eigenpairs: :func:`hessian_top_eigenvalues` and :func:`hessian_bottom_eigenvalues` (Lanczos
   with full reorthogonalisation, the k largest or smallest, a fixed number of steps or to a
-  relative tolerance on the eigenvalues estimated from the Ritz residuals; the top eigenvalue
-  started along the gradient, :func:`start_vector`), :func:`hessian_power_iteration` (with
-  deflation, for comparison), and
+  relative tolerance on the eigenvalues estimated from the Ritz residuals, then
+  3 or 6 steps more (:func:`default_extra_steps`); the top eigenvalue started along the gradient,
+  :func:`start_vector`), :func:`gauss_newton_top_eigenvalues` (the same on the Gauss-Newton
+  matrix), :func:`hessian_power_iteration` (with deflation, for comparison), and
   :class:`SharpnessProbe`, the top eigenvalue tracked inside a compiled training loop
   (warm-started Lanczos); the Lanczos recurrence itself is :mod:`jaxdl.core.linalg`'s;
-- :func:`hessian_trace` (Hutchinson 1989) and :func:`hessian_spectral_density` (stochastic
-  Lanczos quadrature, Ghorbani et al. 2019);
+- :func:`hessian_trace` (Hutchinson 1989), :func:`hessian_spectral_density` and
+  :func:`gauss_newton_spectral_density` (stochastic Lanczos quadrature, Ghorbani et al. 2019);
+- reading a spectrum: :func:`spectral_mass` and :func:`spectral_index` (the fraction of
+  eigenvalues below, above or between thresholds from a density, with a standard error over
+  its runs; the index of Dauphin et al. 2014), :func:`hessian_outliers` and
+  :func:`gauss_newton_outliers` (the top eigenvalues and the outliers above their largest
+  ratio, :func:`outlier_count`; Sagun et al. 2017, Papyan 2019), and
+  :func:`hessian_gauss_newton_residual` (H, G and H - G in a subspace, Papyan 2019);
 - sharpness: :func:`epsilon_sharpness` (Keskar et al. 2017) and :func:`ball_sharpness`
   (Dinh et al. 2017);
 - reparametrisation (Dinh et al. 2017): :func:`alpha_scale` (T_a, the same function with
@@ -28,22 +35,28 @@ second call on the same model and shapes (:mod:`jaxdl.core.compiled`).
 """
 from jaxdl.analysis.curvature.hvp import (gauss_newton_matvec, gauss_newton_vp, gradient_and_hessian_matvec, hessian_matvec,
                                  hessian_quadratic_form, hvp)
-from jaxdl.analysis.curvature.eigen import (Eigenpairs, PowerIteration, SharpnessProbe, hessian_bottom_eigenvalues,
+from jaxdl.analysis.curvature.eigen import (EXTRA_STEPS, EXTRA_STEPS_ONE, Eigenpairs, PowerIteration, SharpnessProbe,
+                                            gauss_newton_top_eigenvalues, hessian_bottom_eigenvalues,
                                             hessian_power_iteration, hessian_top_eigenvalues, start_vector)
 from jaxdl.analysis.curvature.reparametrization import (alpha_scale, alpha_scaled_trace, alpha_scaling, alpha_scaling_blocks,
                                                layer_paths)
 from jaxdl.analysis.curvature.sharpness import Sharpness, ball_sharpness, epsilon_sharpness
 from jaxdl.analysis.curvature.stochastic import (PROBES_PER_CHUNK, SpectralDensity, TraceEstimate, default_probes_per_chunk,
-                                        hessian_spectral_density, hessian_trace)
+                                        gauss_newton_spectral_density, hessian_spectral_density, hessian_trace)
+from jaxdl.analysis.curvature.spectrum import (Outliers, SpectralMass, SubspaceResidual, gauss_newton_outliers,
+                                               hessian_gauss_newton_residual, hessian_outliers, outlier_count,
+                                               spectral_index, spectral_mass)
 
 __all__ = [
     "gauss_newton_matvec", "gauss_newton_vp", "gradient_and_hessian_matvec", "hessian_matvec",
     "hessian_quadratic_form", "hvp",
-    "Eigenpairs", "PowerIteration", "SharpnessProbe", "hessian_bottom_eigenvalues", "hessian_power_iteration",
-    "hessian_top_eigenvalues",
+    "EXTRA_STEPS", "EXTRA_STEPS_ONE", "default_extra_steps", "Eigenpairs", "PowerIteration", "SharpnessProbe", "gauss_newton_top_eigenvalues",
+    "hessian_bottom_eigenvalues", "hessian_power_iteration", "hessian_top_eigenvalues",
     "start_vector",
     "Sharpness", "ball_sharpness", "epsilon_sharpness",
     "alpha_scale", "alpha_scaled_trace", "alpha_scaling", "alpha_scaling_blocks", "layer_paths",
-    "PROBES_PER_CHUNK", "SpectralDensity", "TraceEstimate", "default_probes_per_chunk", "hessian_spectral_density",
-    "hessian_trace",
+    "PROBES_PER_CHUNK", "SpectralDensity", "TraceEstimate", "default_probes_per_chunk", "gauss_newton_spectral_density",
+    "hessian_spectral_density", "hessian_trace",
+    "Outliers", "SpectralMass", "SubspaceResidual", "gauss_newton_outliers", "hessian_gauss_newton_residual",
+    "hessian_outliers", "outlier_count", "spectral_index", "spectral_mass",
 ]

@@ -1,10 +1,11 @@
 """Randomised spectral estimates: Hutchinson's trace and the stochastic-Lanczos density.
 
 Each is one compiled program: Hutchinson's samples are second directional derivatives
-(:func:`hessian_quadratic_form`), SLQ's runs Lanczos on the flat Hessian operator
-(:func:`hessian_matvec`); the random probes (Hutchinson) or starts (SLQ) are evaluated in chunks
-(:func:`jaxdl.core.batching.map_in_chunks`), by default of the size measured fastest on the backend
-(:data:`PROBES_PER_CHUNK`).
+(:func:`hessian_quadratic_form`); SLQ's runs are Lanczos on a flat operator, the Hessian
+(:func:`hessian_matvec`) or the Gauss-Newton matrix (:func:`gauss_newton_matvec`). The random
+probes (Hutchinson) or starts (SLQ) are evaluated in chunks
+(:func:`jaxdl.core.batching.map_in_chunks`), by default of the size measured fastest on the
+backend (:data:`PROBES_PER_CHUNK`).
 """
 from __future__ import annotations
 
@@ -15,10 +16,10 @@ import jax.numpy as jnp
 
 from jaxdl.core import batching, checks, compiled, meshes, tree
 from jaxdl.core.linalg import lanczos, tridiagonal
-from jaxdl.analysis.curvature.hvp import default_key, hessian_matvec, hessian_quadratic_form
+from jaxdl.analysis.curvature.hvp import default_key, gauss_newton_matvec, hessian_matvec, hessian_quadratic_form
 
 __all__ = ["PROBES_PER_CHUNK", "default_probes_per_chunk", "TraceEstimate", "SpectralDensity", "hessian_trace",
-           "hessian_spectral_density"]
+           "hessian_spectral_density", "gauss_newton_spectral_density"]
 
 PyTree = Any
 # Probes (or SLQ runs) evaluated together by default, per backend: on a CPU a vmapped batch of
@@ -115,13 +116,13 @@ def hessian_trace(loss_fn: Callable, params: PyTree, batch: PyTree, *, num_probe
                        probes_per_chunk=probes_per_chunk)
 
 
-@compiled.jit(static_argnames=("num_steps", "num_runs", "num_points", "chunk_size", "runs_per_chunk"))
-def _slq(loss_fn, params, batch, key, bandwidth, *, num_steps, num_runs, num_points, chunk_size, runs_per_chunk):
-    params_P, _ = tree.flatten(params)
-    matvec = hessian_matvec(loss_fn, params, batch, chunk_size=chunk_size)
-
+def _slq_on(matvec, key, bandwidth, like_P, *, num_steps, num_runs, num_points, runs_per_chunk) -> SpectralDensity:
+    """Stochastic Lanczos quadrature of the symmetric operator ``matvec`` on R^P (``like_P`` gives
+    P and the dtype): R runs of ``num_steps`` Lanczos steps from Gaussian starts, their Gauss
+    quadrature nodes and weights, and the density broadened by Gaussians of width ``bandwidth``
+    (<= 0: 1% of the nodes' range). Call inside ``jit``."""
     def one_run(run_key):
-        start_P = jax.random.normal(run_key, params_P.shape, params_P.dtype)
+        start_P = jax.random.normal(run_key, like_P.shape, like_P.dtype)
         result = lanczos(matvec, start_P, num_steps)
         theta_S, s_SxS = jnp.linalg.eigh(tridiagonal(result.alphas, result.betas))
         return theta_S, jnp.square(s_SxS[0])
@@ -129,12 +130,37 @@ def _slq(loss_fn, params, batch, key, bandwidth, *, num_steps, num_runs, num_poi
     nodes_RxS, weights_RxS = batching.map_in_chunks(one_run, jax.random.split(key, num_runs), runs_per_chunk)
     low, high = jnp.min(nodes_RxS), jnp.max(nodes_RxS)
     span = jnp.maximum(high - low, 1e-3 * jnp.maximum(jnp.abs(low), jnp.abs(high)))
-    span = jnp.maximum(span, jnp.finfo(params_P.dtype).eps)
-    sigma = jnp.where(bandwidth > 0, bandwidth, 0.01 * span).astype(params_P.dtype)
+    span = jnp.maximum(span, jnp.finfo(like_P.dtype).eps)
+    sigma = jnp.where(bandwidth > 0, bandwidth, 0.01 * span).astype(like_P.dtype)
     grid_G = jnp.linspace(low - 6 * sigma, high + 6 * sigma, num_points)
     gaussians_GxRS = jnp.exp(-0.5 * jnp.square((grid_G[:, None] - nodes_RxS.reshape(-1)) / sigma))
     density_G = gaussians_GxRS @ weights_RxS.reshape(-1) / (num_runs * sigma * jnp.sqrt(2 * jnp.pi))
     return SpectralDensity(grid_G, density_G, nodes_RxS, weights_RxS)
+
+
+@compiled.jit(static_argnames=("num_steps", "num_runs", "num_points", "chunk_size", "runs_per_chunk"))
+def _slq(matvec_of, params, batch, key, bandwidth, *, num_steps, num_runs, num_points, chunk_size, runs_per_chunk):
+    matvec = matvec_of(params, batch, chunk_size=chunk_size)
+    return _slq_on(matvec, key, bandwidth, tree.flatten(params)[0], num_steps=num_steps, num_runs=num_runs,
+                   num_points=num_points, runs_per_chunk=runs_per_chunk)
+
+
+def _spectral_density(matvec_of, params, batch, *, num_steps, num_runs, num_points, bandwidth, key, chunk_size,
+                      runs_per_chunk) -> SpectralDensity:
+    """Checks the arguments and runs :func:`_slq` on the operator ``matvec_of(params, batch,
+    chunk_size=...) -> matvec`` (a ``Partial`` pytree, keyed as :mod:`jaxdl.core.compiled` keys a
+    callable)."""
+    checks.integer("chunk_size", chunk_size, allow_none=True)
+    num_steps = checks.integer("num_steps", num_steps, maximum=tree.count(params),
+                               maximum_name="the number of parameters P")
+    num_runs = checks.integer("num_runs", num_runs)
+    num_points = checks.integer("num_points", num_points, minimum=2)
+    bandwidth = checks.number("bandwidth", bandwidth, allow_none=True)
+    runs_per_chunk = _probes_per_chunk("runs_per_chunk", runs_per_chunk)
+    batch, params = meshes.shard_examples(batch, params)
+    return _slq(matvec_of, params, batch, default_key(key), -1.0 if bandwidth is None else bandwidth,
+                num_steps=num_steps, num_runs=num_runs, num_points=num_points, chunk_size=chunk_size,
+                runs_per_chunk=runs_per_chunk)
 
 
 def hessian_spectral_density(loss_fn: Callable, params: PyTree, batch: PyTree, *, num_steps: int = 30,
@@ -165,14 +191,36 @@ def hessian_spectral_density(loss_fn: Callable, params: PyTree, batch: PyTree, *
       :class:`SpectralDensity` (grid_G, density_G, nodes_RxS, weights_RxS); plot it with
       :func:`jaxdl.plot.spectral_density`.
     """
-    checks.integer("chunk_size", chunk_size, allow_none=True)
-    num_steps = checks.integer("num_steps", num_steps, maximum=tree.count(params),
-                               maximum_name="the number of parameters P")
-    num_runs = checks.integer("num_runs", num_runs)
-    num_points = checks.integer("num_points", num_points, minimum=2)
-    bandwidth = checks.number("bandwidth", bandwidth, allow_none=True)
-    runs_per_chunk = _probes_per_chunk("runs_per_chunk", runs_per_chunk)
-    batch, params = meshes.shard_examples(batch, params)
-    return _slq(loss_fn, params, batch, default_key(key), -1.0 if bandwidth is None else bandwidth,
-                num_steps=num_steps, num_runs=num_runs, num_points=num_points, chunk_size=chunk_size,
-                runs_per_chunk=runs_per_chunk)
+    return _spectral_density(jax.tree_util.Partial(hessian_matvec, loss_fn), params, batch, num_steps=num_steps,
+                             num_runs=num_runs, num_points=num_points, bandwidth=bandwidth, key=key,
+                             chunk_size=chunk_size, runs_per_chunk=runs_per_chunk)
+
+
+def gauss_newton_spectral_density(apply_fn: Callable, output_loss_fn: Callable, params: PyTree, batch: PyTree, *,
+                                  num_steps: int = 30, num_runs: int = 4, num_points: int = 1000,
+                                  bandwidth: float | None = None, key: jax.Array | None = None,
+                                  chunk_size: int | None = None,
+                                  runs_per_chunk: int | str | None = "auto") -> SpectralDensity:
+    """The eigenvalue density of the generalised Gauss-Newton matrix G = J^T H_out J by
+    stochastic Lanczos quadrature: :func:`hessian_spectral_density` on
+    :func:`gauss_newton_matvec` (Schraudolph 2002) instead of the Hessian, with the same
+    arguments, starts and numbers of products. Beside the Hessian's density it shows which part
+    of the spectrum G carries: its outliers are G's, the rest of H is the residual H - G
+    (Papyan 2019, "Measurements of three-level hierarchical structure in the outliers in the
+    spectrum of deepnet Hessians"; Sagun et al. 2017). G is positive semi-definite for a convex
+    ``output_loss_fn``, with rank at most N times the output dimension: the rest of its mass
+    sits at zero.
+
+    Args:
+      apply_fn: ``apply_fn(params, x_Bx...) -> outputs_Bx...``.
+      output_loss_fn: ``output_loss_fn(outputs_Bx..., y_B...) -> scalar`` mean over the batch
+        (e.g. :func:`jaxdl.train.losses.cross_entropy`).
+      params, batch (``(x_Nx..., y_N...)``), num_steps, num_runs, num_points, bandwidth, key,
+        chunk_size, runs_per_chunk: as for :func:`hessian_spectral_density`.
+
+    Returns:
+      :class:`SpectralDensity` (grid_G, density_G, nodes_RxS, weights_RxS).
+    """
+    return _spectral_density(jax.tree_util.Partial(gauss_newton_matvec, apply_fn, output_loss_fn), params, batch,
+                             num_steps=num_steps, num_runs=num_runs, num_points=num_points, bandwidth=bandwidth,
+                             key=key, chunk_size=chunk_size, runs_per_chunk=runs_per_chunk)
