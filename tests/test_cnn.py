@@ -119,7 +119,7 @@ def test_a_missing_channel_axis_means_one_channel(name, shape):
 def test_bad_options_raise_naming_the_field():
     x = jnp.zeros((1, 8))
     for field, value in [("padding", "REFLECT"), ("pool", "median"), ("readout", "sum"),
-                         ("conv_implementation", "fft")]:
+                         ("conv_implementation", "fft"), ("norm", "layer")]:
         with pytest.raises(ValueError, match=field):
             jax.eval_shape(get_model("cnn1d", **{field: value}).init, jax.random.key(0), x)
     with pytest.raises(ValueError, match="conv_1 leaves spatial shape"):
@@ -127,3 +127,33 @@ def test_bad_options_raise_naming_the_field():
                        jax.random.key(0), jnp.zeros((1, 11)))
     with pytest.raises(ValueError, match="rank"):
         jax.eval_shape(get_model("cnn1d").init, jax.random.key(0), jnp.zeros((1, 8, 8, 1)))
+
+
+def test_batchnorm_normalises_each_conv_by_the_batch_in_training_and_by_running_averages_in_evaluation():
+    model = get_model("cnn1d", channels=(3,), kernel_size=3, pool="none", dense_widths=(), num_outputs=2,
+                      activation="identity", norm="batch", momentum=0.5)
+    x = np.random.default_rng(5).normal(size=(6, 10)).astype(np.float32)
+    variables = model.init(jax.random.key(0), x)
+    plain = get_model("cnn1d", channels=(3,), kernel_size=3, pool="none", dense_widths=(), num_outputs=2,
+                      activation="identity")
+    # The conv loses its bias to the norm's offset: equal parameter counts otherwise.
+    assert "bias" not in variables["params"]["conv_0"]
+    count = lambda tree: sum(a.size for a in jax.tree.leaves(tree))
+    assert count(variables["params"]) == count(plain.init(jax.random.key(0), x)["params"]) - 3 + 2 * 3
+    kernel = np.asarray(variables["params"]["conv_0"]["kernel"], np.float64)
+    # The conv by hand (SAME, kernel 3), then per-channel statistics over batch and length.
+    padded = np.pad(x.astype(np.float64), ((0, 0), (1, 1)))
+    conv = np.stack([sum(padded[:, i + k, None] * kernel[k, 0] for k in range(3)) for i in range(10)], 1)
+    mean, var = conv.mean(axis=(0, 1)), conv.var(axis=(0, 1))
+    normalised = (conv - mean) / np.sqrt(var + 1e-5)  # scale 1, offset 0 at init
+    head = variables["params"]["output"]
+    expected = normalised.reshape(6, -1) @ np.asarray(head["kernel"]) + np.asarray(head["bias"])
+    out, updated = model.apply(variables, x, train=True, mutable=["batch_stats"])
+    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
+    # Running averages move by (1 - momentum) towards the batch's; evaluation uses them.
+    stats = updated["batch_stats"]["norm_0"]
+    np.testing.assert_allclose(stats["mean"], 0.5 * mean, rtol=1e-4, atol=1e-5)
+    evaluated = model.apply({**variables, "batch_stats": updated["batch_stats"]}, x)
+    by_running = (conv - 0.5 * mean) / np.sqrt(np.asarray(stats["var"], np.float64) + 1e-5)
+    np.testing.assert_allclose(evaluated, by_running.reshape(6, -1) @ np.asarray(head["kernel"]) + np.asarray(head["bias"]),
+                               rtol=1e-4, atol=1e-4)

@@ -28,6 +28,13 @@ the analysis benches in :mod:`~experiments.benchmark.analysis`; the peers in
   MLP (about 100k parameters, 5000 examples); the top Hessian eigenvalue by 30 Lanczos steps as
   one compiled program against a Python loop of jitted HVPs with the Lanczos bookkeeping in
   NumPy, and against the HVP floor (steps x one HVP's time);
+- spectral density: SLQ (Ghorbani et al. 2019) with R runs of S steps on the same MLP against
+  the same R x S products as a Python loop (the Lanczos loop's code, then the quadrature and the
+  broadening in NumPy) and against the HVP floor (R x S x one HVP's time); and on an MLP small
+  enough to diagonalise, SLQ at its defaults (4 runs x 30 steps) against the dense spectrum
+  (``jax.hessian`` and ``eigvalsh``), with SLQ's errors: the first two spectral moments (in
+  standard errors of the random starts too), the top eigenvalue, and the Wasserstein-1 distance
+  (the L1 distance between the CDFs) of the broadened density to the eigenvalues;
 - sharpness tracking: full-batch descent with the top Hessian eigenvalue measured every k steps
   inside the compiled loop (warm-started Lanczos) against the same loop stopping every k steps
   for a separate ``hessian_top_eigenvalues`` call (cold-started, as many Lanczos steps), at the
@@ -57,10 +64,12 @@ one line saying how to enable it.
 
 Targets (2 CPU cores): step <= 2x floor; scan >= 1.5x faster per step (tiny MLP); seeds in one
 vmapped fit at least as fast as a loop of fits, both warm; regularised step <= 4x plain; HVP <=
-3x gradient; Lanczos >= 1.5x faster than the loop; surface <= 3x floor and at least as fast as
-the loop; in-loop sharpness tracking at least as fast as host calls (small network); the MLP's NTK by
-structured derivatives >= 30x faster than the contraction (neural-tangents reports about 70x),
-every NTK method within 1e-5 of the contraction. The conv steps, the conv implementations, the
+3x gradient; Lanczos >= 1.5x faster than the loop; the SLQ density <= 1.1x its HVP floor, its
+top node within 1e-3 of the dense top eigenvalue and its two moments within 3 standard errors
+of the dense ones; surface <= 3x floor and at least as fast as the loop; in-loop sharpness
+tracking at least as fast as host calls (small network); the MLP's NTK by structured
+derivatives >= 30x faster than the contraction (neural-tangents reports about 70x), every NTK
+method within 1e-5 of the contraction. The conv steps, the conv implementations, the
 compute-bound tracking row and the other NTK rows are reported only. Peer section: trace >= 1.5x
 PyHessian's, top-1 and top-3 eigenvalues >= 2x, the surface and the line no slower than the
 fastest peer, within 1.3x of their FLOP floor and 1.1x of their matmuls alone (the profile) and
@@ -73,7 +82,8 @@ import jax
 
 from experiments import framework as fw
 from experiments.benchmark import peer_report, peers
-from experiments.benchmark.analysis import bench_curvature, bench_landscape, bench_ntk, bench_sharpness_tracking
+from experiments.benchmark.analysis import (bench_curvature, bench_density, bench_landscape, bench_ntk,
+                                            bench_sharpness_tracking)
 from experiments.benchmark.config import FIELDS, SIZES, get_config
 from experiments.benchmark.devices import bench_devices
 from experiments.benchmark.regions import regions_rows
@@ -91,11 +101,12 @@ __all__ = ["NAME", "DESCRIPTION", "get_config", "SIZES", "FIELDS", "run", "claim
            "time_interleaved",
            "measure_matmul_rate", "mlp_forward_flops", "compiled_flops", "synthetic_data", "bench_step",
            "bench_conv_step", "bench_epoch", "bench_conv_implementations", "bench_seed_fits", "bench_seed_programs",
-           "bench_curvature", "bench_landscape"]
+           "bench_curvature", "bench_density", "bench_landscape"]
 
 NAME = "benchmark"
 DESCRIPTION = ("train-step (MLP, ConvNet, ResNet), scanned-epoch, conv-implementation, vmapped-seed, "
-               "curvature (HVP, Lanczos), loss-surface and empirical-NTK timings against FLOP floors and naive loops")
+               "curvature (HVP, Lanczos, SLQ density), loss-surface and empirical-NTK timings against FLOP floors "
+               "and naive loops")
 
 
 def _training_rows(config, rate):
@@ -188,14 +199,22 @@ def _ntk_rows(config, kernels):
     return rows
 
 
+def _density_accuracy(spectrum) -> str:
+    return (f"rel. error: mean {spectrum['moment1_error']:.1e} ({spectrum['moment1_z']:.1f} s.e.), mean square "
+            f"{spectrum['moment2_error']:.1e} ({spectrum['moment2_z']:.1f} s.e.), top {spectrum['top_error']:.1e}; "
+            f"W1 / range {spectrum['wasserstein_over_range']:.1e}")
+
+
 def _analysis_rows(config, rate):
-    """Rows and result entries of the analysis benches (HVP, Lanczos, loss surface)."""
+    """Rows and result entries of the analysis benches (HVP, Lanczos, SLQ density, loss surface, ...)."""
     times = bench_curvature(config)
     hvp_seconds, gradient_seconds = times["hvp"], times["gradient"]
     lanczos_seconds, lanczos_loop = times["lanczos"], times["lanczos_loop"]
     hvp_floor = config.lanczos_steps * hvp_seconds
     curvature_size = (f"MLP {net_name(config.curvature_input_dim, config.curvature_widths)} "
                       f"({times['num_params']} params), {config.curvature_examples} examples")
+    density_products = config.density_runs * config.density_steps
+    spectrum = bench_density(config)
     surface = bench_landscape(config, rate)
     tracking = {size: bench_sharpness_tracking(config, config[f"tracking{infix}widths"],
                                                config[f"tracking{infix}examples"], config[f"tracking{infix}every"])
@@ -214,6 +233,17 @@ def _analysis_rows(config, rate):
         [f"Lanczos top eigenvalue, {config.lanczos_steps} steps, {curvature_size}", lanczos_seconds * 1e3,
          f"HVP floor ({config.lanczos_steps} x HVP)", hvp_floor * 1e3, lanczos_seconds / hvp_floor,
          "(ratio to floor)"],
+        [f"spectral density (SLQ), {config.density_runs} runs x {config.density_steps} steps, {curvature_size}",
+         times["density"] * 1e3, f"HVP floor ({density_products} x HVP)", times["density_floor"] * 1e3,
+         times["density"] / times["density_floor"], "<= 1.1x floor"],
+        [f"spectral density (SLQ), {config.density_runs} runs x {config.density_steps} steps, {curvature_size}",
+         times["density"] * 1e3, "Python loop of jitted HVPs (Lanczos, quadrature, broadening in NumPy)",
+         times["density_loop"] * 1e3, times["density_loop"] / times["density"], "(reported)"],
+        [f"spectral density (SLQ), {config.density_accuracy_runs} runs x {config.density_accuracy_steps} steps, "
+         f"MLP {net_name(config.density_input_dim, config.density_widths)} ({spectrum['num_params']} params), "
+         f"{config.density_examples} examples", spectrum["slq"] * 1e3,
+         "dense spectrum (jax.hessian, eigvalsh)", spectrum["dense"] * 1e3, spectrum["dense"] / spectrum["slq"],
+         _density_accuracy(spectrum)],
         *[[f"Hutchinson trace, {config.trace_probes} probes {label}, {curvature_size}", times[key] * 1e3,
            f"HVP floor ({config.trace_probes} x HVP)", times["trace_floor"] * 1e3,
            times[key] / times["trace_floor"], target]
@@ -241,6 +271,12 @@ def _analysis_rows(config, rate):
         "lanczos_over_hvp_floor": lanczos_seconds / hvp_floor,
         "lanczos_eigenvalue": times["eigenvalue"],
         "lanczos_loop_eigenvalue": times["loop_eigenvalue"],
+        "density_over_hvp_floor": times["density"] / times["density_floor"],
+        "density_speedup": times["density_loop"] / times["density"],
+        "density_dense_speedup": spectrum["dense"] / spectrum["slq"],
+        **{f"density_{name}": spectrum[name] for name in ("moment1", "moment2", "top", "moment1_error",
+                                                          "moment2_error", "top_error", "moment1_z", "moment2_z",
+                                                          "wasserstein_over_range")},
         "surface_over_floor": surface["surface"] / surface["floor"],
         "surface_speedup": surface["loop"] / surface["surface"],
         "surface_centre_loss": surface["centre_loss"],
@@ -322,6 +358,13 @@ def _targets(result: dict) -> list[list]:
                "after another", result["trace_over_floor"], 1.1, above=False),
         target("Lanczos as one compiled program is >= 1.5x faster than a Python loop of jitted HVPs",
                result["lanczos_speedup"], 1.5, above=True),
+        target("the SLQ spectral density (R runs x S steps) costs <= 1.1x its Hessian-vector products done one after "
+               "another (R x S x one HVP)", result["density_over_hvp_floor"], 1.1, above=False),
+        target("the SLQ spectral density's largest node is within 1e-3 (relative) of the dense Hessian's top "
+               "eigenvalue (small MLP)", result["density_top_error"], 1e-3, above=False, fmt="{:.1e}"),
+        target("the SLQ spectral density's first two moments are within 3 standard errors (of its random starts) of "
+               "the dense spectrum's (small MLP)", max(result["density_moment1_z"], result["density_moment2_z"]), 3.0,
+               above=False, fmt="{:.1f}"),
         target("a 2-D loss surface (one compiled surface call) runs within 3x of its FLOP floor (grid points x "
                "forward matmul FLOPs)", result["surface_over_floor"], 3.0, above=False),
         target("a 2-D loss surface is at least as fast as a Python loop over grid points of a jitted per-point loss",

@@ -1,8 +1,9 @@
-"""Analysis benches: a full-data Hessian-vector product against a gradient, Lanczos as one
-compiled program against a Python loop of jitted HVPs, a 2-D loss surface (Li et al. 2018)
-against its FLOP floor and against a Python loop over grid points, sharpness tracked inside the
-training loop against host calls, and the empirical NTK by each method against its FLOP floor
-and against the Jacobian contraction.
+"""Analysis benches: a full-data Hessian-vector product against a gradient, Lanczos and the SLQ
+spectral density as compiled programs against Python loops of jitted HVPs, the SLQ density of a
+small MLP against its dense spectrum, a 2-D loss surface (Li et al. 2018) against its FLOP floor
+and against a Python loop over grid points, sharpness tracked inside the training loop against
+host calls, and the empirical NTK by each method against its FLOP floor and against the
+Jacobian contraction.
 
 Every bench returns a dict of seconds and the numbers its rows need.
 """
@@ -32,12 +33,43 @@ def _curvature_setup(config):
     return params, (jnp.asarray(data.x_train), jnp.asarray(data.y_train)), loss_fn
 
 
+def _lanczos_loop(matvec, start_P, steps):
+    """The (S, S) Lanczos tridiagonal T of ``matvec`` from ``start_P`` as a user writes it first:
+    a Python loop of the jitted product, full reorthogonalisation (twice) in NumPy."""
+    basis_SxP = np.zeros((steps + 1, start_P.size), np.float32)
+    alphas_S, betas_S = np.zeros(steps), np.zeros(steps)
+    basis_SxP[0] = start_P / np.linalg.norm(start_P)
+    for i in range(steps):
+        w_P = np.array(matvec(basis_SxP[i]))
+        alphas_S[i] = w_P @ basis_SxP[i]
+        for _ in range(2):
+            w_P -= basis_SxP[: i + 1].T @ (basis_SxP[: i + 1] @ w_P)
+        betas_S[i] = np.linalg.norm(w_P)
+        basis_SxP[i + 1] = w_P / betas_S[i]
+    return np.diag(alphas_S) + np.diag(betas_S[:-1], 1) + np.diag(betas_S[:-1], -1)
+
+
+def _broadened_density(nodes_RxS, weights_RxS, num_points=1000):
+    """The Gaussian-broadened SLQ density on its grid in NumPy, as
+    :func:`jaxdl.analysis.curvature.hessian_spectral_density` computes it (bandwidth 1% of the
+    nodes' range, the grid padded by six bandwidths)."""
+    low, high = nodes_RxS.min(), nodes_RxS.max()
+    sigma = 0.01 * max(high - low, 1e-3 * max(abs(low), abs(high)), np.finfo(np.float32).eps)
+    grid_G = np.linspace(low - 6 * sigma, high + 6 * sigma, num_points)
+    gaussians_GxRS = np.exp(-0.5 * np.square((grid_G[:, None] - nodes_RxS.reshape(-1)) / sigma))
+    return grid_G, gaussians_GxRS @ weights_RxS.reshape(-1) / (len(nodes_RxS) * sigma * np.sqrt(2 * np.pi))
+
+
 def bench_curvature(config):
     """Seconds for one full-data HVP and one full-data gradient (each jitted), for the top
     eigenvalue by Lanczos: the compiled program versus a Python loop of the jitted HVP with full
     reorthogonalisation in NumPy (what a user would write first), and for Hutchinson's trace
     with ``config.trace_probes`` probes evaluated one at a time (``'auto'`` on a CPU), all at
     once, and 8 at a time, beside its floor (that many HVPs one after another).
+
+    The spectral density by SLQ (``config.density_runs`` runs R of ``config.density_steps`` steps
+    S, one compiled program) against the same R x S products as R runs of that loop, each
+    followed by the quadrature and the broadening in NumPy, and against its floor (R x S HVPs).
 
     Returns a dict of the times, both eigenvalues and the parameter count P.
     """
@@ -55,24 +87,28 @@ def bench_curvature(config):
         return eigenvalues["compiled"]
 
     def loop(_):
-        basis = np.zeros((steps + 1, start.size), np.float32)
-        alphas, betas = np.zeros(steps), np.zeros(steps)
-        basis[0] = start / np.linalg.norm(start)
-        for i in range(steps):
-            w = np.array(flat_hvp(params, data, basis[i]))
-            alphas[i] = w @ basis[i]
-            for _ in range(2):
-                w -= basis[: i + 1].T @ (basis[: i + 1] @ w)
-            betas[i] = np.linalg.norm(w)
-            basis[i + 1] = w / betas[i]
-        tridiagonal = np.diag(alphas) + np.diag(betas[:-1], 1) + np.diag(betas[:-1], -1)
-        eigenvalues["loop"] = np.linalg.eigvalsh(tridiagonal)[-1]
+        eigenvalues["loop"] = np.linalg.eigvalsh(_lanczos_loop(lambda v: flat_hvp(params, data, v), start, steps))[-1]
         return eigenvalues["loop"]
+
+    runs, density_steps = int(config.density_runs), int(config.density_steps)
+    starts_RxP = np.random.default_rng(config.seed + 1).normal(size=(runs, params_P.size)).astype(np.float32)
+
+    def density(_):
+        return curvature.hessian_spectral_density(loss_fn, params, data, num_steps=density_steps, num_runs=runs,
+                                                  key=jax.random.key(config.seed)).density
+
+    def density_loop(_):
+        quadrature = [np.linalg.eigh(_lanczos_loop(lambda v: flat_hvp(params, data, v), start_P, density_steps))
+                      for start_P in starts_RxP]
+        return _broadened_density(np.stack([theta_S for theta_S, _ in quadrature]),
+                                  np.stack([np.square(s_SxS[0]) for _, s_SxS in quadrature]))
 
     hvp_seconds, gradient_seconds = time_interleaved([(flat_hvp, (params, data, start)), (gradient, (params, data))],
                                                      repeats=config.repeats)
     lanczos_seconds, loop_seconds = time_interleaved([(compiled, (None,)), (loop, (None,))],
                                                      repeats=config.curvature_repeats)
+    density_seconds, density_loop_seconds = time_interleaved([(density, (None,)), (density_loop, (None,))],
+                                                             repeats=config.density_repeats)
     probes = int(config.trace_probes)
     trace = {f"trace_{name}": seconds for name, seconds in zip(("auto", "all", "chunk8"), time_interleaved(
         [(lambda _, c=chunk: curvature.hessian_trace(loss_fn, params, data, num_probes=probes,
@@ -85,9 +121,88 @@ def bench_curvature(config):
         "gradient": gradient_seconds,
         "lanczos": lanczos_seconds,
         "lanczos_loop": loop_seconds,
+        "density": density_seconds,
+        "density_loop": density_loop_seconds,
+        "density_floor": runs * density_steps * hvp_seconds,
         "eigenvalue": float(eigenvalues["compiled"]),
         "loop_eigenvalue": float(eigenvalues["loop"]),
         "num_params": int(params_P.size),
+    }
+
+
+def _wasserstein_to_spectrum(grid_G, density_G, eigenvalues_P, num_points=20001):
+    """Wasserstein-1 distance, the L1 distance between CDFs (the integral of |F - G|), between a
+    density on a grid (its CDF by the trapezoid rule; 0 before the grid, 1 after) and the
+    empirical distribution of ``eigenvalues_P`` (mass 1/P each), on a fine axis spanning both."""
+    cdf_G = np.concatenate([[0.0], np.cumsum(0.5 * (density_G[1:] + density_G[:-1]) * np.diff(grid_G))])
+    axis_T = np.linspace(min(grid_G[0], eigenvalues_P.min()), max(grid_G[-1], eigenvalues_P.max()), num_points)
+    slq_T = np.interp(axis_T, grid_G, cdf_G / cdf_G[-1], left=0.0, right=1.0)
+    dense_T = np.searchsorted(np.sort(eigenvalues_P), axis_T, side="right") / eigenvalues_P.size
+    return float(np.trapezoid(np.abs(slq_T - dense_T), axis_T))
+
+
+def bench_density(config):
+    """The Hessian's spectral density by SLQ (:func:`jaxdl.analysis.curvature.hessian_spectral_density`,
+    ``config.density_accuracy_runs`` runs R of ``config.density_accuracy_steps`` steps S) of an
+    MLP small enough to diagonalise, against its dense spectrum (the float32 Hessian by
+    ``jax.hessian``, jitted, then ``numpy.linalg.eigvalsh`` in float64), both timed warm.
+
+    Accuracy: the first two spectral moments m1 = mean(lambda) = tr(H) / P and m2 =
+    mean(lambda^2) = tr(H^2) / P, from SLQ as sum_j w_rj theta_rj^m averaged over the R runs;
+    Gauss quadrature is exact for them (u^T H^m u for the run's unit start u), so their only
+    error is the random starts', whose standard error for a start uniform on the sphere is
+    sqrt(2 (m_2m - m_m^2) / ((P + 2) R)), here from the dense spectrum. Also the top eigenvalue
+    (the largest node) and the Wasserstein-1 distance between the broadened density and the P
+    eigenvalues (:func:`_wasserstein_to_spectrum`).
+
+    Returns a dict of seconds (``slq``, ``dense``), the parameter count, the pairs
+    ``(slq, dense)`` of the moments (``moment1``, ``moment2``) and the top eigenvalue (``top``),
+    the relative error of each (``moment1_error``, ...), the moments' errors in standard errors
+    (``moment1_z``, ``moment2_z``), and the Wasserstein-1 distance over the spectrum's range
+    (largest minus smallest eigenvalue), ``wasserstein_over_range``.
+    """
+    model = get_model("mlp", widths=tuple(config.density_widths), num_outputs=10)
+    data = synthetic_data(config.density_examples, config.density_input_dim, 10, config.seed)
+    params = generic_point(jax.eval_shape(model.init, jax.random.key(config.seed), data.x_train[:1])["params"],
+                           config.seed)
+    loss_fn = losses.make_loss_fn(train.make_apply_fn(model), "cross_entropy")
+    batch = (jnp.asarray(data.x_train), jnp.asarray(data.y_train))
+    params_P, unflatten = tree.flatten(params)
+    hessian = jax.jit(jax.hessian(lambda theta_P, batch: loss_fn(unflatten(theta_P), batch)))
+    found = {}
+
+    def slq(_):
+        found["slq"] = curvature.hessian_spectral_density(loss_fn, params, batch,
+                                                          num_steps=config.density_accuracy_steps,
+                                                          num_runs=config.density_accuracy_runs,
+                                                          key=jax.random.key(config.seed))
+        return found["slq"].density
+
+    def dense(_):
+        hessian_PxP = np.asarray(hessian(params_P, batch), np.float64)
+        found["dense"] = np.linalg.eigvalsh(0.5 * (hessian_PxP + hessian_PxP.T))
+        return found["dense"]
+
+    slq_seconds, dense_seconds = time_interleaved([(slq, (None,)), (dense, (None,))],
+                                                  repeats=config.curvature_repeats)
+    estimate, eigenvalues_P = found["slq"], found["dense"]
+    nodes_RxS, weights_RxS = (np.asarray(a, np.float64) for a in (estimate.nodes, estimate.weights))
+    grid_G, density_G = (np.asarray(a, np.float64) for a in (estimate.grid, estimate.density))
+    runs, size = nodes_RxS.shape[0], eigenvalues_P.size
+    pairs = {**{f"moment{m}": (float(np.mean(np.sum(weights_RxS * nodes_RxS**m, axis=1))),
+                               float(np.mean(eigenvalues_P**m))) for m in (1, 2)},
+             "top": (float(nodes_RxS.max()), float(eigenvalues_P.max()))}
+    standard_errors = {f"moment{m}": float(np.sqrt(2 * np.var(eigenvalues_P**m) / ((size + 2) * runs)))
+                       for m in (1, 2)}
+    spread = float(eigenvalues_P.max() - eigenvalues_P.min())
+    return {
+        "slq": slq_seconds,
+        "dense": dense_seconds,
+        "num_params": int(params_P.size),
+        **pairs,
+        **{f"{name}_error": abs(slq - dense) / abs(dense) for name, (slq, dense) in pairs.items()},
+        **{f"{name}_z": abs(pairs[name][0] - pairs[name][1]) / error for name, error in standard_errors.items()},
+        "wasserstein_over_range": _wasserstein_to_spectrum(grid_G, density_G, eigenvalues_P) / spread,
     }
 
 

@@ -35,6 +35,18 @@ def get_config() -> ml_collections.ConfigDict:
     c.lanczos_steps = 30
     c.trace_probes = 30
     c.curvature_repeats = 3
+    # The spectral density by SLQ: its cost on the curvature MLP (R runs x S steps, kept short:
+    # every product is a full-data HVP, 0.05-0.1 s on 2 CPU cores, timed once after the warm-up),
+    # and its accuracy on an MLP 8-16-16-10 (586 parameters) small enough to diagonalise, at
+    # hessian_spectral_density's defaults (4 runs of 30 steps).
+    c.density_runs = 2
+    c.density_steps = 5
+    c.density_repeats = 1
+    c.density_widths = (16, 16)
+    c.density_input_dim = 8
+    c.density_examples = 256
+    c.density_accuracy_runs = 4
+    c.density_accuracy_steps = 30
     c.conv_image_shape = (32, 32, 3)  # CIFAR-10
     c.conv_batch_size = 128
     c.conv_channels = (32, 64)
@@ -102,13 +114,20 @@ def get_config() -> ml_collections.ConfigDict:
     return c
 
 
+def _mlp_param_count(input_dim, widths, num_outputs) -> int:
+    dims = [input_dim, *widths, num_outputs]
+    return sum((a + 1) * b for a, b in zip(dims[:-1], dims[1:]))
+
+
 SIZES = {
     "quick": {
         "repeats": 2, "matmul_size": 256, "step_widths": (64, 64), "step_input_dim": 64, "step_batch_size": 32,
         "epoch_steps": 5, "seeds": 2, "seed_widths": (16,), "tiny_widths": (8,), "seed_steps": 5, "seed_epochs": 1,
         "regularizer_batch_size": 40, "regularizer_num_batches": 4, "curvature_widths": (16,),
         "curvature_input_dim": 8, "curvature_examples": 64, "lanczos_steps": 5, "trace_probes": 4,
-        "curvature_repeats": 2, "conv_image_shape": (8, 8, 3), "conv_batch_size": 8, "conv_channels": (4, 8),
+        "curvature_repeats": 2, "density_runs": 2, "density_steps": 3, "density_repeats": 1,
+        "density_widths": (8,), "density_input_dim": 4, "density_examples": 32, "density_accuracy_runs": 2,
+        "density_accuracy_steps": 10, "conv_image_shape": (8, 8, 3), "conv_batch_size": 8, "conv_channels": (4, 8),
         "resnet_depth": 8, "conv_repeats": 2, "cnn1d_channels": (4, 4, 4), "cnn1d_batch_size": 8, "cnn1d_steps": 5,
         "landscape_grid": 5, "landscape_widths": (16,), "landscape_input_dim": 8, "landscape_examples": 64,
         "landscape_loop_points": 5, "tracking_widths": (16,), "tracking_small_widths": (16,),
@@ -135,8 +154,13 @@ FIELDS = {
         "landscape_repeats", "ntk_examples", "ntk_outputs", "ntk_input_dim", "ntk_repeats",
         "peer_examples", "peer_probes", "peer_repeats", "peer_batch_size", "peer_seeds", "peer_conv_steps",
         "profile_scan_length", "forced_devices", "devices_examples", "devices_width", "regions_resolution",
-        "width_sweep_examples", "width_sweep_input_dim", "width_sweep_steps", "width_sweep_seeds",)},
+        "width_sweep_examples", "width_sweep_input_dim", "width_sweep_steps", "width_sweep_seeds", "density_runs",
+        "density_steps", "density_repeats", "density_input_dim", "density_examples", "density_accuracy_runs",)},
     "regions_widths": fw.positive_ints,
+    "density_widths": fw.positive_ints,
+    "density_accuracy_steps": (fw.positive_int, fw.expect(
+        lambda v, c: v <= _mlp_param_count(c.density_input_dim, c.density_widths, 10),
+        "at most the density MLP's parameter count", uses_config=True)),
     "width_sweep_widths": fw.positive_ints,
     "landscape_loop_points": (fw.positive_int, fw.expect(lambda v, c: v <= c.landscape_grid ** 2,
                                                          "at most landscape_grid ** 2", uses_config=True)),

@@ -9,7 +9,8 @@ deliberate act: say why in the commit message.
 
 The band allows for the difference between two independent runs: the statistic +-
 `BAND_SIGMAS` x sqrt(2) standard errors, the standard error taken at its 95% upper confidence
-bound (five seeds estimate it poorly), one tolerance for a deterministic value, and never
+bound (five seeds estimate it poorly), one tolerance for a deterministic value, |statistic| / n
+when all n seeds gave the same value (one seed's worth: the spread is unresolved), and never
 narrower than `RELATIVE_FLOOR` of the statistic. The same seed gives the same numbers on one
 machine but not across CPUs, where training behaves like a fresh draw of seeds (CLAIMS.md,
 "The lock"). A fresh draw moves a margin by about
@@ -52,6 +53,10 @@ def band(claim: Mapping[str, Any]) -> list[float]:
     statistic, n = float(claim["statistic"]), int(claim["n"])
     error = _finite(claim["standard_error"])
     width = error if n <= 1 else BAND_SIGMAS * math.sqrt(2.0) * standard_error_bound(error, n)
+    if n > 1 and claim["standard_error"] == 0:
+        # Every seed gave the same value (a count, say): the spread is unresolved, and one seed
+        # moving by its own size on another machine moves the mean by |statistic| / n.
+        width = abs(statistic) / n
     half = max(width, RELATIVE_FLOOR * abs(statistic), 1e-12)
     return [statistic - half, statistic + half]
 

@@ -23,11 +23,12 @@ from jaxdl.models.initializers import get_initializer
 from jaxdl.models.layers import conv_layer
 from jaxdl.models.activations import get_activation
 
-__all__ = ["PADDINGS", "POOLS", "READOUTS", "CNN1D", "CNN2D"]
+__all__ = ["NORMS", "PADDINGS", "POOLS", "READOUTS", "CNN1D", "CNN2D"]
 
 PADDINGS = ("SAME", "VALID", "CIRCULAR")
 POOLS = ("max", "avg", "none")
 READOUTS = ("flatten", "mean")
+NORMS = ("none", "batch")
 
 
 class _ConvNet(nn.Module):
@@ -48,12 +49,15 @@ class _ConvNet(nn.Module):
     initializer: str = "he"
     use_bias: bool = True
     conv_implementation: str = "auto"
+    norm: str = "none"
+    momentum: float = 0.9
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         checks.one_of("padding", self.padding, PADDINGS)
         checks.one_of("pool", self.pool, POOLS)
         checks.one_of("readout", self.readout, READOUTS)
+        checks.one_of("norm", self.norm, NORMS)
         if x.ndim == self.spatial_dims + 1:  # no channel axis: one channel
             x = x[..., None]
         if x.ndim != self.spatial_dims + 2:
@@ -66,11 +70,15 @@ class _ConvNet(nn.Module):
         conv = conv_layer(self.conv_implementation)
         for i, features in enumerate(self.channels):
             x = conv(features, (self.kernel_size,) * self.spatial_dims, strides=self.strides,
-                     padding=self.padding, use_bias=self.use_bias, kernel_init=kernel_init, name=f"conv_{i}")(x)
+                     padding=self.padding, use_bias=self.use_bias and self.norm == "none", kernel_init=kernel_init,
+                     name=f"conv_{i}")(x)
             if 0 in x.shape[1:-1]:
                 raise ValueError(f"conv_{i} leaves spatial shape {x.shape[1:-1]}: the input is too small for "
                                  f"{len(self.channels)} layers of kernel_size={self.kernel_size}, "
                                  f"strides={self.strides} with padding={self.padding!r}")
+            if self.norm == "batch":  # its offset is the conv's bias
+                x = nn.BatchNorm(use_running_average=not train, momentum=self.momentum, epsilon=1e-5,
+                                 name=f"norm_{i}")(x)
             x = act(x)
             # 'SAME' pooling keeps odd lengths (and lengths below the window) from raising.
             if self.pool == "max":
@@ -88,7 +96,8 @@ class _ConvNet(nn.Module):
 
 
 class CNN1D(_ConvNet):
-    """1-D ConvNet: [conv -> activation -> pool] x len(channels) -> flatten or mean -> dense head.
+    """1-D ConvNet: [conv -> (BatchNorm) -> activation -> pool] x len(channels) -> flatten or mean ->
+    dense head.
 
     Input ``x_BxL`` or ``x_BxLxD``; output ``outputs_BxO``.
 
@@ -105,6 +114,9 @@ class CNN1D(_ConvNet):
         ``'xla'`` (``flax.linen.Conv``) or ``'patches'`` (:class:`jaxdl.models.layers.PatchConv`:
         the same function and parameters as one matmul, which a CPU runs faster than XLA's
         small convolutions, above all inside a scanned epoch).
+      norm: ``'none'`` (default) or ``'batch'``: BatchNorm (Ioffe & Szegedy 2015) after each conv,
+        whose bias it replaces; ``train=True`` normalises by the batch and updates the running
+        averages (``'batch_stats'``, with ``momentum``), ``train=False`` uses them.
     """
 
     spatial_dims: ClassVar[int] = 1

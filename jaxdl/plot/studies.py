@@ -11,7 +11,7 @@ import numpy as np
 
 from jaxdl.plot.base import _finish, subplots
 
-__all__ = ["spectral_density", "parametric_plot", "edge_of_stability", "function_ensembles"]
+__all__ = ["spectral_density", "spectral_densities", "parametric_plot", "edge_of_stability", "function_ensembles"]
 
 
 def spectral_density(
@@ -46,6 +46,42 @@ def spectral_density(
         ax.set_yscale("log")
     ax.set(xlabel=xlabel, ylabel="density", title=title)
     ax.grid(alpha=0.3)
+    return _finish(fig, path)
+
+
+def spectral_densities(
+    panels: Mapping[str, Mapping[str, tuple]],
+    xlabel: str = "eigenvalue",
+    title: str = "",
+    path: str | os.PathLike | None = None,
+) -> matplotlib.figure.Figure:
+    """Eigenvalue densities side by side on a log density axis, the outliers marked (the style of
+    Ghorbani, Krishnan & Xiao 2019's figures).
+
+    Args:
+      panels: panel title -> {curve label: ``(grid_G, density_G, outliers_Q)``}; each curve is
+        drawn with its outliers (e.g. Lanczos top eigenvalues) as dashed vertical lines of the
+        same colour (``outliers_Q`` may be empty).
+    """
+    if not panels:
+        raise ValueError("spectral_densities: panels is empty; pass {title: {label: (grid, density, outliers)}}")
+    fig, axes = subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
+    for ax, (panel, curves) in zip(axes[0], panels.items()):
+        for i, (label, (grid, density, outliers)) in enumerate(curves.items()):
+            grid, density = np.asarray(grid, np.float64), np.asarray(density, np.float64)
+            if grid.shape != density.shape or grid.ndim != 1:
+                raise ValueError(f"spectral_densities: {panel!r}/{label!r}: grid {grid.shape} and density "
+                                 f"{density.shape} must be equal 1-D shapes")
+            colour = f"C{i}"
+            ax.plot(grid, np.maximum(density, 1e-8 * max(density.max(), 1e-300)), color=colour, label=str(label))
+            for value in np.asarray(outliers, np.float64).ravel():
+                ax.axvline(value, color=colour, linestyle="--", linewidth=0.8, alpha=0.7)
+        ax.set_yscale("log")
+        ax.set(xlabel=xlabel, ylabel="density", title=panel)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
     return _finish(fig, path)
 
 
