@@ -82,6 +82,10 @@ CALLS = {
                                          np.linspace(-1, 1, 3), np.linspace(-1, 1, 2), points_per_chunk=2),
     "curve_metrics": lambda: landscape.line_metrics(_apply_fn(), _problem()[2], _other_params(), _problem()[3],
                                                     ts=np.linspace(0, 1, 5)),
+    "convexity_map": lambda: landscape.convexity_map(_apply_fn(), _problem()[2], _direction(), _direction(),
+                                                     _problem()[3], np.linspace(-1, 1, 3), [0.0], num_steps=4),
+    "trajectory_plane": lambda: landscape.trajectory_plane(
+        jax.tree.map(lambda a: jnp.stack([a, 2 * a, 3 * a, a + 1]), _problem()[2])),
     "fit_curve": lambda: landscape.fit_curve(_problem()[1], {}, _problem()[2], _other_params(), _problem()[0],
                                              optim.get_optimizer("sgd", 0.1), epochs=1, batch_size=10,
                                              key=jax.random.key(0), progress=False),

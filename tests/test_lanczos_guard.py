@@ -28,6 +28,18 @@ KEYS = 40
 TOL = 1e-3
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _no_persistent_cache_writes():
+    # Once in CI a worker crashed (SIGSEGV) inside JAX's persistent-cache write of one of this
+    # module's float64 Lanczos programs; each is compiled once here, so the cache (conftest.py)
+    # saves nothing: no program of this module is written to it (a minimum compile time checked
+    # at every write; switching the cache off is read once per process).
+    previous = jax.config.jax_persistent_cache_min_compile_time_secs
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1e9)
+    yield
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", previous)
+
+
 @functools.lru_cache(maxsize=None)
 def _trained():
     """Float64 params and data of the trained MLP, its loss_fn and the dense spectrum (descending)."""

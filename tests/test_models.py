@@ -280,6 +280,7 @@ SMALL_MODELS = {  # name: (small hyper-parameters, input shape or input maker)
     "cnn1d": ({"channels": (3, 3), "dense_widths": (4,)}, (2, 12)),
     "cnn2d": ({"channels": (3,), "dense_widths": (4,)}, (2, 6, 6, 2)),
     "resnet": ({"depth": 8, "width_multiplier": 0.25}, (2, 8, 8, 3)),
+    "resnet1d": ({"depth": 8, "width_multiplier": 0.25, "shortcut": "none"}, (2, 16)),
     "rnn": ({"hidden_size": 4, "num_layers": 2}, (2, 6)),
     "lstm": ({"hidden_size": 4}, (2, 6, 2)),
     "gru": ({"hidden_size": 4}, (2, 6)),

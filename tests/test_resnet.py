@@ -174,3 +174,45 @@ def test_patch_convolutions_give_the_xla_resnet(shortcut):
     if jax.default_backend() == "cpu":
         auto, _ = _apply_capturing(get_model("resnet", **hparams), variables, x, True)
         np.testing.assert_array_equal(auto, got)
+
+
+@pytest.mark.parametrize("name, shape", [("resnet", (3, 8, 8, 2)), ("resnet1d", (3, 16, 2))])
+def test_plain_nets_have_the_parameters_of_padding_shortcuts_and_no_identity_path(name, shape):
+    x = np.random.default_rng(7).normal(size=shape).astype(np.float32)
+    nets = {s: get_model(name, **{**TINY, "shortcut": s, "norm": "none"}) for s in ("padding", "none", "projection")}
+    variables = {s: net.init(jax.random.key(0), x) for s, net in nets.items()}
+    counts = {s: _count(v["params"]) for s, v in variables.items()}
+    assert counts["none"] == counts["padding"] < counts["projection"]
+    # The same weights: zero one block's second conv (kernel and bias). With shortcuts the block
+    # passes its input on (relu of a non-negative input is itself), so the output still depends on
+    # x; without them nothing reaches the read-out from x.
+    params = variables["padding"]["params"]
+    cut = jax.tree.map(jnp.zeros_like, params["stage_1_block_0"]["conv_1"])
+    params = {**params, "stage_1_block_0": {**params["stage_1_block_0"], "conv_1": cut}}
+    outputs = {s: np.asarray(nets[s].apply({"params": params}, x)) for s in ("padding", "none")}
+    assert np.ptp(outputs["padding"], axis=0).max() > 1e-3
+    np.testing.assert_allclose(np.ptp(outputs["none"], axis=0), 0.0, atol=1e-6)
+    # Intact, the plain net is the padding net with every skip path removed: blocks differ.
+    full = {s: np.asarray(nets[s].apply({"params": variables["padding"]["params"]}, x)) for s in ("padding", "none")}
+    assert not np.allclose(full["padding"], full["none"])
+
+
+def test_resnet1d_is_the_resnet_on_a_sequence_with_width_three_kernels():
+    model = get_model("resnet1d", **TINY)
+    x = np.random.default_rng(8).normal(size=(2, 40)).astype(np.float32)  # MNIST-1D: (B, 40), one channel added
+    variables = model.init(jax.random.key(0), x)
+    assert variables["params"]["stem_conv"]["kernel"].shape == (3, 1, 4)
+    out, _ = model.apply(variables, x, train=True, mutable=["batch_stats"])
+    assert out.shape == (2, 3)
+    two_d = jax.eval_shape(get_model("resnet", **TINY).init, jax.random.key(0), jnp.zeros((1, 8, 8, 1)))
+    # The same layers, each 2-D kernel 3x3 against 3: a third of the conv weights.
+    conv = lambda tree: sum(int(np.prod(k.shape)) for k in jax.tree.leaves(tree) if k.ndim >= 3)
+    assert 3 * conv(variables["params"]) == conv(two_d["params"])
+    with pytest.raises(ValueError, match="sequences"):
+        jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 8, 8, 1)))
+
+
+def test_plain_nets_refuse_skip_init():
+    with pytest.raises(ValueError, match="skip_init"):
+        jax.eval_shape(get_model("resnet", **{**TINY, "shortcut": "none", "skip_init": True}).init,
+                       jax.random.key(0), jnp.zeros((1, 8, 8, 1)))

@@ -8,11 +8,12 @@ input -> output):
 - ``linear``, ``mlp`` (``widths``, ``activation``, ``initializer``, ``residual``): ``x_Bx...``
   flattened -> ``BxO``;
 - ``cnn1d`` (``channels``, ``kernel_size``, ``padding``, ``pool``, ``readout``, ``dense_widths``,
-  ``conv_implementation``): ``x_BxL`` or ``x_BxLxD`` -> ``BxO``;
+  ``conv_implementation``, ``norm``): ``x_BxL`` or ``x_BxLxD`` -> ``BxO``;
 - ``cnn2d`` (same): NHWC images ``(B, height, width[, channels])`` -> ``BxO``;
-- ``resnet`` (``depth=20``, ``width_multiplier``, ``norm``, ``skip_init``, ``shortcut``,
-  ``conv_implementation``): NHWC -> ``BxO``, BatchNorm statistics in the ``'batch_stats'``
-  collection;
+- ``resnet`` (``depth=20``, ``width_multiplier``, ``norm``, ``skip_init``, ``shortcut`` --
+  ``'none'`` for the plain net --, ``conv_implementation``): NHWC -> ``BxO``, BatchNorm
+  statistics in the ``'batch_stats'`` collection; ``resnet1d`` the same on ``x_BxL`` or
+  ``x_BxLxD`` sequences;
 - ``rnn``, ``lstm`` (``peepholes``), ``gru`` (``hidden_size``, ``num_layers``, ``readout``,
   ``bidirectional``, ``recurrent_init``, ``spectral_radius``): ``x_BxL`` or ``x_BxLxD`` -> ``BxO``
   (or ``BxLxO``);
@@ -41,7 +42,7 @@ from jaxdl.models.activations import ACTIVATIONS, get_activation
 from jaxdl.models.mlp import MLP, Linear
 from jaxdl.models.nnx_bridge import NNXModule, as_linen, from_nnx, nnx_variables
 from jaxdl.models.recurrent import GRU, LSTM, RNN, recurrent_initializer
-from jaxdl.models.resnet import ResNet
+from jaxdl.models.resnet import ResNet, ResNet1D
 
 MODELS: dict[str, type[nn.Module]] = {
     "linear": Linear,
@@ -49,6 +50,7 @@ MODELS: dict[str, type[nn.Module]] = {
     "cnn1d": CNN1D,
     "cnn2d": CNN2D,
     "resnet": ResNet,
+    "resnet1d": ResNet1D,
     "rnn": RNN,
     "lstm": LSTM,
     "gru": GRU,
@@ -68,7 +70,7 @@ def get_model(name: str, **hparams) -> nn.Module:
     return cls(**hparams)
 
 
-__all__ = ["MODELS", "get_model", "MLP", "Linear", "CNN1D", "CNN2D", "ResNet", "RNN", "LSTM", "GRU",
+__all__ = ["MODELS", "get_model", "MLP", "Linear", "CNN1D", "CNN2D", "ResNet", "ResNet1D", "RNN", "LSTM", "GRU",
            "Transformer", "GraphNetwork", "GAT", "Graph", "graph_from_edges", "pack_graph", "as_graph",
            "INITIALIZERS", "get_initializer", "recurrent_initializer", "ACTIVATIONS", "get_activation",
            "NNXModule", "as_linen", "from_nnx", "nnx_variables"]

@@ -20,7 +20,11 @@ call on the same model and shapes.
 - mode connectivity (Garipov et al. 2018): :func:`bezier_coefficients`,
   :func:`polychain_coefficients`, :func:`curve_coefficients`, :func:`curve_point`,
   :func:`init_bend`, :func:`fit_curve`, :func:`curve_metrics`, :func:`line_metrics`, and the
-  path summaries :func:`barrier` and :func:`largest_rise`.
+  path summaries :func:`barrier` and :func:`largest_rise`;
+- trajectories (Li et al. 2018, section 7): :func:`trajectory_plane`, the top two principal
+  directions of a run's iterates, their explained variance and the iterates' coordinates;
+- convexity (Li et al. 2018, section 6): :func:`convexity_map`, the extreme Hessian eigenvalues
+  and |lambda_min / lambda_max| at every point of a plane, and :func:`convexity_fraction`.
 
 Only ``params`` are ever perturbed; model state is either closed over by ``apply_fn`` or, with
 ``BatchStats``, recomputed at each point.
@@ -34,6 +38,8 @@ from jaxdl.analysis.landscape.evaluate import (BatchStats, evaluate_params, inte
                                       interpolation_alphas, recompute_batch_stats)
 from jaxdl.analysis.landscape.sharpness import filter_normalized_sharpness
 from jaxdl.analysis.landscape.surfaces import POINTS_PER_CHUNK, surface
+from jaxdl.analysis.landscape.trajectories import TrajectoryPlane, trajectory_plane
+from jaxdl.analysis.landscape.convexity import convexity_fraction, convexity_map
 
 __all__ = [
     "NORMALIZATIONS", "filter_norms", "normalize_direction", "orthogonalize", "random_direction",
@@ -41,4 +47,5 @@ __all__ = [
     "recompute_batch_stats", "POINTS_PER_CHUNK", "surface", "filter_normalized_sharpness",
     "CURVES", "barrier", "bezier_coefficients", "curve_coefficients", "curve_metrics", "curve_point", "fit_curve",
     "init_bend", "largest_rise", "line_metrics", "polychain_coefficients",
+    "TrajectoryPlane", "trajectory_plane", "convexity_fraction", "convexity_map",
 ]
