@@ -6,14 +6,16 @@ temporary folder, switched on before the first compile, lets them share one comp
 changes no numbers, and a cache the user configured wins.
 """
 import atexit
+import gc
 import os
 import shutil
 import tempfile
 
 import jax
+import pytest
 
-# Off by default since two CI dry runs lost a worker (SIGSEGV) inside JAX's persistent-cache write
-# of a Lanczos program; JAXDL_TEST_COMPILE_CACHE=1 switches it on.
+# Off by default (JAXDL_TEST_COMPILE_CACHE=1 switches it on): it saved little once every module
+# releases its programs (below).
 if jax.config.jax_compilation_cache_dir is None and os.environ.get("JAXDL_TEST_COMPILE_CACHE") == "1":
     _CACHE_DIR = tempfile.mkdtemp(prefix="jaxdl-test-compile-cache-")
     atexit.register(shutil.rmtree, _CACHE_DIR, ignore_errors=True)
@@ -23,3 +25,18 @@ if jax.config.jax_compilation_cache_dir is None and os.environ.get("JAXDL_TEST_C
 # The tests compare float32 results with float64 NumPy references at tight tolerances; on GPUs
 # and TPUs JAX's default float32 matmul precision (TF32 or bf16 passes) would break them.
 jax.config.update("jax_default_matmul_precision", "highest")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drops JAX's in-memory caches after each module.
+
+    Every compiled CPU program holds a few memory mappings for as long as a jit cache holds it,
+    and one pytest-xdist worker runs most modules while the other runs the tour. Kept for the
+    whole session, the programs took that worker past the kernel's limit on mappings
+    (vm.max_map_count, 65530 by default), and XLA then crashed (SIGSEGV or SIGABRT) inside a later
+    compile. Released per module, a worker holds one module's programs at a time.
+    """
+    yield
+    jax.clear_caches()
+    gc.collect()

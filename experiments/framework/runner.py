@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import gc
 import hashlib
 import os
 import tempfile
@@ -20,6 +21,7 @@ from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any
 
+import jax
 import matplotlib.figure
 import ml_collections
 import numpy as np
@@ -181,6 +183,17 @@ def writing_workdir(workdir: str) -> str:
 
 
 # ----------------------------------------------------------------------------- running
+
+
+def release_compiled_programs() -> None:
+    """Drops JAX's in-memory caches of compiled programs (the tour calls it between experiments).
+
+    Each compiled CPU program holds a few memory mappings while a cache holds it; over a long
+    process they add up to the kernel's limit (vm.max_map_count, 65530 by default), past which
+    XLA crashes inside a compile. Experiments share no programs, so this costs no recompiles.
+    """
+    jax.clear_caches()
+    gc.collect()
 
 
 def run_experiment(module: ModuleType, config: ml_collections.ConfigDict, workdir: str, *, size: str = "default",

@@ -160,6 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except Exception:  # Record it and go on: one broken experiment must not stop the tour.
             outcomes[name] = {"error": traceback.format_exc(), "wall_time_s": time.perf_counter() - start}
             print(f"{name} FAILED:\n{outcomes[name]['error']}", file=sys.stderr, flush=True)
+        finally:
+            runner.release_compiled_programs()
 
     total_s = time.perf_counter() - tour_start
     finished = {name: o for name, o in outcomes.items() if o.get("error") is None}
