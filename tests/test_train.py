@@ -210,6 +210,56 @@ def test_fit_returns_the_state_it_started_from():
     chex.assert_trees_all_close(train.unstack(stacked.initial_state, 0), by_hand, rtol=1e-6, atol=1e-7)
 
 
+def test_snapshots_are_the_iterates_of_shorter_fits():
+    # Minibatch orders are a function of (seed, epoch), so a fit of e epochs passes through the
+    # iterate that a longer fit's snapshot records after e epochs (4 steps per epoch here).
+    model, data, tx, kwargs = _mlp_run()
+    result = train.fit(model, data, tx, seed=2, epochs=3, snapshot_every=2, **kwargs)
+    assert [leaf.shape[0] for leaf in jax.tree.leaves(result.snapshots)] == [6] * len(jax.tree.leaves(model_params := result.state.params))
+    chex.assert_trees_all_equal(train.unstack(result.snapshots, 0), result.initial_state.params)
+    for epochs, row in ((1, 2), (2, 4)):
+        shorter = train.fit(model, data, tx, seed=2, epochs=epochs, **kwargs)
+        chex.assert_trees_all_close(train.unstack(result.snapshots, row), shorter.state.params, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(flat(train.unstack(result.snapshots, 5)), flat(model_params))  # the last step is after row 5
+    plain = train.fit(model, data, tx, seed=2, epochs=3, **kwargs)
+    assert plain.snapshots is None
+    chex.assert_trees_all_close(plain.state.params, result.state.params, rtol=1e-6, atol=1e-7)
+    # A cadence that does not divide the steps: rows at steps 0, 5 and 10 of 12.
+    odd = train.fit(model, data, tx, seed=2, epochs=3, snapshot_every=5, **kwargs)
+    chex.assert_trees_all_close(train.unstack(odd.snapshots, 2), train.unstack(result.snapshots, 5), rtol=1e-5,
+                                atol=1e-6)
+    stacked = train.fit_seeds(model, data, tx, seeds=[2, 3], epochs=3, snapshot_every=2, **kwargs)
+    chex.assert_trees_all_close(train.unstack(stacked.snapshots, 0), result.snapshots, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="snapshot_every"):
+        train.fit(model, data, tx, epochs=1, snapshot_every=0, **kwargs)
+
+
+class Interrupt(Exception):
+    pass
+
+
+class InterruptingLogger:
+    """Raises at its call after ``epoch``'s evaluation, before that epoch's checkpoint."""
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def log(self, step, **metrics):
+        if metrics["epoch"] == self.epoch:
+            raise Interrupt
+
+
+def test_interrupted_fit_resumes_with_its_snapshots(tmp_path):
+    model, data, tx, kwargs = _mlp_run()
+    straight = train.fit(model, data, tx, epochs=4, snapshot_every=3, **kwargs)
+    options = dict(epochs=4, snapshot_every=3, checkpoint_dir=tmp_path / "ckpt", **kwargs)
+    with pytest.raises(Interrupt):
+        train.fit(model, data, tx, logger=InterruptingLogger(epoch=3), **options)  # saved after epoch 2
+    resumed = train.fit(model, data, tx, **options)
+    chex.assert_trees_all_equal(resumed.snapshots, straight.snapshots)
+    chex.assert_trees_all_equal(resumed.state, straight.state)
+
+
 # ----------------------------------------------------------------------------- sharding
 
 _SHARDING_SCRIPT = textwrap.dedent("""

@@ -51,12 +51,16 @@ class FitResult(NamedTuple):
     ``history`` maps ``train_loss, test_loss[, train_accuracy, test_accuracy]`` to arrays of
     shape (epochs,) (after each epoch) and ``batch_loss`` to shape (epochs * steps_per_epoch,).
     ``initial_state`` is the state training started from (drawn from the seed's ``init``
-    stream), e.g. the theta_0 of an initialisation-to-solution line.
+    stream), e.g. the theta_0 of an initialisation-to-solution line. ``snapshots`` (with
+    ``snapshot_every`` = k, else None) is a pytree like the parameters whose leaves have a leading
+    axis T = ceil(total steps / k): row j holds the parameters before step j k (row 0 the
+    initialisation; the final parameters are ``state.params``), written inside the compiled loop.
     """
 
     state: TrainState
     history: dict
     initial_state: TrainState
+    snapshots: PyTree = None
 
 
 def _check_data(model, data, loss_name):
@@ -78,10 +82,22 @@ def _check_data(model, data, loss_name):
                          f"{data.y_train.shape[1:]}")
 
 
+def _save_snapshot(snapshots, params, step_number, every):
+    """``snapshots`` (leaves ``(T, ...)``) with ``params`` written at row ``step_number // every``
+    when ``step_number`` is a multiple of ``every``, else unchanged (a ``lax.cond``)."""
+    def write(buffers):
+        return jax.tree.map(lambda buffer, leaf: jax.lax.dynamic_update_index_in_dim(
+            buffer, leaf.astype(buffer.dtype), step_number // every, 0), buffers, params)
+
+    return jax.lax.cond(step_number % every == 0, write, lambda buffers: buffers, snapshots)
+
+
 def _block(state, probe_states, x, y, index_SxB, steps_S, probe_batch, model, tx, loss_name, sharding, probes,
-           probe_every, regularizer):
+           probe_every, regularizer, snapshots=None, snapshot_every=None):
     """S training steps as one ``lax.scan`` (one or several epochs), with the probes measured
-    before every step whose number in ``steps_S`` is a multiple of ``probe_every``."""
+    before every step whose number in ``steps_S`` is a multiple of ``probe_every`` and, with
+    ``snapshot_every``, the parameters written into ``snapshots`` before every step whose number
+    is a multiple of it."""
     train_step = make_train_step(model, tx, loss_name, regularizer)
     if index_SxB.size <= x.shape[0]:
         # At most an epoch's worth of examples: one gather for the whole block, then a scan
@@ -101,41 +117,48 @@ def _block(state, probe_states, x, y, index_SxB, steps_S, probe_batch, model, tx
                 batch = jax.lax.with_sharding_constraint(batch, NamedSharding(sharding.mesh, P("data")))
             return batch
 
-    if not probes:
+    if not probes and snapshot_every is None:
         state, metrics = jax.lax.scan(lambda state, batch: train_step(state, get_batch(batch)), state, batches)
         return state, probe_states, metrics
 
     def step(carry, inputs):
-        state, probe_states = carry
+        state, probe_states, snapshots = carry
         batch, step_number = inputs
         batch = get_batch(batch)
         # The step numbers come from the host, unbatched, so that under vmap over seeds the
-        # condition stays a branch (a batched one would run every probe at every step).
-        probe_states, values = measure_probes(probes, probe_states, model, loss_name, state, probe_batch,
-                                              step_number % probe_every == 0)
+        # conditions stay branches (a batched one would run every probe at every step).
+        values = {}
+        if probes:
+            probe_states, values = measure_probes(probes, probe_states, model, loss_name, state, probe_batch,
+                                                  step_number % probe_every == 0)
+        if snapshot_every is not None:
+            snapshots = _save_snapshot(snapshots, state.params, step_number, snapshot_every)
         state, metrics = train_step(state, batch)
-        return (state, probe_states), {**metrics, **values}
+        return (state, probe_states, snapshots), {**metrics, **values}
 
-    (state, probe_states), metrics = jax.lax.scan(step, (state, probe_states), (batches, steps_S))
-    return state, probe_states, metrics
+    (state, probe_states, snapshots), metrics = jax.lax.scan(step, (state, probe_states, snapshots),
+                                                             (batches, steps_S))
+    if snapshot_every is None:
+        return state, probe_states, metrics
+    return state, probe_states, metrics, snapshots
 
 
-@functools.partial(compiled.jit, donate_argnames=("state", "probe_states"))
-def _train_block(state, probe_states, x, y, index_SxB, steps_S, probe_batch, *, model, tx, loss_name, sharding,
-                 probes, probe_every, regularizer):
+@functools.partial(compiled.jit, donate_argnames=("state", "probe_states", "snapshots"))
+def _train_block(state, probe_states, x, y, index_SxB, steps_S, probe_batch, snapshots=None, *, model, tx, loss_name,
+                 sharding, probes, probe_every, regularizer, snapshot_every=None):
     return _block(state, probe_states, x, y, index_SxB, steps_S, probe_batch, model, tx, loss_name, sharding, probes,
-                  probe_every, regularizer)
+                  probe_every, regularizer, snapshots, snapshot_every)
 
 
-@functools.partial(compiled.jit, donate_argnames=("state", "probe_states"))
-def _train_block_seeds(state, probe_states, x, y, index_KxSxB, steps_S, probe_batch, *, model, tx, loss_name, sharding,
-                       probes, probe_every, regularizer):
+@functools.partial(compiled.jit, donate_argnames=("state", "probe_states", "snapshots"))
+def _train_block_seeds(state, probe_states, x, y, index_KxSxB, steps_S, probe_batch, snapshots=None, *, model, tx,
+                       loss_name, sharding, probes, probe_every, regularizer, snapshot_every=None):
     # The seed axis is the mesh's 'seeds' axis (spmd_axis_name): each seed's batches, constrained
     # to P(None, 'data') inside, land on its own row of devices.
     spmd_axis = "seeds" if sharding is not None and "seeds" in sharding.mesh.axis_names else None
-    return jax.vmap(lambda s, p, i: _block(s, p, x, y, i, steps_S, probe_batch, model, tx, loss_name, sharding, probes,
-                                           probe_every, regularizer),
-                    spmd_axis_name=spmd_axis)(state, probe_states, index_KxSxB)
+    return jax.vmap(lambda s, p, i, t: _block(s, p, x, y, i, steps_S, probe_batch, model, tx, loss_name, sharding,
+                                              probes, probe_every, regularizer, t, snapshot_every),
+                    spmd_axis_name=spmd_axis)(state, probe_states, index_KxSxB, snapshots)
 
 
 def _metrics_of_splits(state, x_train, y_train, x_test, y_test, model, loss_name, chunk_size):
@@ -159,7 +182,8 @@ def _evaluate_splits_seeds(state, x_train, y_train, x_test, y_test, *, model, lo
 
 
 def build_block_programs(model, tx, loss_name, plan: EpochPlan, chunk_size: int = 2048, vmapped: bool = False,
-                         probes: Mapping[str, Any] | None = None, probe_every: int = 1, regularizer=None):
+                         probes: Mapping[str, Any] | None = None, probe_every: int = 1, regularizer=None,
+                         snapshot_every: int | None = None):
     """The two compiled phases of :func:`fit`, for callers that drive training themselves.
 
     Returns ``train_block(state, probe_states, x, y, index_SxB, steps_S, probe_batch) -> (state,
@@ -170,7 +194,10 @@ def build_block_programs(model, tx, loss_name, plan: EpochPlan, chunk_size: int 
     means in chunks of ``chunk_size`` examples). With ``vmapped`` both map over a leading seed
     axis of ``state``, ``probe_states`` and ``index_SxB``. Both are module-level compiled
     programs: building them again for the same model, transformation and options compiles nothing.
-    ``regularizer`` is added to the training loss (see :func:`make_train_step`).
+    ``regularizer`` is added to the training loss (see :func:`make_train_step`). With
+    ``snapshot_every`` = k, ``train_block`` takes one more argument, ``snapshots`` (a pytree like
+    the parameters with a leading axis T, donated), writes the parameters into row ``n // k``
+    before every step n that is a multiple of k, and returns it fourth.
     """
     losses.check_loss_name(loss_name)
     model = as_linen(model)
@@ -179,8 +206,10 @@ def build_block_programs(model, tx, loss_name, plan: EpochPlan, chunk_size: int 
     probe_every = checks.integer("probe_every", probe_every)
     if regularizer is not None and not callable(regularizer):
         checks.fail("regularizer", regularizer, "None or a callable regularizer(loss_fn, params, batch)")
+    if snapshot_every is not None:
+        snapshot_every = checks.integer("snapshot_every", snapshot_every)
     options = dict(model=model, tx=tx, loss_name=loss_name, probes=probes, probe_every=probe_every,
-                   regularizer=regularizer)
+                   regularizer=regularizer, snapshot_every=snapshot_every)
     evaluation = dict(model=model, loss_name=loss_name, chunk_size=int(chunk_size))
     # Steps on axis 0, the batch split over the mesh's 'data' axis (under vmap over seeds, the
     # seed axis goes on 'seeds' first).
@@ -223,6 +252,11 @@ class FitOptions:
       regularizer: added to the training loss of every step (e.g.
         :class:`jaxdl.analysis.implicit.SGDRegularizer`); ``history['batch_loss']`` stays the data loss.
       progress, logger: a tqdm bar over epochs; ``logger.log(step, **metrics)`` after each evaluation.
+      snapshot_every: save the parameters inside the compiled loop before every step whose
+        number is a multiple of it (``FitResult.snapshots``; e.g. a trajectory's iterates for
+        :func:`jaxdl.analysis.landscape.trajectory_plane`); None saves none. The rows are
+        carried with the state, so a run resumed from ``checkpoint_dir`` keeps them (resume with
+        the same ``epochs``: the number of rows depends on it).
       checkpoint_dir: save after every call and resume from the latest save.
       mesh: the devices of the ``'data'`` axis (default: those that divide ``batch_size``);
         :func:`fit_seeds` builds a ``('seeds', 'data')`` mesh when None.
@@ -242,6 +276,7 @@ class FitOptions:
     logger: Any = None
     checkpoint_dir: Any = None
     mesh: jax.sharding.Mesh | None = None
+    snapshot_every: int | None = None
 
     @classmethod
     def parse(cls, where: str, options: Mapping[str, Any]) -> "FitOptions":
@@ -289,7 +324,8 @@ def train_model(model: nn.Module, data, tx: optax.GradientTransformation, option
                                  else options.batch_size)
     plan = make_plan(data, options.batch_size, options.epochs, mesh)
     train_block, eval_both = build_block_programs(model, tx, options.loss_name, plan, options.chunk_size, vmapped,
-                                                  options.probes, options.probe_every, options.regularizer)
+                                                  options.probes, options.probe_every, options.regularizer,
+                                                  options.snapshot_every)
     probes = check_probes(options.probes)
     replicated = NamedSharding(plan.mesh, P())
     x_train, y_train, x_test, y_test = meshes.place_data(data, plan.mesh)
@@ -311,11 +347,18 @@ def train_model(model: nn.Module, data, tx: optax.GradientTransformation, option
     # compiles the same program as the rest; a copy, because the training program donates
     # (overwrites) the state it is given.
     placement = NamedSharding(plan.mesh, P("seeds")) if vmapped and "seeds" in plan.mesh.axis_names else replicated
-    carried = jax.device_put((jax.tree.map(jnp.array, initial), init_fn(initial.params)), placement)
+    carried = (jax.tree.map(jnp.array, initial), init_fn(initial.params))
+    every = options.snapshot_every
+    if every is not None:
+        # One row per step that is a multiple of `every`, carried (and checkpointed) with the state.
+        rows = -(-options.epochs * plan.steps_per_epoch // every)
+        carried += (jax.tree.map(lambda p: jnp.zeros(p.shape[:1] + (rows,) + p.shape[1:] if vmapped
+                                                     else (rows,) + p.shape, p.dtype), initial.params),)
+    carried = jax.device_put(carried, placement)
 
     def block(carried, order, steps_S):
-        state, probe_states, step_metrics = train_block(*carried, x_train, y_train, order, steps_S, probe_batch)
-        return (state, probe_states), step_metrics
+        out = train_block(*carried[:2], x_train, y_train, order, steps_S, probe_batch, *carried[2:])
+        return (out[0], out[1]) + tuple(out[3:]), out[2]
 
     carried, history = run_blocks(
         block, carried, plan, data_keys, epochs=options.epochs, vmapped=vmapped,
@@ -324,8 +367,9 @@ def train_model(model: nn.Module, data, tx: optax.GradientTransformation, option
         eval_every=options.eval_every, epochs_per_call=options.epochs_per_call, progress=options.progress,
         desc=desc or f"fit {name}" + (f" x{len(seeds)} seeds" if vmapped else ""),
         logger=options.logger, checkpoint_dir=options.checkpoint_dir, seeds=seeds)
-    final, initial = meshes.on_every_device((carried[0], initial), plan.mesh)
-    return FitResult(final, history, initial)
+    final, initial, snapshots = meshes.on_every_device((carried[0], initial, carried[2] if every else None),
+                                                       plan.mesh)
+    return FitResult(final, history, initial, snapshots)
 
 
 def fit(model: nn.Module, data, tx: optax.GradientTransformation, *, seed: int = 0,
