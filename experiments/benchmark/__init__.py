@@ -42,7 +42,9 @@ the analysis benches in :mod:`~experiments.benchmark.analysis`; the peers in
 - landscape: a 51 x 51 loss surface (Li et al. 2018) of an MLP 40-100-100-10 on 5000 examples
   as one ``landscape.surface`` call, against its floor (2601 forward passes' matmul FLOPs) and
   against a Python loop over grid points of a jitted per-point loss (as the reference PyTorch
-  code does), the loop timed on a subset of the points and scaled to the whole grid;
+  code does), the loop timed on a subset of the points and scaled to the whole grid; an 11 x 11
+  convexity map (10 Lanczos steps per point on an MLP 40-32-32-10, 1000 examples) as one
+  ``landscape.convexity_map`` call against a Python loop of a jitted per-point Lanczos run;
 - empirical NTK: the (N, N) kernel (mean over the O outputs) of an MLP 128-2048-2048-2048-8 and
   of a CNN (conv 16-32) on N = 16 inputs with O = 8 outputs (neural-tangents' benchmark
   network; Novak et al. 2022), by structured derivatives, NTK-vector products and the Jacobian
@@ -82,8 +84,8 @@ import jax
 
 from experiments import framework as fw
 from experiments.benchmark import peer_report, peers
-from experiments.benchmark.analysis import (bench_curvature, bench_density, bench_landscape, bench_ntk,
-                                            bench_sharpness_tracking)
+from experiments.benchmark.analysis import (bench_convexity, bench_curvature, bench_density, bench_landscape,
+                                            bench_ntk, bench_sharpness_tracking)
 from experiments.benchmark.config import FIELDS, SIZES, get_config
 from experiments.benchmark.devices import bench_devices
 from experiments.benchmark.regions import regions_rows
@@ -101,11 +103,11 @@ __all__ = ["NAME", "DESCRIPTION", "get_config", "SIZES", "FIELDS", "run", "claim
            "time_interleaved",
            "measure_matmul_rate", "mlp_forward_flops", "compiled_flops", "synthetic_data", "bench_step",
            "bench_conv_step", "bench_epoch", "bench_conv_implementations", "bench_seed_fits", "bench_seed_programs",
-           "bench_curvature", "bench_density", "bench_landscape"]
+           "bench_curvature", "bench_density", "bench_landscape", "bench_convexity"]
 
 NAME = "benchmark"
 DESCRIPTION = ("train-step (MLP, ConvNet, ResNet), scanned-epoch, conv-implementation, vmapped-seed, "
-               "curvature (HVP, Lanczos, SLQ density), loss-surface and empirical-NTK timings against FLOP floors "
+               "curvature (HVP, Lanczos, SLQ density), loss-surface, convexity-map and empirical-NTK timings against FLOP floors "
                "and naive loops")
 
 
@@ -216,6 +218,7 @@ def _analysis_rows(config, rate):
     density_products = config.density_runs * config.density_steps
     spectrum = bench_density(config)
     surface = bench_landscape(config, rate)
+    convexity = bench_convexity(config)
     tracking = {size: bench_sharpness_tracking(config, config[f"tracking{infix}widths"],
                                                config[f"tracking{infix}examples"], config[f"tracking{infix}every"])
                 for size, infix in (("large", "_"), ("small", "_small_"))}
@@ -254,6 +257,12 @@ def _analysis_rows(config, rate):
          surface["floor"] * 1e3, surface["surface"] / surface["floor"], "<= 3x floor"],
         [surface_size, surface["surface"] * 1e3, loop_label, surface["loop"] * 1e3,
          surface["loop"] / surface["surface"], ">= 1x faster"],
+        [f"convexity map {config.convexity_grid} x {config.convexity_grid} ({convexity['map_points_per_second']:.0f} "
+         f"points/s), {config.convexity_steps} Lanczos steps per point, MLP "
+         f"{net_name(config.convexity_input_dim, config.convexity_widths)}, {config.convexity_examples} examples",
+         convexity["map"] * 1e3, f"Python loop of jitted per-point Lanczos runs ({convexity['loop_points_per_second']:.0f} "
+         f"points/s; timed on {convexity['loop_points']} points, scaled to {convexity['num_points']})",
+         convexity["loop"] * 1e3, convexity["loop"] / convexity["map"], ">= 1x faster"],
         *[[f"full-batch GD, {config.tracking_steps} steps, tanh MLP "
            f"{net_name(config.tracking_input_dim, config[f'tracking{infix}widths'])}, "
            f"{config[f'tracking{infix}examples']} examples, top eigenvalue every {config[f'tracking{infix}every']} steps "
@@ -281,6 +290,9 @@ def _analysis_rows(config, rate):
         "surface_speedup": surface["loop"] / surface["surface"],
         "surface_centre_loss": surface["centre_loss"],
         "surface_loop_centre_loss": surface["loop_centre_loss"],
+        "convexity_speedup": convexity["loop"] / convexity["map"],
+        "convexity_points_per_second": convexity["map_points_per_second"],
+        "convexity_agreement": convexity["agreement"],
         "tracking_speedup": tracking["small"]["host_calls"] / tracking["small"]["in_program"],
         "tracking_speedup_large": tracking["large"]["host_calls"] / tracking["large"]["in_program"],
         "tracking_eigenvalues": (tracking["large"]["in_program_eigenvalue"], tracking["large"]["host_eigenvalue"]),
@@ -369,6 +381,8 @@ def _targets(result: dict) -> list[list]:
                "forward matmul FLOPs)", result["surface_over_floor"], 3.0, above=False),
         target("a 2-D loss surface is at least as fast as a Python loop over grid points of a jitted per-point loss",
                result["surface_speedup"], 1.0, above=True),
+        target("a convexity map (one compiled call, a Lanczos run per point) is at least as fast per point as a "
+               "Python loop of jitted per-point Lanczos runs", result["convexity_speedup"], 1.0, above=True),
         target("sharpness tracked inside the compiled training loop is at least as fast as the same measurements by "
                "separate host calls (small network, measured every 5 steps)", result["tracking_speedup"], 1.0,
                above=True),
@@ -385,6 +399,9 @@ def claims(config, numbers) -> list:
                          f"trace, surface) on {numbers['forced_devices'][1]} forced CPU devices gives the numbers of "
                          "1 device (largest relative difference, float32)", numbers["forced_device_difference"], 1e-4,
                          "{:.1e}"),
+        fw.Check.at_most("convexity_map_equals_loop", "design", "the convexity map's extreme eigenvalues equal the "
+                         "per-point loop's on the looped points (largest difference relative to the top eigenvalue, "
+                         "float32)", numbers["convexity_agreement"], 1e-4, "{:.1e}"),
         fw.Check.at_most("ntk_methods_agree", "design", "every NTK method agrees with the Jacobian contraction "
                          "(largest difference relative to the kernel's largest entry, float32)",
                          numbers["ntk_agreement"], 1e-5, "{:.1e}"),

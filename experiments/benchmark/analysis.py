@@ -17,7 +17,7 @@ from experiments.benchmark.timing import (compiled_flops, generic_point, mlp_for
                                            time_call, time_interleaved)
 from jaxdl import train
 from jaxdl.analysis import curvature, landscape, ntk
-from jaxdl.core import tree
+from jaxdl.core import linalg, tree
 from jaxdl.train import losses, optim
 from jaxdl.models import get_model
 
@@ -268,6 +268,72 @@ def bench_landscape(config, rate):
         "centre_loss": float(surfaces[-1]["loss"][centre, centre]),
         "loop_centre_loss": float(point_loss(anchors, batch, coords[centre], coords[centre])),
         "num_points": num_points,
+    }
+
+
+def bench_convexity(config):
+    """A ``G x G`` convexity map (``G = config.convexity_grid``; Li et al. 2018, section 6) of an
+    MLP on ``config.convexity_examples`` examples: ``config.convexity_steps`` Lanczos steps on
+    the data-set Hessian at every point, as one :func:`jaxdl.analysis.landscape.convexity_map`
+    call, against a Python loop over the points of one jitted per-point run of the same Lanczos
+    (the point built inside, both extreme Ritz values fetched to the host), as a user without
+    the map would write it; the loop is timed on ``config.convexity_loop_points`` points and
+    scaled to the grid. Compilation is excluded from both; they alternate.
+
+    Returns a dict of seconds (``map``, ``loop``: the scaled estimate), points per second of
+    each, the number of points, and the largest relative difference of the extremes between the
+    map and the loop on the looped points (the same products: they agree to rounding).
+    """
+    model = get_model("mlp", widths=tuple(config.convexity_widths), num_outputs=10)
+    data = synthetic_data(config.convexity_examples, config.convexity_input_dim, 10, config.seed)
+    init_key, x_key, y_key, start_key = jax.random.split(jax.random.key(config.seed), 4)
+    params = train.init_state(model, optim.get_optimizer("sgd", 0.01), data.x_train[:1], init_key).params
+    direction_x, direction_y = (landscape.random_direction(k, params) for k in (x_key, y_key))
+    apply_fn = train.make_apply_fn(model)
+    loss_fn = losses.make_loss_fn(apply_fn, "cross_entropy")
+    batch = (jnp.asarray(data.x_train), jnp.asarray(data.y_train))
+    grid, steps = int(config.convexity_grid), int(config.convexity_steps)
+    coords = np.linspace(-1.0, 1.0, grid)
+    maps = []
+
+    def whole_map(_):
+        maps.append(landscape.convexity_map(apply_fn, params, direction_x, direction_y, batch, coords, coords,
+                                            num_steps=steps, key=start_key))
+        return maps[-1]["top"]
+
+    start_P = jax.random.normal(start_key, (tree.count(params),), jnp.float32)
+
+    @jax.jit
+    def point_extremes(anchors, a, b):
+        centre, along_x, along_y = anchors
+        point = tree.axpy(b, along_y, tree.axpy(a, along_x, centre))
+        result = linalg.lanczos(curvature.hessian_matvec(loss_fn, point, batch), start_P, steps)
+        theta_S = jnp.linalg.eigvalsh(linalg.tridiagonal(result.alphas, result.betas))
+        return theta_S[-1], theta_S[0]
+
+    anchors = (params, direction_x, direction_y)
+    points = [(a, b) for b in coords for a in coords][: config.convexity_loop_points]
+    looped = []
+
+    def loop(_):
+        looped[:] = [tuple(float(v) for v in point_extremes(anchors, a, b)) for a, b in points]
+        return looped
+
+    map_seconds, loop_seconds = time_interleaved([(whole_map, (None,)), (loop, (None,))],
+                                                 repeats=config.convexity_repeats)
+    num_points = grid * grid
+    top, bottom = (maps[-1][name].ravel()[: len(points)] for name in ("top", "bottom"))
+    loop_top, loop_bottom = (np.asarray(v, np.float64) for v in zip(*looped))
+    scale = np.maximum(np.abs(top), 1e-12)
+    loop_seconds = loop_seconds / len(points) * num_points
+    return {
+        "map": map_seconds,
+        "loop": loop_seconds,
+        "map_points_per_second": num_points / map_seconds,
+        "loop_points_per_second": num_points / loop_seconds,
+        "loop_points": len(points),
+        "num_points": num_points,
+        "agreement": float(max(np.max(np.abs(top - loop_top) / scale), np.max(np.abs(bottom - loop_bottom) / scale))),
     }
 
 

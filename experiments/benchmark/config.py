@@ -67,6 +67,15 @@ def get_config() -> ml_collections.ConfigDict:
     c.landscape_chunk_size = 0  # 0: all examples in one pass
     c.landscape_loop_points = 260  # the loop is timed on this many points, then scaled
     c.landscape_repeats = 2
+    # A convexity map (Li et al. 2018, section 6): 11 x 11 points, 10 Lanczos steps each, on an
+    # MLP 40-32-32-10 (2,698 parameters) and 1000 examples; the per-point loop timed on 30 points.
+    c.convexity_grid = 11
+    c.convexity_widths = (32, 32)
+    c.convexity_input_dim = 40
+    c.convexity_examples = 1000
+    c.convexity_steps = 10
+    c.convexity_loop_points = 30
+    c.convexity_repeats = 2
     # Sharpness tracked during full-batch descent: the size of sharp_flat's edge-of-stability
     # runs (compute-bound on a CPU), and a small network measured often (overhead-bound).
     c.tracking_widths = (100, 100)
@@ -138,6 +147,8 @@ SIZES = {
         "peer_repeats": 1, "peer_seeds": 1, "peer_conv_steps": 2, "forced_devices": 2, "devices_examples": 256,
         "devices_width": 16, "regions_widths": (8, 8), "regions_resolution": 64, "width_sweep_widths": (2, 4),
         "width_sweep_examples": 16, "width_sweep_steps": 2, "width_sweep_seeds": 1,
+        "convexity_grid": 3, "convexity_widths": (8,), "convexity_input_dim": 4, "convexity_examples": 32,
+        "convexity_steps": 4, "convexity_loop_points": 3, "convexity_repeats": 1,
     },
     "full": {
         "repeats": 20, "matmul_size": 4096, "epoch_steps": 200, "conv_repeats": 10, "landscape_repeats": 3,
@@ -155,7 +166,14 @@ FIELDS = {
         "peer_examples", "peer_probes", "peer_repeats", "peer_batch_size", "peer_seeds", "peer_conv_steps",
         "profile_scan_length", "forced_devices", "devices_examples", "devices_width", "regions_resolution",
         "width_sweep_examples", "width_sweep_input_dim", "width_sweep_steps", "width_sweep_seeds", "density_runs",
-        "density_steps", "density_repeats", "density_input_dim", "density_examples", "density_accuracy_runs",)},
+        "density_steps", "density_repeats", "density_input_dim", "density_examples", "density_accuracy_runs",
+        "convexity_grid", "convexity_input_dim", "convexity_examples", "convexity_repeats",)},
+    "convexity_widths": fw.positive_ints,
+    "convexity_steps": (fw.positive_int, fw.expect(
+        lambda v, c: v <= _mlp_param_count(c.convexity_input_dim, c.convexity_widths, 10),
+        "at most the convexity MLP's parameter count", uses_config=True)),
+    "convexity_loop_points": (fw.positive_int, fw.expect(lambda v, c: v <= c.convexity_grid ** 2,
+                                                         "at most convexity_grid ** 2", uses_config=True)),
     "regions_widths": fw.positive_ints,
     "density_widths": fw.positive_ints,
     "density_accuracy_steps": (fw.positive_int, fw.expect(
