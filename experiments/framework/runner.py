@@ -190,7 +190,8 @@ def release_compiled_programs() -> None:
 
     Each compiled CPU program holds a few memory mappings while a cache holds it; over a long
     process they add up to the kernel's limit (vm.max_map_count, 65530 by default), past which
-    XLA crashes inside a compile. Experiments share no programs, so this costs no recompiles.
+    XLA crashes inside a compile. An experiment's programs are built for its own models and shapes,
+    so the next experiment seldom has one to reuse.
     """
     jax.clear_caches()
     gc.collect()
