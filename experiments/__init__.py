@@ -13,7 +13,8 @@ from types import ModuleType
 
 EXPERIMENTS: tuple[str, ...] = ("parametrization", "linear_regions", "backprop", "initialisation",
                                   "optimizers", "architectures",
-                                  "rnn_gradients", "loss_landscape", "sharp_flat", "hessian_spectrum",
+                                  "rnn_gradients", "loss_landscape", "landscape_depth", "sharp_flat",
+                                  "hessian_spectrum",
                                   "implicit_regularization", "ntk",
                                   "generalization", "adversarial", "continual")
 
