@@ -16,7 +16,7 @@ import pytest
 from helpers import count_compiles
 
 from jaxdl import train
-from jaxdl.analysis import curvature, landscape
+from jaxdl.analysis import curvature, landscape, ntk
 from jaxdl.core import compiled
 from jaxdl.train import losses, optim
 from jaxdl.data import Dataset
@@ -89,7 +89,20 @@ CALLS = {
     "fit_curve": lambda: landscape.fit_curve(_problem()[1], {}, _problem()[2], _other_params(), _problem()[0],
                                              optim.get_optimizer("sgd", 0.1), epochs=1, batch_size=10,
                                              key=jax.random.key(0), progress=False),
+    "ntk_layer_kernels": lambda: _cnn().kernels(_images(), chunk_size=2),
+    "monte_carlo_kernels": lambda: ntk.monte_carlo_kernels(_cnn().module(), _images(), num_samples=3,
+                                                           key=jax.random.key(0), samples_per_chunk=2),
 }
+
+
+def _cnn():
+    """A network of the infinite-width layer algebra, built afresh at every call."""
+    return ntk.serial(ntk.Conv(4, (3,), weight_std=1.5, bias_std=0.1), ntk.Relu(), ntk.AvgPool((2,)),
+                      ntk.GlobalAvgPool(), ntk.Dense(2, weight_std=1.5))
+
+
+def _images():
+    return np.random.default_rng(0).normal(size=(3, 6, 2)).astype(np.float32)
 
 
 @pytest.mark.parametrize("name", list(CALLS))

@@ -22,7 +22,7 @@ from flax import struct
 
 from jaxdl.core import checks
 
-__all__ = ["gradient_descent_mse_predictions", "Linearized", "linearize"]
+__all__ = ["gp_predictions", "gradient_descent_mse_predictions", "Linearized", "linearize"]
 
 PyTree = Any
 
@@ -72,6 +72,82 @@ def gradient_descent_mse_predictions(k_train_train, k_test_train, y_train, t=Non
     out = jnp.einsum("mn,nk,tk,kc->tmc", k_test_train, vectors, factors, projected)
     out = initial_test[None] + out.reshape((times.size,) + initial_test.shape)
     return out if times.ndim else out[0]
+
+
+GETS = ("ntk", "nngp")
+
+
+def gp_predictions(k_train_train: dict, k_test_train: dict, k_test_test: dict, y_train, t=None, *, get: str = "ntk",
+                   learning_rate: float = 1.0, diag_reg: float = 0.0) -> tuple[jax.Array, jax.Array]:
+    """The mean and covariance of the infinite ensemble's test outputs after gradient descent on
+    the MSE for time ``t`` (None: to convergence), neural-tangents' ``gradient_descent_mse_ensemble``.
+
+    With the NTK Theta and NNGP kernel K (train-train, test-train ``*``, test-test ``**``) and
+    T(t) = Theta^-1 (I - exp(-eta t Theta / n)), n = y_train.size, ``get='ntk'`` (every layer
+    trained; Lee et al. 2019, equation 16) is
+
+        mean = Theta_* T y,    cov = K_** + Theta_* T K T Theta_*^T - (Theta_* T K_*^T + h.c.);
+
+    ``get='nngp'`` (only the read-out trained: the NNGP posterior as t -> infinity) is
+    mean = K_* S y, cov = K_** - K_* K^-1 (I - exp(-2 eta t K / n)) K_*^T with
+    S = K^-1 (I - exp(-eta t K / n)).
+
+    Args:
+      k_train_train, k_test_train, k_test_test: kernel dicts ``{'nngp': ..., 'ntk': ...}`` as
+        :meth:`jaxdl.analysis.ntk.Network.kernels` returns, (N, N), (N_test, N), (N_test, N_test).
+      y_train: targets ``(N, O)`` (or ``(N,)``).
+      t: None or a time >= 0.
+      get: ``'ntk'`` or ``'nngp'``.
+      learning_rate: eta.
+      diag_reg: the train-train kernels gain diag_reg x mean(diag) on the diagonal (>= 0).
+
+    Returns:
+      ``(mean (N_test, O), cov (N_test, N_test))``, the covariance shared by every output unit.
+    """
+    checks.one_of("get", get, GETS)
+    learning_rate = checks.number("learning_rate", learning_rate)
+    diag_reg = checks.number("diag_reg", diag_reg, inclusive=True)
+    if t is not None and not (np.ndim(t) == 0 and float(t) >= 0):
+        checks.fail("t", t, "None or one time >= 0")
+    kernels = {}
+    for field, value in (("k_train_train", k_train_train), ("k_test_train", k_test_train),
+                         ("k_test_test", k_test_test)):
+        if not isinstance(value, dict) or not {"nngp", "ntk"} <= set(value):
+            checks.fail(field, type(value).__name__, "a dict with 'nngp' and 'ntk' kernels, as Network.kernels returns")
+        kernels[field] = {key: jnp.asarray(value[key]) for key in ("nngp", "ntk")}
+    y_train = jnp.asarray(y_train)
+    train, cross, test = kernels["k_train_train"], kernels["k_test_train"], kernels["k_test_test"]
+    n, m = train["nngp"].shape[0], cross["nngp"].shape[0]
+    if (train["nngp"].shape != (n, n) or cross["nngp"].shape != (m, n) or test["nngp"].shape != (m, m)
+            or y_train.shape[0] != n):
+        checks.fail("k_test_train", f"shapes {train['nngp'].shape}, {cross['nngp'].shape}, {test['nngp'].shape}, y "
+                    f"{y_train.shape}", "(N, N), (N_test, N), (N_test, N_test) and y_train (N, ...)")
+    regularised = lambda k: k + diag_reg * jnp.mean(jnp.diag(k)) * jnp.eye(n, dtype=k.dtype)
+    rate = learning_rate / y_train.size
+
+    def solver(k, scale):
+        """v -> k^-1 (I - exp(-scale rate t k)) v (k^-1 v at t = None), by one eigendecomposition."""
+        values, vectors = jnp.linalg.eigh(k)
+        if t is None:
+            factors = 1 / values
+        else:
+            positive = values > 0
+            factors = jnp.where(positive, -jnp.expm1(-scale * rate * t * values) / jnp.where(positive, values, 1.0),
+                                scale * rate * t)
+        return lambda v: vectors @ (factors[:, None] * (vectors.T @ v))
+
+    y = y_train.reshape(n, -1)
+    if get == "nngp":
+        k = regularised(train["nngp"])
+        mean = cross["nngp"] @ solver(k, 1.0)(y)
+        cov = test["nngp"] - cross["nngp"] @ solver(k, 2.0)(cross["nngp"].T)
+    else:
+        apply_t = solver(regularised(train["ntk"]), 1.0)
+        mean = cross["ntk"] @ apply_t(y)
+        transfer = apply_t(cross["ntk"].T)  # T Theta_*^T, (N, N_test)
+        mixed = cross["nngp"] @ transfer
+        cov = test["nngp"] + transfer.T @ train["nngp"] @ transfer - mixed - mixed.T
+    return mean.reshape((m,) + y_train.shape[1:]), cov
 
 
 class Linearized(struct.PyTreeNode):
