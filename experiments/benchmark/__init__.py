@@ -44,7 +44,9 @@ the analysis benches in :mod:`~experiments.benchmark.analysis`; the peers in
   against a Python loop over grid points of a jitted per-point loss (as the reference PyTorch
   code does), the loop timed on a subset of the points and scaled to the whole grid; an 11 x 11
   convexity map (10 Lanczos steps per point on an MLP 40-32-32-10, 1000 examples) as one
-  ``landscape.convexity_map`` call against a Python loop of a jitted per-point Lanczos run;
+  ``landscape.convexity_map`` call against a Python loop of a jitted per-point Lanczos run; the
+  CNTK with global average pooling of 128 random 8 x 8 x 3 images (``ntk.serial(...).kernels`` in
+  blocks) against a NumPy loop over pairs of positions, with its block's memory;
 - empirical NTK: the (N, N) kernel (mean over the O outputs) of an MLP 128-2048-2048-2048-8 and
   of a CNN (conv 16-32) on N = 16 inputs with O = 8 outputs (neural-tangents' benchmark
   network; Novak et al. 2022), by structured derivatives, NTK-vector products and the Jacobian
@@ -84,7 +86,7 @@ import jax
 
 from experiments import framework as fw
 from experiments.benchmark import peer_report, peers
-from experiments.benchmark.analysis import (bench_convexity, bench_curvature, bench_density, bench_landscape,
+from experiments.benchmark.analysis import (bench_cntk, bench_convexity, bench_curvature, bench_density, bench_landscape,
                                             bench_ntk, bench_sharpness_tracking)
 from experiments.benchmark.config import FIELDS, SIZES, get_config
 from experiments.benchmark.devices import bench_devices
@@ -223,6 +225,7 @@ def _analysis_rows(config, rate):
                                                config[f"tracking{infix}examples"], config[f"tracking{infix}every"])
                 for size, infix in (("large", "_"), ("small", "_small_"))}
     kernels = bench_ntk(config, rate)
+    cntk = bench_cntk(config)
     grid = f"{config.landscape_grid} x {config.landscape_grid}"
     surface_size = (f"loss surface {grid}, MLP {net_name(config.landscape_input_dim, config.landscape_widths)}, "
                     f"{config.landscape_examples} examples")
@@ -272,6 +275,11 @@ def _analysis_rows(config, rate):
            tracking[size]["host_calls"] / tracking[size]["in_program"], target]
           for size, infix, target in (("large", "_", "(compute-bound)"), ("small", "_small_", ">= 1x faster"))],
         *_ntk_rows(config, kernels),
+        [f"CNTK-GAP (two 3 x 3 convolutions), {config.cntk_examples} random "
+         f"{'x'.join(map(str, config.cntk_image_shape))} images, blocks of {config.cntk_chunk_size} "
+         f"({cntk['block_bytes'] / 2 ** 20:.0f} MiB per kernel block)", cntk["kernels"] * 1e3,
+         f"NumPy loop over pairs of positions (timed on {config.cntk_loop_examples} images, scaled by pairs)",
+         cntk["loop"] * 1e3, cntk["loop"] / cntk["kernels"], "(reported)"],
     ]
     result = {
         "hvp_over_gradient": hvp_seconds / gradient_seconds,
@@ -300,6 +308,9 @@ def _analysis_rows(config, rate):
         "ntk_structured_over_floor": kernels["mlp"]["structured"] / kernels["mlp"]["floor"],
         "ntk_cnn_structured_speedup": kernels["cnn"]["jacobian"] / kernels["cnn"]["structured"],
         "ntk_agreement": max(kernels["mlp"]["agreement"], kernels["cnn"]["agreement"]),
+        "cntk_speedup": cntk["loop"] / cntk["kernels"],
+        "cntk_block_bytes": cntk["block_bytes"],
+        "cntk_agreement": cntk["agreement"],
         "ntk_mlp": (f"MLP with hidden widths {'-'.join(map(str, config.ntk_mlp_widths))} (N = {config.ntk_examples}, "
                     f"O = {config.ntk_outputs})"),
     }
@@ -402,6 +413,9 @@ def claims(config, numbers) -> list:
         fw.Check.at_most("convexity_map_equals_loop", "design", "the convexity map's extreme eigenvalues equal the "
                          "per-point loop's on the looped points (largest difference relative to the top eigenvalue, "
                          "float32)", numbers["convexity_agreement"], 1e-4, "{:.1e}"),
+        fw.Check.at_most("cntk_equals_numpy_loop", "design", "the layer algebra's CNTK-GAP equals the NumPy loop "
+                         "over positions (largest difference relative to the largest entry, float32 against float64)",
+                         numbers["cntk_agreement"], 1e-5, "{:.1e}"),
         fw.Check.at_most("ntk_methods_agree", "design", "every NTK method agrees with the Jacobian contraction "
                          "(largest difference relative to the kernel's largest entry, float32)",
                          numbers["ntk_agreement"], 1e-5, "{:.1e}"),

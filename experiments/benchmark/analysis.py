@@ -436,3 +436,87 @@ def bench_ntk(config, rate):
                              for m in methods),
         }
     return results
+
+
+def _cntk_network(config, depth: int):
+    layers = []
+    for _ in range(depth):
+        layers += [ntk.Conv(1, (3, 3), weight_std=config.cntk_weight_std, bias_std=config.cntk_bias_std), ntk.Relu()]
+    return ntk.serial(*layers, ntk.GlobalAvgPool(), ntk.Dense(1, weight_std=config.cntk_weight_std,
+                                                              bias_std=config.cntk_bias_std))
+
+
+def cntk_numpy_loop(x_NxHxWxC, depth: int, weight_std: float, bias_std: float) -> dict:
+    """The same CNTK with global average pooling (``depth`` 3 x 3 SAME convolutions, each
+    followed by a ReLU, then GAP and a dense read-out) as a reader would write it from Arora et
+    al. 2019: NumPy over the pairs of inputs, Python loops over every pair of positions and the
+    filter's offsets. The benchmark's naive baseline, and an independent check of the layer
+    algebra's values."""
+    n, height, width, channels = x_NxHxWxC.shape
+    positions = [(i, j) for i in range(height) for j in range(width)]
+    index = {position: p for p, position in enumerate(positions)}
+    flat = x_NxHxWxC.reshape(n, height * width, channels).astype(np.float64)
+    nngp = np.einsum("apc,bqc->abpq", flat, flat) / channels
+    ntk_ = np.zeros_like(nngp)
+    offsets = [(di, dj) for di in (-1, 0, 1) for dj in (-1, 0, 1)]
+    w2, b2 = weight_std ** 2, bias_std ** 2
+
+    def conv(k):
+        out = np.zeros_like(k)
+        for p, (i, j) in enumerate(positions):
+            for q, (u, v) in enumerate(positions):
+                for di, dj in offsets:
+                    a, b = index.get((i + di, j + dj)), index.get((u + di, v + dj))
+                    if a is not None and b is not None:
+                        out[:, :, p, q] += k[:, :, a, b]
+        return out / len(offsets)
+
+    examples = np.arange(n)
+    for _ in range(depth):
+        nngp = w2 * conv(nngp) + b2
+        ntk_ = nngp + w2 * conv(ntk_)
+        variance = nngp[examples, examples][:, np.arange(len(positions)), np.arange(len(positions))]  # (n, P)
+        norms = np.sqrt(variance[:, None, :, None] * variance[None, :, None, :])
+        cosine = np.clip(nngp / norms, -1.0, 1.0)
+        angle = np.arccos(cosine)
+        nngp = norms / (2 * np.pi) * (np.sin(angle) + (np.pi - angle) * cosine)
+        ntk_ = ntk_ * (np.pi - angle) / (2 * np.pi)
+    nngp, ntk_ = nngp.mean(axis=(2, 3)), ntk_.mean(axis=(2, 3))
+    nngp = w2 * nngp + b2
+    return {"nngp": nngp, "ntk": nngp + w2 * ntk_}
+
+
+def bench_cntk(config):
+    """The CNTK with global average pooling (Arora et al. 2019) of ``config.cntk_examples``
+    random images ``config.cntk_image_shape`` against itself: ``ntk.serial(...).kernels`` in
+    blocks of ``config.cntk_chunk_size`` images against :func:`cntk_numpy_loop` (timed on
+    ``config.cntk_loop_examples`` images and scaled by the number of pairs), both warm.
+
+    Returns seconds (``kernels``; ``loop``, the scaled estimate), the bytes of one block's
+    largest kernel array (chunk^2 x positions^2 x 4 in float32), and the largest difference of
+    the two on the looped images relative to the largest entry (float32 against float64).
+    """
+    depth, chunk = int(config.cntk_depth), int(config.cntk_chunk_size)
+    rng = np.random.default_rng(config.seed)
+    x = rng.standard_normal((config.cntk_examples, *config.cntk_image_shape)).astype(np.float32)
+    net = _cntk_network(config, depth)
+    looped = x[: config.cntk_loop_examples]
+    results = {}
+
+    def algebra(_):
+        results["kernels"] = net.kernels(x, chunk_size=chunk)
+        return results["kernels"]["ntk"]
+
+    def loop(_):
+        results["loop"] = cntk_numpy_loop(looped, depth, config.cntk_weight_std, config.cntk_bias_std)
+        return results["loop"]["ntk"]
+
+    kernel_seconds = time_call(algebra, None, repeats=config.cntk_repeats)
+    loop_seconds = time_call(loop, None, repeats=1)
+    m = len(looped)
+    reference = results["loop"]
+    agreement = max(float(np.abs(np.asarray(results["kernels"][key])[:m, :m] - reference[key]).max()
+                          / np.abs(reference[key]).max()) for key in ("nngp", "ntk"))
+    positions = int(np.prod(config.cntk_image_shape[:2]))
+    return {"kernels": kernel_seconds, "loop": loop_seconds * (len(x) / m) ** 2,
+            "block_bytes": min(chunk, len(x)) ** 2 * positions ** 2 * 4, "agreement": agreement}

@@ -97,6 +97,16 @@ def get_config() -> ml_collections.ConfigDict:
     c.ntk_image_shape = (16, 16, 3)
     c.ntk_cnn_channels = (16, 32)
     c.ntk_repeats = 2
+    # The CNTK with global average pooling (Arora et al. 2019) of 128 random 8 x 8 x 3 images,
+    # two 3 x 3 convolutions, in blocks of 32 images; the NumPy loop over positions is timed on 16.
+    c.cntk_examples = 128
+    c.cntk_image_shape = (8, 8, 3)
+    c.cntk_depth = 2
+    c.cntk_chunk_size = 32
+    c.cntk_loop_examples = 16
+    c.cntk_weight_std = 1.5
+    c.cntk_bias_std = 0.1
+    c.cntk_repeats = 2
     # The peer section (PyTorch, PyHessian, loss-landscapes; skipped unless installed): the
     # issue's MLP 40-256-256-10 on 4,000 MNIST-1D examples.
     c.peer_dataset = "mnist1d"
@@ -149,6 +159,8 @@ SIZES = {
         "width_sweep_examples": 16, "width_sweep_steps": 2, "width_sweep_seeds": 1,
         "convexity_grid": 3, "convexity_widths": (8,), "convexity_input_dim": 4, "convexity_examples": 32,
         "convexity_steps": 4, "convexity_loop_points": 3, "convexity_repeats": 1,
+        "cntk_examples": 8, "cntk_image_shape": (4, 4, 2), "cntk_chunk_size": 4, "cntk_loop_examples": 4,
+        "cntk_repeats": 1,
     },
     "full": {
         "repeats": 20, "matmul_size": 4096, "epoch_steps": 200, "conv_repeats": 10, "landscape_repeats": 3,
@@ -167,7 +179,13 @@ FIELDS = {
         "profile_scan_length", "forced_devices", "devices_examples", "devices_width", "regions_resolution",
         "width_sweep_examples", "width_sweep_input_dim", "width_sweep_steps", "width_sweep_seeds", "density_runs",
         "density_steps", "density_repeats", "density_input_dim", "density_examples", "density_accuracy_runs",
-        "convexity_grid", "convexity_input_dim", "convexity_examples", "convexity_repeats",)},
+        "convexity_grid", "convexity_input_dim", "convexity_examples", "convexity_repeats", "cntk_examples",
+        "cntk_depth", "cntk_chunk_size", "cntk_repeats")},
+    "cntk_image_shape": fw.expect(lambda v: len(v) == 3 and all(isinstance(d, int) and d > 0 for d in v),
+                                  "(H, W, C), positive integers"),
+    "cntk_loop_examples": (fw.positive_int, fw.expect(lambda v, c: v <= c.cntk_examples, "at most cntk_examples",
+                                                      uses_config=True)),
+    **{f: fw.positive for f in ("cntk_weight_std", "cntk_bias_std")},
     "convexity_widths": fw.positive_ints,
     "convexity_steps": (fw.positive_int, fw.expect(
         lambda v, c: v <= _mlp_param_count(c.convexity_input_dim, c.convexity_widths, 10),
