@@ -53,10 +53,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxdl.core import batching, checks
+from jaxdl.core import checks
 
 __all__ = ["AvgPool", "Conv", "Dense", "Elementwise", "Erf", "Flatten", "GlobalAvgPool", "Identity", "LayerNorm",
-           "Network", "Relu", "Residual", "monte_carlo_kernels", "serial"]
+           "Network", "Relu", "Residual", "serial"]
 
 PARAMETERIZATIONS = ("ntk", "standard")
 PADDINGS = ("SAME", "VALID")
@@ -612,46 +612,3 @@ class _FiniteNetwork(nn.Module):
     def __call__(self, x):
         return self.network.finite(x, "layer")
 
-
-def monte_carlo_kernels(module: nn.Module, x1, x2=None, *, num_samples: int, key: jax.Array,
-                        samples_per_chunk: int | None = 8) -> dict:
-    """The NNGP kernel and the NTK of ``module`` averaged over ``num_samples`` random
-    initialisations (``module.init(key_k, x1)``): E[f(x1) f(x2)^T] and E[J(x1) J(x2)^T], each
-    the mean over the output units too, the finite-width estimate of what :meth:`Network.kernels`
-    gives in the limit (neural-tangents' ``monte_carlo_kernel_fn``).
-
-    Args:
-      module: any Flax Linen module mapping ``(N, ...)`` to ``(N, O)`` (e.g. ``net.module()``).
-      x1: inputs ``(N1, ...)``; x2: ``(N2, ...)``, default ``x1``.
-      num_samples: random initialisations.
-      key: a JAX PRNG key; sample k uses ``jax.random.split(key, num_samples)[k]``.
-      samples_per_chunk: initialisations evaluated together (vmapped), ``lax.map`` across
-        chunks; None is all at once.
-
-    Returns:
-      ``{'nngp': (N1, N2), 'ntk': (N1, N2), 'nngp_samples': (num_samples, N1, N2)}``: the means
-      and each initialisation's NNGP estimate (its spread gives the Monte Carlo error).
-    """
-    if not isinstance(module, nn.Module):
-        checks.fail("module", type(module).__name__, "a flax.linen.Module")
-    num_samples = checks.integer("num_samples", num_samples, minimum=1)
-    checks.integer("samples_per_chunk", samples_per_chunk, allow_none=True)
-    x1 = jnp.asarray(x1)
-    x2 = x1 if x2 is None else jnp.asarray(x2)
-    return _monte_carlo(module, x1, x2, jax.random.split(key, num_samples), samples_per_chunk)
-
-
-@functools.partial(jax.jit, static_argnums=(0, 4))
-def _monte_carlo(module, x1, x2, keys_K, samples_per_chunk):
-    def one(key):
-        params = module.init(key, x1[:1])
-        f1, f2 = module.apply(params, x1), module.apply(params, x2)
-        outputs = f1.shape[-1]
-        j1 = jax.jacrev(lambda p: module.apply(p, x1))(params)
-        j2 = jax.jacrev(lambda p: module.apply(p, x2))(params)
-        contract = lambda a, b: jnp.einsum("ao...,bo...->ab", a, b)
-        ntk = sum(contract(a, b) for a, b in zip(jax.tree.leaves(j1), jax.tree.leaves(j2)))
-        return f1 @ f2.T / outputs, ntk / outputs
-
-    nngp_K, ntk_K = batching.map_in_chunks(one, keys_K, samples_per_chunk)
-    return {"nngp": jnp.mean(nngp_K, 0), "ntk": jnp.mean(ntk_K, 0), "nngp_samples": nngp_K}
