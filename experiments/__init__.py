@@ -15,7 +15,7 @@ EXPERIMENTS: tuple[str, ...] = ("parametrization", "linear_regions", "backprop",
                                   "optimizers", "architectures",
                                   "rnn_gradients", "loss_landscape", "landscape_depth", "sharp_flat",
                                   "hessian_spectrum",
-                                  "implicit_regularization", "ntk",
+                                  "implicit_regularization", "ntk", "ntk_images",
                                   "generalization", "adversarial", "continual")
 
 

@@ -77,7 +77,7 @@ def _kernels(config, x1, x2, depth):
                            bias_std=config.bias_std)
 
 
-def _rate(fraction, kernel, y):
+def critical_rate(fraction, kernel, y):
     """``fraction`` of the critical rate 2 n / lambda_max(K), n = y.size, of GD on (1/2n)||f - y||^2."""
     return fraction * 2 * y.size / float(jnp.linalg.eigvalsh(kernel)[-1])
 
@@ -140,7 +140,7 @@ def lazy_training_phase(config, ctx) -> fw.Phase:
     x = jax.random.normal(key_x, (cfg.num_train, cfg.input_dim))
     x_test = jax.random.normal(key_test, (cfg.num_test, cfg.input_dim))
     y = jnp.sin(x @ jax.random.normal(key_y, (cfg.input_dim, 1)))
-    rate = _rate(cfg.critical_fraction, _kernels(config, x, x, cfg.depth)["ntk"], y)
+    rate = critical_rate(cfg.critical_fraction, _kernels(config, x, x, cfg.depth)["ntk"], y)
     measures = {"weight change": [], "kernel change": [], "linearisation gap": []}  # name -> (P, K)
     for width in cfg.widths:
         apply_fn, params0_K = _network(config, cfg.depth, width, x, offset=200)
@@ -173,7 +173,7 @@ def circle_phase(config, ctx) -> fw.Phase:
     y_train = jnp.asarray([[-0.4], [0.6], [-0.2], [0.5]], jnp.float32)
     kernels, cross = (_kernels(config, x1, x_train, cfg.depth)["ntk"] for x1 in (x_train, x))
     # Below the critical rate GD stays in the kernel regime (no catapult); flow time = rate x steps.
-    learning_rate = _rate(cfg.critical_fraction, kernels, y_train)
+    learning_rate = critical_rate(cfg.critical_fraction, kernels, y_train)
     time = learning_rate * cfg.steps
     own = jax.jit(jax.vmap(lambda f_train, f_test: ntk.gradient_descent_mse_predictions(
         kernels, cross, y_train, time, initial_train=f_train, initial_test=f_test)))
@@ -207,7 +207,7 @@ def regression_phase(config, ctx) -> fw.Phase:
     y = jax.nn.one_hot(data.y_train[:cfg.num_train], data.num_classes)
     accuracy = lambda f: np.mean(np.asarray(f).argmax(-1) == data.y_test[:cfg.num_test], axis=-1)  # noqa: E731
     train_kernels, test_kernels = _kernels(config, x, x, cfg.depth), _kernels(config, x_test, x, cfg.depth)
-    learning_rate = _rate(cfg.critical_fraction, train_kernels["ntk"], y)
+    learning_rate = critical_rate(cfg.critical_fraction, train_kernels["ntk"], y)
     out = {"NTK prediction at the same time": [float(accuracy(ntk.gradient_descent_mse_predictions(
                train_kernels["ntk"], test_kernels["ntk"], y, learning_rate * cfg.steps)))],
            "NNGP regression (t = infinity)": [float(accuracy(ntk.gradient_descent_mse_predictions(
