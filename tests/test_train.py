@@ -261,6 +261,50 @@ def test_interrupted_fit_resumes_with_its_snapshots(tmp_path):
     chex.assert_trees_all_equal(resumed.state, straight.state)
 
 
+def test_runs_freeze_at_their_target_train_loss():
+    """Each seed trains until its evaluated train loss is at or below the target, then keeps its
+    state while the others train on; training ends when every seed is frozen."""
+    model, data, tx, kwargs = _mlp_run()
+    free = train.fit_seeds(model, data, tx, seeds=[0, 1, 2], epochs=30, **kwargs)
+    losses_KxE = free.history["train_loss"]
+    target = float(np.sort(losses_KxE[:, 8])[1])  # one seed gets there by epoch 9, another not before
+    reached = losses_KxE <= target
+    first_epoch = np.where(reached.any(1), np.argmax(reached, axis=1), -1)
+    assert len(set(first_epoch.tolist())) > 1 and first_epoch.max() < 29  # seeds stop at different epochs
+    frozen = train.fit_seeds(model, data, tx, seeds=[0, 1, 2], epochs=30, target_train_loss=target, **kwargs)
+    np.testing.assert_array_equal(frozen.steps_to_target, (first_epoch + 1) * 4)  # 4 steps per epoch
+    last = first_epoch.max()
+    assert np.isnan(frozen.history["train_loss"][:, last + 1:]).all()  # ended once all were frozen
+    for k, epoch in enumerate(first_epoch):
+        shorter = train.fit(model, data, tx, seed=k, epochs=int(epoch) + 1, **kwargs)
+        chex.assert_trees_all_close(train.unstack(frozen.state.params, k), shorter.state.params, rtol=1e-5,
+                                    atol=1e-6)
+        np.testing.assert_allclose(frozen.history["train_loss"][k, epoch:last + 1], losses_KxE[k, epoch], rtol=1e-5)
+        assert int(train.unstack(frozen.state, k).step) == (epoch + 1) * 4
+    single = train.fit(model, data, tx, seed=1, epochs=30, target_train_loss=target, **kwargs)
+    assert int(single.steps_to_target) == int(frozen.steps_to_target[1])
+    never = train.fit(model, data, tx, seed=1, epochs=3, target_train_loss=1e-9, **kwargs)
+    assert int(never.steps_to_target) == -1 and not np.isnan(never.history["train_loss"]).any()
+    assert free.steps_to_target is None
+    with pytest.raises(ValueError, match="target_train_loss"):
+        train.fit(model, data, tx, epochs=1, target_train_loss=-1.0, **kwargs)
+
+
+def test_interrupted_fit_to_a_target_resumes_to_the_same_numbers(tmp_path):
+    model, data, tx, kwargs = _mlp_run()
+    free = train.fit_seeds(model, data, tx, seeds=[0, 1], epochs=12, **kwargs)
+    # One seed frozen before the interruption (after epoch 2's evaluation), the other after it.
+    options = dict(epochs=12, target_train_loss=float(free.history["train_loss"][:, 0].min()), **kwargs)
+    straight = train.fit_seeds(model, data, tx, seeds=[0, 1], **options)
+    assert sorted(straight.steps_to_target.tolist())[0] == 4 and sorted(straight.steps_to_target.tolist())[1] >= 8
+    with pytest.raises(Interrupt):
+        train.fit_seeds(model, data, tx, seeds=[0, 1], checkpoint_dir=tmp_path / "ckpt",
+                        logger=InterruptingLogger(epoch=2), **options)
+    resumed = train.fit_seeds(model, data, tx, seeds=[0, 1], checkpoint_dir=tmp_path / "ckpt", **options)
+    chex.assert_trees_all_equal(resumed.state, straight.state)
+    np.testing.assert_array_equal(resumed.steps_to_target, straight.steps_to_target)
+
+
 # ----------------------------------------------------------------------------- sharding
 
 _SHARDING_SCRIPT = textwrap.dedent("""

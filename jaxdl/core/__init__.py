@@ -7,10 +7,12 @@
 - :mod:`~jaxdl.core.tree` -- pytree linear algebra (parameter-space arithmetic);
 - :mod:`~jaxdl.core.linalg` -- Lanczos, Ritz pairs and tridiagonal matrices of any symmetric operator;
 - :mod:`~jaxdl.core.io` -- the run directory, written atomically;
-- :mod:`~jaxdl.core.checkpoint` -- Orbax checkpoints of a pytree.
+- :mod:`~jaxdl.core.checkpoint` -- Orbax checkpoints of a pytree;
+- :mod:`~jaxdl.core.fits` and :mod:`~jaxdl.core.ranks` -- slopes and crossings read off curves;
+  rank correlations over a grid of runs (Kendall's tau, Jiang et al.'s granulated tau, bootstrap).
 
 Nothing here imports another layer of jaxdl.
 """
-from jaxdl.core import batching, checkpoint, checks, compiled, fits, io, linalg, meshes, tree
+from jaxdl.core import batching, checkpoint, checks, compiled, fits, io, linalg, meshes, ranks, tree
 
-__all__ = ["batching", "checkpoint", "checks", "compiled", "fits", "io", "linalg", "meshes", "tree"]
+__all__ = ["batching", "checkpoint", "checks", "compiled", "fits", "io", "linalg", "meshes", "ranks", "tree"]

@@ -135,7 +135,7 @@ def run_blocks(train_block: Callable, carried: PyTree, plan: EpochPlan, data_key
                eval_every: int = 1, epochs_per_call: int = 1, first_epoch: int = 0, progress: bool = True,
                desc: str = "fit", logger=None, checkpoint_dir=None, what: str = "training loss",
                hint: str = "lower the learning rate or enable gradient clipping",
-               seeds: Sequence[int] | None = None) -> tuple[PyTree, dict]:
+               seeds: Sequence[int] | None = None, after_evaluation: Callable | None = None) -> tuple[PyTree, dict]:
     """Run ``epochs`` epochs as blocks of ``epochs_per_call``, each one call of ``train_block``.
 
     Args:
@@ -161,6 +161,9 @@ def run_blocks(train_block: Callable, carried: PyTree, plan: EpochPlan, data_key
       checkpoint_dir: with it, ``carried`` and the history are saved after every block, and a
         later run with the same arguments resumes from the latest save to the same numbers.
       what, hint, seeds: the words of the ``FloatingPointError`` raised at a non-finite loss.
+      after_evaluation: ``(carried, metrics) -> (carried, done)``, called after each evaluation
+        with its (host) metrics: it may change ``carried`` (e.g. freeze runs that reached a
+        target) and ends the run early with ``done`` (the later epochs stay NaN in the history).
 
     Returns:
       ``(carried, history)``: the final carried state and the history (NumPy arrays).
@@ -196,6 +199,7 @@ def run_blocks(train_block: Callable, carried: PyTree, plan: EpochPlan, data_key
                                        epoch=first_epoch + block_start, seeds=seeds if vmapped else None, hint=hint)
             for name, key in step_series.items():
                 history[name][..., steps_S] = step_values[key]
+            done = False
             if evaluate is not None and ((last_epoch + 1) % eval_every == 0 or last_epoch + 1 == epochs):
                 metrics = _host(evaluate(carried))
                 for name, value in metrics.items():
@@ -204,9 +208,13 @@ def run_blocks(train_block: Callable, carried: PyTree, plan: EpochPlan, data_key
                 bar.set_postfix({k: f"{v:.4g}" for k, v in latest.items()}, refresh=False)
                 if logger is not None:
                     logger.log(int((last_epoch + 1) * plan.steps_per_epoch), epoch=last_epoch + 1, **latest)
+                if after_evaluation is not None:
+                    carried, done = after_evaluation(carried, metrics)
             if checkpointer is not None:
                 checkpointer.save(last_epoch + 1, {"carried": carried, "history": history})
             bar.update(epochs_per_call)
+            if done:
+                break
     finally:
         bar.close()
         if checkpointer is not None:

@@ -55,12 +55,16 @@ class FitResult(NamedTuple):
     ``snapshot_every`` = k, else None) is a pytree like the parameters whose leaves have a leading
     axis T = ceil(total steps / k): row j holds the parameters before step j k (row 0 the
     initialisation; the final parameters are ``state.params``), written inside the compiled loop.
+    ``steps_to_target`` (with ``target_train_loss``, else None; shape (K,) for :func:`fit_seeds`,
+    () for :func:`fit`) holds the steps after which each run's train loss was first evaluated at
+    or below the target, -1 for a run that never got there.
     """
 
     state: TrainState
     history: dict
     initial_state: TrainState
     snapshots: PyTree = None
+    steps_to_target: np.ndarray | None = None
 
 
 def _check_data(model, data, loss_name):
@@ -93,12 +97,19 @@ def _save_snapshot(snapshots, params, step_number, every):
 
 
 def _block(state, probe_states, x, y, index_SxB, steps_S, probe_batch, model, tx, loss_name, sharding, probes,
-           probe_every, regularizer, snapshots=None, snapshot_every=None):
+           probe_every, regularizer, snapshots=None, snapshot_every=None, active=None):
     """S training steps as one ``lax.scan`` (one or several epochs), with the probes measured
     before every step whose number in ``steps_S`` is a multiple of ``probe_every`` and, with
     ``snapshot_every``, the parameters written into ``snapshots`` before every step whose number
-    is a multiple of it."""
+    is a multiple of it. With ``active`` (a boolean scalar) False, every step keeps the state as
+    it was (a run frozen at its target loss)."""
     train_step = make_train_step(model, tx, loss_name, regularizer)
+    if active is not None:
+        update = train_step
+
+        def train_step(state, batch):
+            new_state, metrics = update(state, batch)
+            return jax.tree.map(lambda new, old: jnp.where(active, new, old), new_state, state), metrics
     if index_SxB.size <= x.shape[0]:
         # At most an epoch's worth of examples: one gather for the whole block, then a scan
         # over ready batches, cheaper than a gather inside every step.
@@ -144,21 +155,21 @@ def _block(state, probe_states, x, y, index_SxB, steps_S, probe_batch, model, tx
 
 
 @functools.partial(compiled.jit, donate_argnames=("state", "probe_states", "snapshots"))
-def _train_block(state, probe_states, x, y, index_SxB, steps_S, probe_batch, snapshots=None, *, model, tx, loss_name,
-                 sharding, probes, probe_every, regularizer, snapshot_every=None):
+def _train_block(state, probe_states, x, y, index_SxB, steps_S, probe_batch, snapshots=None, active=None, *, model, tx,
+                 loss_name, sharding, probes, probe_every, regularizer, snapshot_every=None):
     return _block(state, probe_states, x, y, index_SxB, steps_S, probe_batch, model, tx, loss_name, sharding, probes,
-                  probe_every, regularizer, snapshots, snapshot_every)
+                  probe_every, regularizer, snapshots, snapshot_every, active)
 
 
 @functools.partial(compiled.jit, donate_argnames=("state", "probe_states", "snapshots"))
-def _train_block_seeds(state, probe_states, x, y, index_KxSxB, steps_S, probe_batch, snapshots=None, *, model, tx,
-                       loss_name, sharding, probes, probe_every, regularizer, snapshot_every=None):
+def _train_block_seeds(state, probe_states, x, y, index_KxSxB, steps_S, probe_batch, snapshots=None, active=None, *,
+                       model, tx, loss_name, sharding, probes, probe_every, regularizer, snapshot_every=None):
     # The seed axis is the mesh's 'seeds' axis (spmd_axis_name): each seed's batches, constrained
     # to P(None, 'data') inside, land on its own row of devices.
     spmd_axis = "seeds" if sharding is not None and "seeds" in sharding.mesh.axis_names else None
-    return jax.vmap(lambda s, p, i, t: _block(s, p, x, y, i, steps_S, probe_batch, model, tx, loss_name, sharding,
-                                              probes, probe_every, regularizer, t, snapshot_every),
-                    spmd_axis_name=spmd_axis)(state, probe_states, index_KxSxB, snapshots)
+    return jax.vmap(lambda s, p, i, t, a: _block(s, p, x, y, i, steps_S, probe_batch, model, tx, loss_name, sharding,
+                                                 probes, probe_every, regularizer, t, snapshot_every, a),
+                    spmd_axis_name=spmd_axis)(state, probe_states, index_KxSxB, snapshots, active)
 
 
 def _metrics_of_splits(state, x_train, y_train, x_test, y_test, model, loss_name, chunk_size):
@@ -197,7 +208,9 @@ def build_block_programs(model, tx, loss_name, plan: EpochPlan, chunk_size: int 
     ``regularizer`` is added to the training loss (see :func:`make_train_step`). With
     ``snapshot_every`` = k, ``train_block`` takes one more argument, ``snapshots`` (a pytree like
     the parameters with a leading axis T, donated), writes the parameters into row ``n // k``
-    before every step n that is a multiple of k, and returns it fourth.
+    before every step n that is a multiple of k, and returns it fourth. ``train_block`` also takes
+    ``active`` (a boolean, one per seed with ``vmapped``; keyword or after ``snapshots``): where
+    False, the steps leave the state unchanged.
     """
     losses.check_loss_name(loss_name)
     model = as_linen(model)
@@ -260,6 +273,13 @@ class FitOptions:
       checkpoint_dir: save after every call and resume from the latest save.
       mesh: the devices of the ``'data'`` axis (default: those that divide ``batch_size``);
         :func:`fit_seeds` builds a ``('seeds', 'data')`` mesh when None.
+      target_train_loss: train each run until its train loss (the full training set, evaluated
+        every ``eval_every`` epochs) is at or below it, then freeze it: inside the compiled
+        program its later steps leave its state unchanged (the other seeds of a
+        :func:`fit_seeds` train on), and training ends once every run is frozen (the later
+        epochs stay NaN in the history). ``FitResult.steps_to_target`` records when each got
+        there (Jiang et al. 2020 train every network to cross-entropy 0.01). None trains for
+        ``epochs``.
     """
 
     epochs: int
@@ -277,6 +297,7 @@ class FitOptions:
     checkpoint_dir: Any = None
     mesh: jax.sharding.Mesh | None = None
     snapshot_every: int | None = None
+    target_train_loss: float | None = None
 
     @classmethod
     def parse(cls, where: str, options: Mapping[str, Any]) -> "FitOptions":
@@ -285,6 +306,7 @@ class FitOptions:
         checks.known_options(where, options, [field.name for field in dataclasses.fields(cls)])
         if "epochs" not in options:
             raise TypeError(f"{where} needs epochs=<number of epochs>")
+        checks.number("target_train_loss", options.get("target_train_loss"), allow_none=True)
         return cls(**options)
 
 
@@ -354,11 +376,22 @@ def train_model(model: nn.Module, data, tx: optax.GradientTransformation, option
         rows = -(-options.epochs * plan.steps_per_epoch // every)
         carried += (jax.tree.map(lambda p: jnp.zeros(p.shape[:1] + (rows,) + p.shape[1:] if vmapped
                                                      else (rows,) + p.shape, p.dtype), initial.params),)
+    target = options.target_train_loss
+    if target is not None:
+        # Which runs still train; carried (and checkpointed) with the state.
+        carried += (jnp.ones((len(seeds),) if vmapped else (), bool),)
     carried = jax.device_put(carried, placement)
 
     def block(carried, order, steps_S):
-        out = train_block(*carried[:2], x_train, y_train, order, steps_S, probe_batch, *carried[2:])
-        return (out[0], out[1]) + tuple(out[3:]), out[2]
+        snapshots = carried[2] if every else None
+        active = carried[-1] if target is not None else None
+        out = train_block(*carried[:2], x_train, y_train, order, steps_S, probe_batch, snapshots, active)
+        return (out[0], out[1]) + tuple(out[3:]) + ((active,) if target is not None else ()), out[2]
+
+    def freeze(carried, metrics):
+        # A run whose train loss reached the target trains no more.
+        active = np.asarray(carried[-1]) & ~(np.asarray(metrics["train_loss"]) <= target)
+        return carried[:-1] + (jax.device_put(jnp.asarray(active), placement),), not active.any()
 
     carried, history = run_blocks(
         block, carried, plan, data_keys, epochs=options.epochs, vmapped=vmapped,
@@ -366,10 +399,20 @@ def train_model(model: nn.Module, data, tx: optax.GradientTransformation, option
         evaluate=lambda carried: eval_both(carried[0], x_train, y_train, x_test, y_test),
         eval_every=options.eval_every, epochs_per_call=options.epochs_per_call, progress=options.progress,
         desc=desc or f"fit {name}" + (f" x{len(seeds)} seeds" if vmapped else ""),
-        logger=options.logger, checkpoint_dir=options.checkpoint_dir, seeds=seeds)
+        logger=options.logger, checkpoint_dir=options.checkpoint_dir, seeds=seeds,
+        after_evaluation=None if target is None else freeze)
     final, initial, snapshots = meshes.on_every_device((carried[0], initial, carried[2] if every else None),
                                                        plan.mesh)
-    return FitResult(final, history, initial, snapshots)
+    return FitResult(final, history, initial, snapshots,
+                     None if target is None else _steps_to_target(history["train_loss"], target, plan.steps_per_epoch))
+
+
+def _steps_to_target(train_loss_xE, target, steps_per_epoch) -> np.ndarray:
+    """The steps after the first epoch whose evaluated train loss is at or below ``target``
+    (-1 where none is), per run: ``train_loss_xE`` has the epochs last (NaN where not evaluated)."""
+    reached = np.asarray(train_loss_xE) <= target
+    first = np.argmax(reached, axis=-1)
+    return np.where(reached.any(axis=-1), (first + 1) * steps_per_epoch, -1)
 
 
 def fit(model: nn.Module, data, tx: optax.GradientTransformation, *, seed: int = 0,

@@ -29,6 +29,10 @@ second call on the same model and shapes (:mod:`jaxdl.core.compiled`).
   :func:`hessian_gauss_newton_residual` (H, G and H - G in a subspace, Papyan 2019);
 - sharpness: :func:`epsilon_sharpness` (Keskar et al. 2017) and :func:`ball_sharpness`
   (Dinh et al. 2017);
+- generalisation measures (:mod:`~jaxdl.analysis.curvature.measures`, Jiang et al. 2020):
+  :func:`adaptive_sharpness` (Kwon et al. 2021), :func:`pac_bayes_flatness` (plain and
+  magnitude-aware), :func:`fisher_rao_norm`, :func:`path_norm`, :func:`spectral_norms`,
+  :func:`parameter_norm`, :func:`distance_to_init` and :func:`output_margin`;
 - reparametrisation (Dinh et al. 2017): :func:`alpha_scale` (T_a, the same function with
   another Hessian), :func:`alpha_scaling_blocks` and :func:`alpha_scaled_trace` (the trace
   it predicts from per-block traces, ``hessian_trace(..., where=mask)``).
@@ -41,6 +45,9 @@ from jaxdl.analysis.curvature.eigen import (EXTRA_STEPS, EXTRA_STEPS_ONE, Eigenp
 from jaxdl.analysis.curvature.reparametrization import (alpha_scale, alpha_scaled_trace, alpha_scaling, alpha_scaling_blocks,
                                                layer_paths)
 from jaxdl.analysis.curvature.sharpness import Sharpness, ball_sharpness, epsilon_sharpness
+from jaxdl.analysis.curvature.measures import (PacBayesFlatness, adaptive_sharpness, distance_to_init, fisher_rao_norm,
+                                               output_margin, pac_bayes_flatness, parameter_norm, path_norm,
+                                               spectral_norms)
 from jaxdl.analysis.curvature.stochastic import (PROBES_PER_CHUNK, SpectralDensity, TraceEstimate, default_probes_per_chunk,
                                         gauss_newton_spectral_density, hessian_spectral_density, hessian_trace)
 from jaxdl.analysis.curvature.spectrum import (Outliers, SpectralMass, SubspaceResidual, gauss_newton_outliers,
@@ -54,6 +61,8 @@ __all__ = [
     "hessian_bottom_eigenvalues", "hessian_power_iteration", "hessian_top_eigenvalues",
     "start_vector",
     "Sharpness", "ball_sharpness", "epsilon_sharpness",
+    "PacBayesFlatness", "adaptive_sharpness", "distance_to_init", "fisher_rao_norm", "output_margin",
+    "pac_bayes_flatness", "parameter_norm", "path_norm", "spectral_norms",
     "alpha_scale", "alpha_scaled_trace", "alpha_scaling", "alpha_scaling_blocks", "layer_paths",
     "PROBES_PER_CHUNK", "SpectralDensity", "TraceEstimate", "default_probes_per_chunk", "gauss_newton_spectral_density",
     "hessian_spectral_density", "hessian_trace",

@@ -92,9 +92,9 @@ def _result(params, subspace_PxQ, u, value, base, *, percent):
 
 
 @compiled.jit(static_argnames=("subspace_dim", "ball"))
-def _start(key, x_P, subspace_PxQ, size, *, subspace_dim, ball):
-    """The subspace matrix (drawn if ``subspace_dim``), the bounds (box half-widths, or the ball
-    radius) and a random start inside."""
+def _start(key, x_P, subspace_PxQ, size, *, subspace_dim, ball, offset=1.0):
+    """The subspace matrix (drawn if ``subspace_dim``), the bounds (box half-widths
+    size (|x_i| + offset), or the ball radius) and a random start inside."""
     subspace_key, start_key = jax.random.split(key)
     if ball:
         direction = jax.random.normal(start_key, x_P.shape, x_P.dtype)
@@ -102,7 +102,7 @@ def _start(key, x_P, subspace_PxQ, size, *, subspace_dim, ball):
     if subspace_dim:
         subspace_PxQ = jax.random.normal(subspace_key, (x_P.shape[0], subspace_dim), x_P.dtype)
     anchor = x_P if subspace_PxQ is None else jnp.linalg.lstsq(subspace_PxQ, x_P)[0]
-    bounds = size * (jnp.abs(anchor) + 1.0)
+    bounds = size * (jnp.abs(anchor) + offset)
     return subspace_PxQ, bounds, jax.random.uniform(start_key, bounds.shape, bounds.dtype, -1.0, 1.0) * bounds
 
 
