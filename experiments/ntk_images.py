@@ -38,6 +38,7 @@ from experiments import framework as fw
 from experiments.ntk import critical_rate, slopes
 from jaxdl import data as datasets, plot, train
 from jaxdl.analysis import ntk
+from jaxdl.core import compiled
 
 NAME = "ntk_images"
 DESCRIPTION = ("infinite-width kernels of CNNs: the empirical NTK's convergence to the CNTK, CNTK-GAP vs flatten vs "
@@ -207,7 +208,10 @@ def convergence_phase(config, ctx) -> fw.Phase:
         errors_PxK.append(errors)
     means = np.mean(errors_PxK, axis=1)
     figure = plot.loglog_panels(
-        {"empirical NTK at init vs the CNTK": {f"mean of {config.seeds} seeds": (cfg.widths, means)}},
+        {"empirical NTK at init vs the CNTK": {
+            f"mean of {config.seeds} seeds": (cfg.widths, means),
+            "width^-1/2 from the last width": (cfg.widths,
+                                               means[-1] * (np.asarray(cfg.widths) / cfg.widths[-1]) ** RATE)}},
         xlabel="channels", ylabel="||Theta_width - Theta_inf|| / ||Theta_inf||",
         title=f"CNN-GAP, {config.depth} convolutions, {cfg.num_inputs} {cfg.dataset} inputs")
     table = fw.format_table(["channels", "relative Frobenius error (mean)", "per seed"], [
@@ -216,12 +220,14 @@ def convergence_phase(config, ctx) -> fw.Phase:
                     numbers={"convergence_slopes": slopes(cfg.widths, errors_PxK)})
 
 
+@compiled.jit(static_argnames=("steps",))
 def centred_ensembles(apply_fn, params0_E, x, y, learning_rate, x_test, *, steps: int):
     """Each net of the ensemble (leading axis E of ``params0_E``) trained by ``steps`` steps of
     full-batch GD on (1 / 2 y.size) ||f - y||^2, f the network less its initial function (Lee et
     al. 2020's centring); returns each net's centred test outputs (E, N_test, O). The nets run one
     after another (``lax.map``): a ``vmap`` over convolution weights compiles to a grouped
-    convolution, twice as slow on a CPU."""
+    convolution, twice as slow on a CPU. Compiled once per model and shapes (``apply_fn`` a pytree
+    argument, :mod:`jaxdl.core.compiled`)."""
     def one(params0):
         centred = lambda p, inputs: apply_fn(p, inputs) - apply_fn(params0, inputs)  # noqa: E731
         grad = jax.grad(lambda p: 0.5 * jnp.mean(jnp.square(centred(p, x) - y)))
@@ -237,7 +243,8 @@ def finite_phase(config, ctx, task) -> fw.Phase:
     cfg, data = config.finite, task["data"]
     spatial_ndim, y_test = task["x_pool"].ndim - 2, task["y_test"]
     x_test = jnp.asarray(task["x_test"])
-    train_ensembles = jax.jit(centred_ensembles, static_argnames=("apply_fn", "steps"))
+    models = {w: cnn(config, spatial_ndim, width=w, num_outputs=data.num_classes).module() for w in cfg.widths}
+    apply_fns = {w: train.make_apply_fn(model) for w, model in models.items()}
     kernel_accuracy, accuracy, distance = [], {w: [] for w in cfg.widths}, {w: [] for w in cfg.widths}
     for k, (seed, rows) in enumerate(zip(fw.seeds(config), task["rows"])):
         x, y = jnp.asarray(task["x_pool"][rows]), jax.nn.one_hot(task["y_pool"][rows], data.num_classes)
@@ -246,10 +253,10 @@ def finite_phase(config, ctx, task) -> fw.Phase:
         mean, _ = ntk.gp_predictions(k_train, k_cross, k_test, y, cfg.steps, get="ntk", learning_rate=rate)
         kernel_accuracy.append(_accuracy(mean, y_test))
         for width in cfg.widths:
-            model = cnn(config, spatial_ndim, width=width, num_outputs=data.num_classes).module()
+            model = models[width]
             keys = jax.random.split(jax.random.key(seed + 200), cfg.ensemble)
             params0_E = jax.tree.map(lambda *a: jnp.stack(a), *[model.init(key, x[:1])["params"] for key in keys])
-            outputs = train_ensembles(train.make_apply_fn(model), params0_E, x, y, rate, x_test, steps=cfg.steps)
+            outputs = centred_ensembles(apply_fns[width], params0_E, x, y, rate, x_test, steps=cfg.steps)
             ensemble = np.asarray(outputs).mean(0)
             accuracy[width].append(_accuracy(ensemble, y_test))
             distance[width].append(float(np.linalg.norm(ensemble - mean) / np.linalg.norm(mean)))

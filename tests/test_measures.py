@@ -24,9 +24,9 @@ def _mlp(widths=(6, 5), use_bias=True, seed=0):
     return train.make_apply_fn(model), model.init(jax.random.key(seed), X_NxD[:1])["params"]
 
 
-def _quadratic(a_P):
+def _quadratic(a_D):
     """L(theta) = 0.5 sum_i a_i theta_i^2 on a flat parameter vector; the batch is ignored."""
-    return lambda params, batch: 0.5 * jnp.sum(a_P * jnp.square(params["w"]))
+    return lambda params, batch: 0.5 * jnp.sum(a_D * jnp.square(params["w"]))
 
 
 def test_parameter_norm_and_distance_to_init_are_euclidean_norms():
@@ -60,6 +60,8 @@ def test_path_norm_sums_every_path_of_a_two_layer_relu_net():
     total = sum(w1[i, j] ** 2 * w2[j, k] ** 2 for i, j, k in itertools.product(range(5), range(6), range(3)))
     total += sum(b1[j] ** 2 * w2[j, k] ** 2 for j, k in itertools.product(range(6), range(3))) + np.sum(b2 ** 2)
     assert float(curvature.path_norm(apply_fn, params, (5,))) == pytest.approx(np.sqrt(total), rel=1e-5)
+    with pytest.raises(ValueError, match="input_shape"):
+        curvature.path_norm(apply_fn, params, 5)
 
 
 def test_fisher_rao_norm_of_a_linear_model_with_the_half_mse():

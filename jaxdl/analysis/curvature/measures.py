@@ -32,6 +32,7 @@ import numpy as np
 
 from jaxdl.core import batching, checks, compiled, tree
 from jaxdl.analysis.curvature.hvp import default_key
+from jaxdl.analysis.curvature.reparametrization import _leaf_keys
 from jaxdl.analysis.curvature.sharpness import Sharpness, _projected_ascent, _start
 from jaxdl.train import losses
 
@@ -67,7 +68,7 @@ def spectral_norms(params: PyTree) -> dict[str, jax.Array]:
     Raises ``ValueError`` naming ``params`` when no leaf is a weight matrix."""
     norms = {}
     for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
-        keys = [str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path]
+        keys = _leaf_keys(path)
         if keys and keys[-1] == "kernel" and np.ndim(leaf) >= 2:
             matrix = jnp.reshape(leaf, (-1, np.shape(leaf)[-1]))
             norms["/".join(keys)] = jnp.linalg.svd(matrix, compute_uv=False)[0]
@@ -88,6 +89,8 @@ def path_norm(apply_fn: Callable, params: PyTree, input_shape) -> jax.Array:
       apply_fn: ``apply_fn(params, x)``; params: pytree theta.
       input_shape: one example's shape (without the batch axis).
     """
+    if not (isinstance(input_shape, (tuple, list)) and all(checks.is_integer(n) and n > 0 for n in input_shape)):
+        checks.fail("input_shape", input_shape, "one example's shape, a tuple of positive integers")
     squared = jax.tree.map(jnp.square, params)
     x = jnp.ones((1, *tuple(input_shape)), jax.tree.leaves(params)[0].dtype)
     return jnp.sqrt(jnp.sum(apply_fn(squared, x)))
@@ -174,8 +177,8 @@ def adaptive_sharpness(loss_fn: Callable, params: PyTree, batch, rho: float, *, 
     eta = checks.number("eta", eta, inclusive=True)
     checks.integer("num_steps", num_steps)
     checks.integer("chunk_size", chunk_size, allow_none=True)
-    x_P, _ = tree.flatten(params)
-    _, bounds, u0 = _start(default_key(key), x_P, None, rho, subspace_dim=0, ball=False, offset=eta)
+    x_D, _ = tree.flatten(params)
+    _, bounds, u0 = _start(default_key(key), x_D, None, rho, subspace_dim=0, ball=False, offset=eta)
     found = _projected_ascent(loss_fn, params, batch, None, u0, bounds, step_size, num_steps=num_steps,
                               chunk_size=chunk_size, ball=False)
     return found._replace(value=found.perturbed_loss - found.loss)
@@ -203,15 +206,15 @@ class PacBayesFlatness(NamedTuple):
 @compiled.jit(static_argnames=("num_samples", "bisection_steps", "samples_per_chunk", "chunk_size"))
 def _pac_bayes(loss_fn, params, batch, key, target, log_range, epsilon, magnitude_aware, *, num_samples,
                bisection_steps, samples_per_chunk, chunk_size):
-    x_P, unflatten = tree.flatten(params)
-    noise_SxP = jax.random.normal(key, (num_samples, x_P.shape[0]), x_P.dtype)
+    x_D, unflatten = tree.flatten(params)
+    noise_RxD = jax.random.normal(key, (num_samples, x_D.shape[0]), x_D.dtype)
     loss_at = lambda p: batching.dataset_mean(lambda chunk: loss_fn(p, chunk), batch, chunk_size)  # noqa: E731
     base = loss_at(params)
 
     def deviation(log_sigma):
         sigma = jnp.exp(log_sigma)
-        std_P = jnp.where(magnitude_aware, jnp.sqrt(jnp.square(sigma * x_P) + jnp.square(epsilon)), sigma)
-        perturbed = jax.lax.map(lambda n_P: loss_at(unflatten(x_P + std_P * n_P)), noise_SxP,
+        std_D = jnp.where(magnitude_aware, jnp.sqrt(jnp.square(sigma * x_D) + jnp.square(epsilon)), sigma)
+        perturbed = jax.lax.map(lambda n_D: loss_at(unflatten(x_D + std_D * n_D)), noise_RxD,
                                 batch_size=samples_per_chunk)
         return jnp.mean(perturbed) - base
 
